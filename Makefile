@@ -1,0 +1,50 @@
+# `make book`: set-up, every chapter at the quick preset, then the Jupyter Book (book/_build/html/index.html).
+# `make test`: set-up, then the tests. Both work on a fresh machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PRESET ?= quick
+STAMP  := $(VENV)/.installed
+
+# Datasets: $RANDWEIGHTS_DATA if set; else ../shared/data where it exists (our machines); else data/.
+SHARED_DATA := $(abspath ../shared/data)
+RANDWEIGHTS_DATA ?= $(if $(wildcard $(SHARED_DATA)/MNIST),$(SHARED_DATA),$(CURDIR)/data)
+export RANDWEIGHTS_DATA
+
+# torch and torchvision pinned to the builds on this machine's disk; pyproject.toml accepts a range (Colab).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup book test smoke bench fashion-mnist lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e ".[book,test]"
+	touch $@
+
+# Fashion-MNIST from Debian's package, where apt-get can run (root); otherwise a note.
+fashion-mnist:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "Fashion-MNIST: /usr/share/datasets/fashion-mnist"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist"; \
+	else echo "Fashion-MNIST not installed: see data/README.md"; fi
+
+book: setup fashion-mnist
+	$(BIN)/randweights reproduce --preset $(PRESET)
+
+test: setup fashion-mnist
+	$(BIN)/python -m pytest -q
+
+smoke: setup
+	$(BIN)/randweights reproduce --preset smoke
+
+bench: setup
+	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check randweights tests benchmarks
+
+clean:
+	rm -rf book/_build book/chapters book/_toc.yml

@@ -1,0 +1,211 @@
+"""Edge-Popup (Ramanujan et al., 2020): learn which frozen random weights to keep.
+
+Every Linear / Conv2d weight W is drawn once and frozen. A score tensor S of the same shape is trained; the
+layer uses ``W * M`` where M keeps the ``round(keep_fraction * n)`` weights with the largest ``|S|`` (Sec. 3,
+Alg. 1). The mask's gradient is passed straight through (Eq. 2), so ``dL/dS = sign(S) * dL/dW_eff * W`` and a
+pruned edge can "pop up" again once its score overtakes the threshold.
+
+The mask is attached with ``torch.nn.utils.parametrize``, so :func:`apply` works on any model, torchvision's
+included. ``keep_fraction`` is the fraction of weights KEPT, everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..config import MethodConfig
+from ..errors import check_choice, check_range
+
+INITS = (
+    "signed-constant",  # U_k in the paper: +-sqrt(2/fan_in), the paper's best
+    "kaiming-normal",  # N_k: N(0, 2/fan_in)
+    "scaled-signed-constant",  # +-sqrt(2/(keep_fraction*fan_in)): the fan counts only kept inputs
+    "scaled-kaiming-normal",  # N(0, 2/(keep_fraction*fan_in))
+    "unsigned-constant",  # +sqrt(2/fan_in) everywhere (ablation, expected to fail)
+    "kaiming-uniform",  # U(+-sqrt(6/fan_in))
+    "xavier-normal",  # N(0, 2/(fan_in+fan_out))
+)
+MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class EdgePopupConfig(MethodConfig):
+    name = "edge-popup"
+    keep_fraction: float = 0.5
+    init: str = "signed-constant"
+
+    def __post_init__(self):
+        check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True)
+        check_choice("init", self.init, INITS)
+
+    def default_lr(self, arch: str) -> float:
+        return 0.1
+
+
+# ---------------------------------------------------------------------------------------------- selection
+def kept_count(numel: int, keep_fraction: float) -> int:
+    """How many weights a layer of ``numel`` keeps: round(k*n), at least one."""
+    return min(numel, max(1, round(keep_fraction * numel)))
+
+
+def topk_mask(scores: torch.Tensor, count: int, hint: float | None = None, band: float = 0.05):
+    """Boolean mask of exactly ``count`` largest entries of ``scores``, and the threshold used.
+
+    O(n): the threshold is the count-th largest value (``kthvalue``), never a full sort. With a ``hint`` (last
+    step's threshold) only the entries within ``band`` (relative) of it are ranked, which is several times
+    cheaper on large layers; the result is the same. Ties at the threshold are broken by index (lowest kept).
+    """
+    flat = scores.reshape(-1)
+    n = flat.numel()
+    if count >= n:
+        return torch.ones_like(scores, dtype=torch.bool), -math.inf
+    threshold = None
+    if hint is not None and hint > 0 and n > 8192:
+        lo, hi = hint * (1 - band), hint * (1 + band)
+        need = count - int((flat > hi).sum())
+        if need > 0:
+            near = flat[(flat > lo) & (flat <= hi)]
+            if need <= near.numel():
+                threshold = near.kthvalue(near.numel() - need + 1).values
+    if threshold is None:
+        threshold = flat.kthvalue(n - count + 1).values
+    mask = flat >= threshold
+    surplus = int(mask.sum()) - count
+    if surplus > 0:  # ties at the threshold: drop the highest-index ones
+        ties = (flat == threshold).nonzero().squeeze(1)
+        mask[ties[ties.numel() - surplus :]] = False
+    return mask.view_as(scores), float(threshold)
+
+
+def sort_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Reference selection by a full sort (what the official code does on every forward); for tests and
+    benchmarks only."""
+    flat = scores.reshape(-1)
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.sort(descending=True, stable=True).indices[:count]] = True
+    return mask.view_as(scores)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the given binary mask. Backward: the gradient unchanged (Eq. 2 of the paper)."""
+
+    @staticmethod
+    def forward(ctx, scores, mask):
+        return mask.to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class TopKMask(nn.Module):
+    """Parametrization ``W -> W * topk(|S|)`` with trainable scores S (the only learned tensor)."""
+
+    def __init__(self, weight: torch.Tensor, keep_fraction: float):
+        super().__init__()
+        fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
+        bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default layer init, as the official code uses for scores
+        self.scores = nn.Parameter(torch.empty_like(weight).uniform_(-bound, bound))
+        self.keep_fraction = keep_fraction
+        self.count = kept_count(weight.numel(), keep_fraction)
+        self._threshold: float | None = None
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def mask(self) -> torch.Tensor:
+        """The current binary mask (no gradient)."""
+        with torch.no_grad():
+            mask, self._threshold = topk_mask(self.scores.abs(), self.count, self._threshold)
+        return mask
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.training and not torch.is_grad_enabled():  # scores are frozen: reuse the mask
+            version = self.scores._version
+            if self._cache is None or self._cache[0] != version:
+                self._cache = (version, self.mask().to(weight.dtype))
+            return weight * self._cache[1]
+        return weight * _StraightThrough.apply(self.scores.abs(), self.mask())
+
+
+# ---------------------------------------------------------------------------------------------- init
+def fans(weight: torch.Tensor) -> tuple[int, int]:
+    return nn.init._calculate_fan_in_and_fan_out(weight)
+
+
+def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0) -> torch.Tensor:
+    """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain)."""
+    check_choice("init", init, INITS)
+    fan_in, fan_out = fans(weight)
+    if init.startswith("scaled-"):
+        fan_in = keep_fraction * fan_in  # the paper's intent: only kept inputs count (hidden-networks#9)
+    std = math.sqrt(2.0 / fan_in)
+    with torch.no_grad():
+        if init.endswith("signed-constant") and init != "unsigned-constant":
+            weight.copy_(torch.where(torch.rand_like(weight) < 0.5, -std, std))
+        elif init == "unsigned-constant":
+            weight.fill_(std)
+        elif init.endswith("kaiming-normal"):
+            weight.normal_(0.0, std)
+        elif init == "kaiming-uniform":
+            weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
+        else:  # xavier-normal
+            weight.normal_(0.0, math.sqrt(2.0 / (fans(weight)[0] + fan_out)))
+    return weight
+
+
+def maskable_layers(model: nn.Module):
+    return [m for m in model.modules() if isinstance(m, MASKABLE)]
+
+
+def freeze_all(model: nn.Module) -> None:
+    """Nothing but scores is learned: weights, biases and BatchNorm affine parameters are frozen."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant") -> nn.Module:
+    """Re-initialize every Linear/Conv weight with ``init``, freeze all parameters, attach a top-k mask with
+    trainable scores to each weight. Returns the same model (modified in place)."""
+    check_range("keep_fraction", keep_fraction, low=0, high=1, low_open=True)
+    freeze_all(model)
+    for layer in maskable_layers(model):
+        init_weight_(layer.weight, init, keep_fraction)
+        parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction), unsafe=True)
+        layer.parametrizations.weight.original.requires_grad_(False)
+    return model
+
+
+def scores(model: nn.Module) -> list[nn.Parameter]:
+    return [m.scores for m in model.modules() if isinstance(m, TopKMask)]
+
+
+def kept_fractions(model: nn.Module) -> list[float]:
+    """Realized kept fraction of every masked layer, in model order."""
+    return [float(m.mask().float().mean()) for m in model.modules() if isinstance(m, TopKMask)]
+
+
+def export(model: nn.Module) -> nn.Module:
+    """A plain copy of ``model`` whose weights are the masked ones (``W * M``), with no scores or
+    parametrizations: loads anywhere, pickles, and runs at dense speed (masks save compute only with sparse
+    kernels). ``state_dict()`` of the parametrized model is the way to save it for further training."""
+    plain = copy.deepcopy(model)
+    for layer in maskable_layers(plain):
+        if parametrize.is_parametrized(layer, "weight"):
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+            layer.weight.requires_grad_(False)
+    return plain
+
+
+def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
+    apply(model, cfg.method.keep_fraction, cfg.method.init)
+    return scores(model)
+
+
+def summarize(model: nn.Module) -> dict:
+    fractions = kept_fractions(model)
+    return {"kept_fraction_per_layer": fractions}

@@ -1,0 +1,65 @@
+"""Shared fixtures. Datasets come from $RANDWEIGHTS_DATA; on CI (CI=true) a missing dataset fails, elsewhere skips."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch, tmp_path):
+    monkeypatch.setenv("RANDWEIGHTS_PROGRESS", "0")
+
+
+def require_dataset(name: str) -> None:
+    from randweights import data
+    from randweights.errors import DatasetNotFound
+
+    try:
+        data.load_arrays(name)
+    except DatasetNotFound as err:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(str(err))
+
+
+@pytest.fixture
+def mnist():
+    require_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def smoke_chapters(tmp_path_factory):
+    """Execute notebooks at the smoke preset once per session, into a scratch copy of the book.
+
+    ``smoke_chapters(name)`` returns the executed notebook's path; the book test builds from the same folder.
+    """
+    import shutil
+
+    from randweights import reproduce
+
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "_toc.yml"))
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    done: dict[str, Path] = {}
+
+    def run(name: str) -> Path:
+        if name not in done:
+            old = os.environ.get("RANDWEIGHTS_RESULTS")
+            os.environ["RANDWEIGHTS_RESULTS"] = str(root / "results")
+            os.environ["RANDWEIGHTS_PROGRESS"] = "0"
+            try:
+                done[name] = reproduce.execute(name, root, "smoke")
+            finally:
+                if old is None:
+                    os.environ.pop("RANDWEIGHTS_RESULTS", None)
+                else:
+                    os.environ["RANDWEIGHTS_RESULTS"] = old
+        return done[name]
+
+    run.root = root
+    return run

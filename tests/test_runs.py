@@ -1,0 +1,108 @@
+"""The run store: same seed same record, atomic records, resumable sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from randweights import make_config, runs
+
+TINY = dict(subset=300, epochs=1, batch_size=64)
+
+
+def test_same_seed_gives_the_same_record_bit_for_bit(tmp_path, mnist):
+    cfg = make_config("edge-popup", keep_fraction=0.3, **TINY)
+    a = runs.get_or_run(cfg, root=tmp_path / "a")
+    b = runs.get_or_run(cfg, root=tmp_path / "b")
+    for key in ("test_accuracy", "test_loss", "history", "kept_fraction_per_layer"):
+        assert a[key] == b[key], key
+    c = runs.get_or_run(cfg.replace(seed=1), root=tmp_path / "a")
+    assert c["test_loss"] != a["test_loss"]
+
+
+def test_rerun_returns_the_stored_record_without_training(tmp_path, mnist, monkeypatch):
+    cfg = make_config("dense", **TINY)
+    first = runs.get_or_run(cfg, root=tmp_path)
+    assert (tmp_path / cfg.run_id / "record.json").is_file()
+    assert json.loads((tmp_path / cfg.run_id / "config.json").read_text()) == cfg.to_dict()
+
+    import randweights.train
+
+    monkeypatch.setattr(randweights.train, "run", lambda *a, **k: pytest.fail("trained again"))
+    assert runs.get_or_run(cfg, root=tmp_path) == first
+
+
+def test_a_failed_write_leaves_no_record(tmp_path, monkeypatch):
+    target = tmp_path / "run" / "record.json"
+
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt  # the process is interrupted at the worst moment
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        runs.write_json(target, {"a": 1})
+    assert not target.exists()
+    assert list((tmp_path / "run").iterdir()) == []  # no temporary file left behind either
+
+
+def test_interrupted_sweep_resumes_and_recomputes_only_what_is_missing(tmp_path, monkeypatch):
+    import randweights.train
+
+    trained = []
+
+    def fake_run(cfg, device=None):
+        if len(trained) == 2 and not fake_run.resumed:
+            raise KeyboardInterrupt
+        trained.append(cfg.run_id)
+        return None, {"run_id": cfg.run_id, "test_accuracy": cfg.method.keep_fraction, "config": cfg.to_dict()}
+
+    fake_run.resumed = False
+    monkeypatch.setattr(randweights.train, "run", fake_run)
+    configs = [make_config("edge-popup", keep_fraction=k) for k in (0.1, 0.3, 0.5, 0.7)]
+    with pytest.raises(KeyboardInterrupt):
+        runs.sweep(configs, root=tmp_path)
+    assert trained == [c.run_id for c in configs[:2]]
+    fake_run.resumed = True
+    records = runs.sweep(configs, root=tmp_path)
+    assert trained == [c.run_id for c in configs]  # the first two were not trained again
+    assert [r["test_accuracy"] for r in records] == [0.1, 0.3, 0.5, 0.7]
+
+
+def test_a_killed_process_leaves_whole_records_and_the_sweep_resumes(tmp_path, mnist):
+    """SIGKILL a real sweep after its first record lands; every record left is whole, and the rerun trains only
+    the runs that were missing."""
+    script = textwrap.dedent(
+        f"""
+        from randweights import make_config, runs
+        cfgs = [make_config("edge-popup", keep_fraction=k, subset=2000, epochs=2) for k in (0.2, 0.4, 0.6, 0.8)]
+        runs.sweep(cfgs, root={str(tmp_path)!r})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "RANDWEIGHTS_PROGRESS": "0"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/record.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.parent.name for p in tmp_path.glob("*/record.json")}
+    assert 1 <= len(done) < 4
+    for path in tmp_path.glob("*/record.json"):
+        json.loads(path.read_text())  # whole, parseable
+    cfgs = [make_config("edge-popup", keep_fraction=k, subset=2000, epochs=2) for k in (0.2, 0.4, 0.6, 0.8)]
+    stamps = {c.run_id: (tmp_path / c.run_id / "record.json").stat().st_mtime_ns for c in cfgs if c.run_id in done}
+    records = runs.sweep(cfgs, root=tmp_path)
+    assert [r["run_id"] for r in records] == [c.run_id for c in cfgs]
+    for run_id, stamp in stamps.items():
+        assert (tmp_path / run_id / "record.json").stat().st_mtime_ns == stamp  # untouched: not recomputed
+
+
+def test_frame_has_one_row_per_record():
+    df = runs.frame([{"run_id": "a", "test_accuracy": 0.5, "config": {}}, {"run_id": "b", "test_accuracy": 0.7, "config": {}}])
+    assert list(df["run_id"]) == ["a", "b"] and "config" not in df
