@@ -131,7 +131,7 @@ class RunConfig:
         blob = json.dumps(self.non_default(), sort_keys=True, separators=(",", ":"))
         return f"{self.method.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         """Copy with flat field changes routed to the section that owns each name (``keep_fraction=0.3``)."""
         sections = dict(self.sections())
         for key, value in changes.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import seaborn as sns
 
@@ -38,6 +37,17 @@ def panels(n: int, width: float = 4.0, height: float = 3.2, sharey: bool = False
 def hline(ax, y: float, label: str, **style) -> None:
     """A horizontal reference line (a baseline that does not depend on the x axis)."""
     ax.axhline(y, label=label, **{**DENSE_STYLE, **style})
+
+
+def log_ticks(ax, values) -> None:
+    """A log x axis labelled exactly at ``values`` (no minor labels)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(list(values)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def percent_axis(ax, axis: str = "y") -> None:

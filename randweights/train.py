@@ -6,13 +6,17 @@ import math
 import os
 import random
 import time
-from typing import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing; it then falls back to text bars
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from . import data as data_lib
 from . import models

@@ -38,7 +38,7 @@ class Family:
     @property
     def label(self) -> str:
         width = self.settings.get("width", 1.0)
-        name = {"lenet-300-100": "LeNet-300-100"}.get(self.arch, self.arch.capitalize().replace("conv", "Conv-"))
+        name = {"lenet-300-100": "LeNet-300-100", "resnet18": "ResNet-18"}.get(self.arch, self.arch.replace("conv", "Conv-"))
         return name if width == 1.0 else f"{name} (width {width:g})"
 
 
@@ -198,12 +198,35 @@ def bernoulli_sweep(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 6: Edge-Popup vs the Bernoulli supermask at matching kept fractions. The Bernoulli kept fraction is
     an outcome: we plot it at the realized (final, expected) fraction."""
     df = _sweep(bernoulli_configs(preset(preset_name)), device, "Fig. 6")
-    df["realized_keep_fraction"] = df["kept_fraction_per_layer"].map(_overall_fraction)
-    return df
+    return df.rename(columns={"kept_fraction": "realized_keep_fraction"})
 
 
-def _overall_fraction(per_layer) -> float:
-    return float(sum(per_layer) / len(per_layer)) if isinstance(per_layer, list) and per_layer else float("nan")
+def best_init_by_k(df: pd.DataFrame) -> str:
+    """"k = 0.1: scaled signed Kaiming constant (95.1%); ..." from an init sweep."""
+    means = df.groupby(["keep_fraction", "init"])["test_accuracy"].mean()
+    parts = []
+    for k, group in means.groupby(level=0):
+        init = group.droplevel(0).idxmax()
+        parts.append(f"k = {k:g}: {INIT_LABELS[init]} ({100 * group.max():.1f}%)")
+    return "; ".join(parts)
+
+
+def width_gaps(df: pd.DataFrame) -> tuple[float, float]:
+    """Dense minus Edge-Popup accuracy (points) at the narrowest and the widest width."""
+    means = df.groupby(["width", "method"])["test_accuracy"].mean().unstack()
+    gap = 100 * (means["dense"] - means["edge-popup"])
+    return float(gap.iloc[0]), float(gap.iloc[-1])
+
+
+def bernoulli_gap(df: pd.DataFrame) -> float:
+    """Mean accuracy of Edge-Popup minus the Bernoulli supermask, in points, with Edge-Popup's curve
+    interpolated at each Bernoulli run's realized kept fraction."""
+    import numpy as np
+
+    ep_curve = df[df["method"] == "edge-popup"].groupby("keep_fraction")["test_accuracy"].mean()
+    zb = df[df["method"] == "supermask-bernoulli"]
+    ep_at = np.interp(zb["realized_keep_fraction"], ep_curve.index, ep_curve.values)
+    return float(100 * (ep_at - zb["test_accuracy"]).mean())
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -216,25 +239,30 @@ def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
         dense = group[(group["method"] == "dense") & (group["optimizer"] == "sgd")]["test_accuracy"].mean()
         best_k, best_init = ep.idxmax()
         paper = PAPER_FIG3.get(arch, {})
-        rows.append(
+        rows.append(  # "—": the paper reports no such number
             {
                 "network": family,
                 f"Edge-Popup, ours ({preset_name})": round(100 * ep.max(), 1),
                 "best k (ours)": best_k,
-                "Edge-Popup, paper": paper.get("edge-popup", float("nan")),
+                "Edge-Popup, paper": paper.get("edge-popup", "—"),
                 f"dense SGD, ours ({preset_name})": round(100 * dense, 1),
-                "dense SGD, paper": paper.get("dense", float("nan")),
+                "dense SGD, paper": paper.get("dense", "—"),
                 "training images (ours)": int(group["train_images"].iloc[0]),
                 "epochs (ours)": int(group["epochs"].iloc[0]),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index("network")
 
 
 # ---------------------------------------------------------------------------------------------- figures
 def _mean_sd(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     g = df.groupby(by)["test_accuracy"]
     return pd.DataFrame({"mean": g.mean(), "sd": g.std().fillna(0.0), "n": g.size()}).reset_index()
+
+
+def _arch_label(df: pd.DataFrame) -> str:
+    row = df.iloc[0]
+    return Family(row["arch"], {"width": row["width"]} if "width" in row and df["width"].nunique() == 1 else {}).label
 
 
 def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
@@ -265,10 +293,10 @@ def plot_init_sweep(df: pd.DataFrame, preset_name: str):
     stats = _mean_sd(df, ["init", "keep_fraction"])
     stats["initialization"] = stats["init"].map(INIT_LABELS)
     plots.sns.barplot(data=stats, x="keep_fraction", y="mean", hue="initialization", hue_order=list(INIT_LABELS.values()), ax=ax)
-    ax.set(xlabel="fraction of weights kept, k", ylabel="test accuracy", title=df["arch"].iloc[0])
+    ax.set(xlabel="fraction of weights kept, k", ylabel="test accuracy", title=_arch_label(df))
     ax.set_ylim(0, 1)
     plots.percent_axis(ax)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="initialization")
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
@@ -279,16 +307,16 @@ def plot_width_sweep(df: pd.DataFrame, preset_name: str):
     stats = _mean_sd(df, ["method", "width"])
     for method, g in stats.groupby("method"):
         axes[0].errorbar(g["width"], g["mean"], yerr=g["sd"], marker="o", capsize=2, label="Edge-Popup (k = 0.5)" if method == "edge-popup" else "dense (SGD)")
-    axes[0].set(xscale="log", xlabel="width multiplier", ylabel="test accuracy", title="accuracy vs width")
-    axes[0].set_xticks(sorted(df["width"].unique()), [f"{w:g}" for w in sorted(df["width"].unique())])
+    axes[0].set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(df)}: accuracy vs width")
+    plots.log_ticks(axes[0], sorted(df["width"].unique()))
     plots.percent_axis(axes[0])
     axes[0].legend(fontsize=8)
     pivot = stats.pivot(index="width", columns="method", values="mean")
     gap = 100 * (pivot["dense"] - pivot["edge-popup"])
     axes[1].plot(gap.index, gap.values, marker="o", color="0.3")
-    axes[1].set(xscale="log", xlabel="width multiplier", ylabel="dense minus Edge-Popup (points)", title="gap to dense")
-    axes[1].set_xticks(sorted(df["width"].unique()), [f"{w:g}" for w in sorted(df["width"].unique())])
-    plots.caption_preset(fig, preset_name, df["arch"].iloc[0])
+    axes[1].set(xlabel="width multiplier", ylabel="dense minus Edge-Popup (points)", title="gap to dense")
+    plots.log_ticks(axes[1], sorted(df["width"].unique()))
+    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
 
@@ -300,7 +328,7 @@ def plot_bernoulli(df: pd.DataFrame, preset_name: str):
     ax.errorbar(ep["keep_fraction"], ep["mean"], yerr=ep["sd"], marker="o", capsize=2, label="Edge-Popup")
     zb = df[df["method"] == "supermask-bernoulli"]
     ax.scatter(zb["realized_keep_fraction"], zb["test_accuracy"], marker="s", color=plots.sns.color_palette(plots.PALETTE)[3], label="Bernoulli supermask (Zhou et al.)\nat its realized kept fraction", zorder=3)
-    ax.set(xlabel="fraction of weights kept", ylabel="test accuracy", title=df["arch"].iloc[0], xlim=(0, 1))
+    ax.set(xlabel="fraction of weights kept", ylabel="test accuracy", title=_arch_label(df), xlim=(0, 1))
     plots.percent_axis(ax)
     ax.legend(fontsize=8)
     plots.caption_preset(fig, preset_name)

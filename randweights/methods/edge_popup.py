@@ -54,33 +54,55 @@ def kept_count(numel: int, keep_fraction: float) -> int:
     return min(numel, max(1, round(keep_fraction * numel)))
 
 
-def topk_mask(scores: torch.Tensor, count: int, hint: float | None = None, band: float = 0.05):
-    """Boolean mask of exactly ``count`` largest entries of ``scores``, and the threshold used.
+def topk_mask(scores: torch.Tensor, count: int, hint: ThresholdHint | None = None) -> torch.Tensor:
+    """Boolean mask of exactly ``count`` largest entries of ``scores``.
 
-    O(n): the threshold is the count-th largest value (``kthvalue``), never a full sort. With a ``hint`` (last
-    step's threshold) only the entries within ``band`` (relative) of it are ranked, which is several times
-    cheaper on large layers; the result is the same. Ties at the threshold are broken by index (lowest kept).
+    O(n): the threshold is the count-th largest value, found by selection (``kthvalue``), never by a full sort
+    (the official code sorts every layer on every forward). With a :class:`ThresholdHint` (last step's
+    threshold) only the scores near it are ranked, about 3x cheaper on large layers; the mask is the same.
+    Ties at the threshold are broken by index: the lowest-index tied entries are kept, so the count is exact
+    even when many scores are equal.
     """
     flat = scores.reshape(-1)
     n = flat.numel()
     if count >= n:
-        return torch.ones_like(scores, dtype=torch.bool), -math.inf
-    threshold = None
-    if hint is not None and hint > 0 and n > 8192:
-        lo, hi = hint * (1 - band), hint * (1 + band)
-        need = count - int((flat > hi).sum())
-        if need > 0:
-            near = flat[(flat > lo) & (flat <= hi)]
-            if need <= near.numel():
-                threshold = near.kthvalue(near.numel() - need + 1).values
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = hint.select(flat, count) if hint is not None else None
     if threshold is None:
         threshold = flat.kthvalue(n - count + 1).values
+    if hint is not None:
+        hint.value = float(threshold)
     mask = flat >= threshold
-    surplus = int(mask.sum()) - count
+    surplus = int(torch.count_nonzero(mask)) - count
     if surplus > 0:  # ties at the threshold: drop the highest-index ones
         ties = (flat == threshold).nonzero().squeeze(1)
         mask[ties[ties.numel() - surplus :]] = False
-    return mask.view_as(scores), float(threshold)
+    return mask.view_as(scores)
+
+
+class ThresholdHint:
+    """Last step's threshold of one layer. Scores move little per step, so the new count-th largest value is
+    usually within a narrow relative ``band`` of the old one: count what lies above the band, rank only what lies
+    inside it. The band widens when it misses and narrows slowly when it hits."""
+
+    MIN_SIZE = 8192  # smaller layers: plain kthvalue is as fast
+
+    def __init__(self, band: float = 0.02):
+        self.value: float | None = None
+        self.band = band
+
+    def select(self, flat: torch.Tensor, count: int):
+        if self.value is None or self.value <= 0 or flat.numel() < self.MIN_SIZE:
+            return None
+        lo, hi = self.value * (1 - self.band), self.value * (1 + self.band)
+        need = count - int(torch.count_nonzero(flat > hi))
+        if need > 0:
+            near = flat[(flat > lo) & (flat <= hi)]
+            if need <= near.numel():
+                self.band = max(0.002, self.band * 0.95)
+                return near.kthvalue(near.numel() - need + 1).values
+        self.band = min(1.0, self.band * 2)
+        return None
 
 
 def sort_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -92,16 +114,20 @@ def sort_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
     return mask.view_as(scores)
 
 
-class _StraightThrough(torch.autograd.Function):
-    """Forward: the given binary mask. Backward: the gradient unchanged (Eq. 2 of the paper)."""
+class _MaskedWeight(torch.autograd.Function):
+    """``W_eff = W * M`` for a given top-k mask M of |S|. Backward passes the mask straight through (Eq. 2 of
+    the paper), so ``dL/dS = dL/dW_eff * W * sign(S)`` for every score, kept or not; W gets no gradient."""
 
     @staticmethod
-    def forward(ctx, scores, mask):
-        return mask.to(scores.dtype)
+    def forward(ctx, scores, weight, mask):
+        ctx.save_for_backward(scores, weight)
+        return torch.where(mask, weight, 0.0)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None
+        scores, weight = ctx.saved_tensors
+        signed_weight = torch.where(scores < 0, -weight, weight)
+        return grad * signed_weight, None, None
 
 
 class TopKMask(nn.Module):
@@ -114,14 +140,13 @@ class TopKMask(nn.Module):
         self.scores = nn.Parameter(torch.empty_like(weight).uniform_(-bound, bound))
         self.keep_fraction = keep_fraction
         self.count = kept_count(weight.numel(), keep_fraction)
-        self._threshold: float | None = None
+        self._hint = ThresholdHint()
         self._cache: tuple[int, torch.Tensor] | None = None
 
     def mask(self) -> torch.Tensor:
         """The current binary mask (no gradient)."""
         with torch.no_grad():
-            mask, self._threshold = topk_mask(self.scores.abs(), self.count, self._threshold)
-        return mask
+            return topk_mask(self.scores.abs(), self.count, self._hint)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.training and not torch.is_grad_enabled():  # scores are frozen: reuse the mask
@@ -129,7 +154,7 @@ class TopKMask(nn.Module):
             if self._cache is None or self._cache[0] != version:
                 self._cache = (version, self.mask().to(weight.dtype))
             return weight * self._cache[1]
-        return weight * _StraightThrough.apply(self.scores.abs(), self.mask())
+        return _MaskedWeight.apply(self.scores, weight, self.mask())
 
 
 # ---------------------------------------------------------------------------------------------- init
@@ -207,5 +232,8 @@ def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
 
 
 def summarize(model: nn.Module) -> dict:
-    fractions = kept_fractions(model)
-    return {"kept_fraction_per_layer": fractions}
+    """Realized kept fractions: per layer, and of all masked weights together."""
+    maskers = [m for m in model.modules() if isinstance(m, TopKMask)]
+    kept = [int(m.mask().sum()) for m in maskers]
+    total = sum(m.scores.numel() for m in maskers)
+    return {"kept_fraction": sum(kept) / total, "kept_fraction_per_layer": [k / m.scores.numel() for k, m in zip(kept, maskers)]}

@@ -76,4 +76,10 @@ def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
 
 def summarize(model: nn.Module) -> dict:
     """Expected kept fraction per layer (mean of sigmoid(S)); the realized fraction of any one sample is close."""
-    return {"kept_fraction_per_layer": [float(m.probabilities().detach().mean()) for m in model.modules() if isinstance(m, BernoulliMask)]}
+    maskers = [m for m in model.modules() if isinstance(m, BernoulliMask)]
+    expected = [float(m.probabilities().detach().sum()) for m in maskers]
+    total = sum(m.scores.numel() for m in maskers)
+    return {
+        "kept_fraction": sum(expected) / total,
+        "kept_fraction_per_layer": [e / m.scores.numel() for e, m in zip(expected, maskers)],
+    }
