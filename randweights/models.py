@@ -7,7 +7,7 @@ Every builder has the signature ``(input_shape, num_classes, width, bias, affine
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
