@@ -13,29 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import median_ms
 
 from randweights import models
 from randweights.methods import edge_popup as ep
-
-
-def median_ms(fns: dict, rounds: int, inner: int) -> dict[str, float]:
-    """Alternate the callables ``rounds`` times, ``inner`` calls each; median ms per call."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[name].append((time.perf_counter() - start) * 1e3 / inner)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def step_fn(arch: str, method: str, batch: int):

@@ -63,3 +63,11 @@ def test_bad_settings_name_the_parameter(build, parameter):
         build()
     assert err.value.parameter == parameter
     assert str(err.value).startswith(parameter + ":") and "allowed" in str(err.value)
+
+
+def test_learning_rate_schedules():
+    from randweights.train import lr_at
+
+    assert [lr_at(e, 4, 1.0, "constant") for e in range(4)] == [1.0] * 4
+    assert [round(lr_at(e, 4, 1.0, "cosine"), 6) for e in range(4)] == [1.0, 0.853553, 0.5, 0.146447]
+    assert [round(lr_at(e, 25, 1e-3, "exponential"), 9) for e in (0, 1, 24)] == [1e-3, 9.5e-4, round(1e-3 * 0.95**24, 9)]

@@ -99,10 +99,26 @@ def test_sync_is_idempotent_and_fixes_the_init():
     assert torch.equal(sync_(w, s), once)
 
 
-def test_numpy_fast_path_equals_stable_sync_without_ties():
+@pytest.mark.parametrize("shape", [(64, 80), (1, 5000), (300, 784)])  # all take the fast path
+def test_fast_float32_sync_equals_torch_stable_argsort_sync_bitwise(shape):
+    assert shape[0] * shape[1] >= laperm.FAST_MIN
     g = torch.Generator().manual_seed(6)
-    w0, w = torch.randn(30, 50, generator=g), torch.randn(30, 50, generator=g)
-    assert torch.equal(sync_(w.clone(), sorted_rows(w0), stable=True), sync_(w.clone(), sorted_rows(w0), stable=False))
+    w0 = torch.randn(shape, generator=g)
+    w0[w0.abs() < 0.5] = 0.0  # sparse init: many equal initial values
+    w = torch.randn(shape, generator=g).round(decimals=1)  # many equal current values
+    w[:, ::3] = -0.0  # and -0.0 beside +0.0, equal as floats
+    w[0, :2] = torch.tensor([-math.inf, math.inf])
+    s = sorted_rows(w0)
+    fast, reference = sync_(w.clone(), s), sync_(w.clone(), s, fast=False)
+    assert torch.equal(fast, reference)
+    assert torch.equal(sorted_rows(fast), s)
+
+
+def test_row_order_is_a_stable_argsort_of_float32_rows():
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(20, 33, generator=g).round(decimals=1)
+    w[w == 0] = -0.0
+    assert torch.equal(laperm.row_order(w), w.argsort(dim=1, stable=True))
 
 
 def test_conv_filters_keep_their_values_within_their_own_output_channel():
@@ -219,7 +235,8 @@ def test_config_validation_and_registry():
     cfg = make_config("laperm", sync_period=250, init="weight-agnostic", arch="f1")
     assert cfg.lr == 1e-3 and cfg.weight_decay == 0.0 and cfg.run_id.startswith("laperm-")
     for bad in ({"sync_period": -1}, {"inner": "rmsprop"}, {"init": "zeros"}, {"init_sparsity": 1.0},
-                {"shared_value": 0.0}, {"sync_schedule": "5"}, {"layer_sparsity": "1/0"}, {"biases": "all"}):
+                {"shared_value": 0.0}, {"sync_schedule": "5"}, {"layer_sparsity": "1/0"}, {"biases": "all"},
+                {"in_degree": "exact"}, {"logit_scale": 0.0}):
         with pytest.raises(ConfigError):
             LaPermConfig(**bad)
     with pytest.raises(ConfigError):
@@ -247,3 +264,27 @@ def test_unit_inputs_undo_the_standardization():
     pixels = torch.rand(3, 1, 28, 28)
     assert torch.allclose(model[0]((pixels - mean) / std), pixels, atol=1e-6)
     assert len(laperm.permutable_tensors(model)) == 1  # the rescaling has no parameters to permute
+
+
+def test_fixed_in_degree_gives_every_unit_the_same_number_of_zeros():
+    cfg = make_config("laperm", arch="f2", biases="none", init="weight-agnostic", shared_value=0.03,
+                      layer_sparsity="14/15,6/7,2/3", in_degree="fixed")
+    model = laperm.build_initialized(cfg, (1, 28, 28), 10)
+    kernels = [m.weight.detach() for m in model.modules() if isinstance(m, nn.Linear)]
+    for w, zeros in zip(kernels, (round(14 / 15 * 784), round(6 / 7 * 128), round(2 / 3 * 64))):
+        assert torch.equal((w == 0).sum(1), torch.full((w.shape[0],), zeros))
+        assert torch.equal(w.unique(), torch.tensor([0.0, 0.03]))
+    binomial = laperm.build_initialized(cfg.replace(in_degree="binomial"), (1, 28, 28), 10)
+    counts = (next(m for m in binomial.modules() if isinstance(m, nn.Linear)).weight == 0).sum(1)
+    assert counts.min() < counts.max()  # the official init: a binomial number of zeros per unit
+
+
+def test_logit_scale_changes_the_loss_not_the_predictions():
+    base = make_config("laperm", arch="f2", biases="none", init="weight-agnostic", shared_value=0.03,
+                       layer_sparsity="14/15,6/7,2/3")
+    a = laperm.build_initialized(base, (1, 28, 28), 10)
+    b = laperm.build_initialized(base.replace(logit_scale=30.0), (1, 28, 28), 10)
+    x = torch.randn(64, 1, 28, 28)
+    assert torch.allclose(b(x), 30.0 * a(x))
+    assert torch.equal(b(x).argmax(1), a(x).argmax(1))
+    assert len(laperm.permutable_tensors(b)) == len(laperm.permutable_tensors(a)) == 3

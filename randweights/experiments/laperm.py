@@ -21,11 +21,20 @@ from ..errors import check_choice
 from ..methods import laperm
 
 # ---------------------------------------------------------------------------------------------- presets
+# Sec. 5.5, the F1_and_F2 notebook: pixels x / 255, no biases, Adam 1e-3 * 0.95^epoch, batch 128, k = 250.
 F1 = {"arch": "f1", "init": "weight-agnostic", "shared_value": 0.08, "init_sparsity": 3 / 7, "biases": "none",
-      "sync_period": 250, "epochs": 10, "schedule": "constant"}  # Sec. 5.5, F1_and_F2 notebook: keep 4/7
-F2 = {"arch": "f2", "init": "weight-agnostic", "shared_value": 0.03, "layer_sparsity": "14/15,6/7,2/3",
-      "biases": "none", "sync_period": 250, "epochs": 25, "schedule": "constant",
-      "weight_decay": 2e-4}  # keep 1/15, 1/7, 1/3; Keras L2 1e-4 is Adam weight decay 2e-4
+      "inputs": "unit", "sync_period": 250, "epochs": 10, "schedule": "exponential"}  # keep 4/7
+F2_OFFICIAL = {"arch": "f2", "init": "weight-agnostic", "shared_value": 0.03, "layer_sparsity": "14/15,6/7,2/3",
+               "biases": "none", "inputs": "unit", "sync_period": 250, "epochs": 25, "schedule": "exponential",
+               "weight_decay": 2e-4}  # keep 1/15, 1/7, 1/3; Keras L2 1e-4 is Adam weight decay 2e-4
+# Our F2 recipe (same net, shared value, sparsity, k, epochs and optimizer): every unit gets exactly its
+# layer's share of zeros, standardized pixels, and a softmax temperature of 30 in the loss. The chapter says why.
+F2 = {**F2_OFFICIAL, "inputs": "standardized", "in_degree": "fixed", "logit_scale": 30.0}
+F2_ABLATIONS = {  # our F2 recipe with one of its three changes undone
+    "official pixels (x / 255)": {"inputs": "unit"},
+    "official in-degree (binomial)": {"in_degree": "binomial"},
+    "no temperature": {"logit_scale": 1.0},
+}
 LOGREG = {"arch": "f1", "init": "he-uniform", "biases": "none", "sync_period": 250, "schedule": "constant"}
 
 
@@ -39,7 +48,9 @@ class Preset:
     probe_every: int  # F-L2/F-L3: steps between rank-substitution probes
     probe_images: int
     f1: dict  # F-L5
-    f2: dict
+    f2: dict  # our recipe
+    f2_official: dict  # the official notebook's recipe, ported
+    ablation_seeds: tuple[int, ...]  # F-L5: our F2 recipe with one change undone
     logreg: dict  # F-L6
     conv: dict | None = None  # F-L1: a small CNN's conv layer (None: skipped)
     paper_nets: tuple[str, ...] = ()  # the table's CIFAR/Conv7 recipes, run only at full
@@ -51,20 +62,22 @@ PRESETS: dict[str, Preset] = {
         seeds=(0,), mlp=SMOKE_DATA, sync_periods=(5,), sparse_sync_period=5, sparsities=(0.5,),
         probe_every=2, probe_images=500,
         f1={**F1, "subset": 2000, "sync_period": 4}, f2={**F2, "subset": 2000, "epochs": 1, "sync_period": 4},
+        f2_official={**F2_OFFICIAL, "subset": 2000, "epochs": 1, "sync_period": 4}, ablation_seeds=(0,),
         logreg={**LOGREG, "subset": 1000, "epochs": 1, "sync_period": 4},
     ),
     "quick": Preset(
         seeds=(0, 1, 2), mlp={"dataset": "mnist", "subset": 20000, "epochs": 3},
         sync_periods=(1, 10, 20, 100, 250, 1000), sparse_sync_period=20, sparsities=(0.0, 0.3, 0.5, 0.7, 0.9),
         probe_every=25, probe_images=2000,
-        f1=F1, f2=F2, logreg={**LOGREG, "epochs": 3},  # F1 and F2 at the paper's own scale
+        f1=F1, f2=F2, f2_official=F2_OFFICIAL, ablation_seeds=(0, 1),  # F1, F2 at the paper's scale
+        logreg={**LOGREG, "epochs": 3},
         conv={"arch": "conv2", "width": 0.25, "dataset": "mnist", "subset": 4000, "epochs": 1},
     ),
     "full": Preset(  # the spec's CPU plan at full MNIST, three seeds, and the paper's own CIFAR recipes
         seeds=(0, 1, 2), mlp={"dataset": "mnist", "epochs": 5},
         sync_periods=(1, 10, 20, 100, 250, 1000), sparse_sync_period=20, sparsities=(0.0, 0.3, 0.5, 0.7, 0.9),
         probe_every=100, probe_images=5000,
-        f1=F1, f2=F2, logreg={**LOGREG, "epochs": 3},
+        f1=F1, f2=F2, f2_official=F2_OFFICIAL, ablation_seeds=(0, 1, 2), logreg={**LOGREG, "epochs": 3},
         conv={"arch": "conv2", "width": 0.5, "dataset": "mnist", "epochs": 5},
         paper_nets=("laperm-conv7", "laperm-conv2", "laperm-conv4", "laperm-conv13", "resnet50-cifar"),
     ),
@@ -311,28 +324,53 @@ def plot_sparse(df: pd.DataFrame, preset_name: str):
 
 
 # ---------------------------------------------------------------------------------------------- F-L5
+AGNOSTIC_NETS = {"F1": "f1", "F2, our recipe": "f2", "F2, official recipe": "f2_official"}
+
+
 def agnostic_configs(p: Preset) -> list[RunConfig]:
-    return [make_config("laperm", seed=s, **p.f1) for s in p.seeds] + [make_config("laperm", seed=s, **p.f2) for s in p.seeds]
+    return [make_config("laperm", seed=s, **getattr(p, field)) for field in AGNOSTIC_NETS.values() for s in p.seeds]
+
+
+def agnostic_label(row) -> str:
+    if row["arch"] == "f1":
+        return "F1"
+    return "F2, our recipe" if row["logit_scale"] != 1.0 else "F2, official recipe"
 
 
 def agnostic_runs(preset_name: str, device=None) -> pd.DataFrame:
-    """F-L5: F1 and F2, weight-agnostic (one shared value and zeros), LaPerm k = 250. Models are kept."""
+    """F-L5: F1 and F2 (our recipe and the official one), weight-agnostic (one shared value and zeros), LaPerm
+    k = 250. Models are kept."""
     records = [runs.get_or_run(c, device=device, keep_model=True) for c in agnostic_configs(preset(preset_name))]
-    return runs.frame(records)
+    df = runs.frame(records)
+    df["net"] = df.apply(agnostic_label, axis=1)
+    return df
+
+
+def f2_ablation(preset_name: str, device=None) -> pd.DataFrame:
+    """Our F2 recipe, and the same with each of its three changes from the official recipe undone, final and
+    best synced test accuracy (mean over the preset's ablation seeds)."""
+    p = preset(preset_name)
+    variants = {"our recipe": {}, **F2_ABLATIONS}
+    configs = {name: [make_config("laperm", seed=s, **{**p.f2, **change}) for s in p.ablation_seeds] for name, change in variants.items()}
+    df = _sweep([c for cs in configs.values() for c in cs], device, "F2 ablation")
+    df["variant"] = [name for name, cs in configs.items() for _ in cs]
+    return df.groupby("variant", sort=False)[["test_accuracy", "best_test_accuracy"]].agg(["mean", "min", "max"])
 
 
 def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
-    """Left: synced test accuracy per epoch for F1 and F2 with the paper's numbers. Right: F1's ten class rows
-    after training, as 28x28 maps (white: the shared value v, black: 0)."""
+    """Left: synced test accuracy per epoch (mean over seeds, band: min to max) for F1 and both F2 recipes, with
+    the paper's numbers. Right: F1's ten class rows after training, as 28x28 maps (white: v, black: 0)."""
     fig = plots.plt.figure(figsize=(11, 3.6))
     grid = fig.add_gridspec(2, 7)
     ax = fig.add_subplot(grid[:, :2])
-    for arch, g in df.groupby("arch"):
-        for _, r in g.iterrows():
-            h = pd.DataFrame(r["history"])
-            ax.plot(h["epoch"], h["test_accuracy"], marker="o", ms=3, label=f"{arch.upper()} (seed {r['seed']})")
-        plots.hline(ax, PAPER_ACCURACY[(arch, 0.0)] / 100, f"{arch.upper()}, paper", linestyle=":")
-    ax.set(xlabel="epoch", ylabel="test accuracy", title="weight-agnostic nets", ylim=(0, 1))
+    for i, (net, g) in enumerate(df.groupby("net", sort=False)):
+        curves = pd.concat([pd.DataFrame(h).set_index("epoch")["test_accuracy"] for h in g["history"]], axis=1)
+        color = f"C{i}"
+        ax.plot(curves.index, curves.mean(axis=1), marker="o", ms=3, color=color, label=f"{net} ({len(g)} seeds)")
+        ax.fill_between(curves.index, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.2, lw=0)
+    for arch, color in (("f1", "C0"), ("f2", "C1")):
+        plots.hline(ax, PAPER_ACCURACY[(arch, 0.0)] / 100, f"{arch.upper()}, paper", linestyle=":", color=color)
+    ax.set(xlabel="epoch", ylabel="synced test accuracy", title="weight-agnostic nets", ylim=(0, 1))
     plots.percent_axis(ax)
     ax.legend(fontsize=6, loc="lower right")
     _, trained = initial_and_trained(f1_cfg)
@@ -413,7 +451,12 @@ def comparison_table(preset_name: str, frames: list[pd.DataFrame]) -> pd.DataFra
     df = pd.concat([f for f in frames if len(f)], ignore_index=True).drop_duplicates("run_id")
     rows = []
     for (arch, q), paper in PAPER_ACCURACY.items():
-        g = df[(df["arch"] == arch) & (df["init_sparsity"].round(2) == q) & (df["sync_period"] > 0)] if arch not in ("f1", "f2") else df[df["arch"] == arch]
+        if arch == "f2":
+            for recipe in ("our recipe", "official recipe"):
+                g = df[df["arch"].eq("f2") & df["logit_scale"].ne(1.0).eq(recipe == "our recipe")]
+                rows.append(_row(arch, q, paper, g, preset_name, f"LaPerm, {recipe}"))
+            continue
+        g = df[(df["arch"] == arch) & (df["init_sparsity"].round(2) == q) & (df["sync_period"] > 0)] if arch != "f1" else df[df["arch"] == arch]
         rows.append(_row(arch, q, paper, g, preset_name))
     mlp = df[(df["arch"] == "lenet-300-100") & (df["init"] == "he-uniform")]
     for k in sorted(mlp["sync_period"].unique()):

@@ -8,8 +8,8 @@ row-wise permutation, and each unit keeps the multiset of its fan-in weights, he
 zeros. The sync is the Euclidean projection of the weights onto the permutation orbit of the initial weights
 (rearrangement inequality). The inner optimizer's state (Adam's moments and step count) is never reset.
 
-Implementation: the initial rows are sorted once (``S``); a sync is one stable row-wise ``argsort`` of the
-current weights and a ``scatter`` of ``S`` into those positions, in place.
+Implementation: the initial rows are sorted once (``S``); a sync is one stable row-wise sort of the current
+weights and a ``scatter`` of ``S`` into the sorted positions, in place.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +30,7 @@ INITS = ("he-uniform", "random-sparse", "weight-agnostic")
 INNERS = ("adam", "sgd")
 BIASES = ("permute", "free", "none")
 INPUTS = ("standardized", "unit")
+IN_DEGREES = ("binomial", "fixed")
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
@@ -80,6 +80,8 @@ class LaPermConfig(MethodConfig):
     biases: str = "permute"  # permute (He-uniform, one row per layer), free (He-uniform, not permuted), none
     skip_bn: bool = True  # BatchNorm scale/shift are trained freely, never permuted
     inputs: str = "standardized"  # "unit": the model sees pixels in [0, 1] (x / 255, the paper's F1/F2)
+    in_degree: str = "binomial"  # zeros at init: each entry on its own (official), or "fixed": equal per unit
+    logit_scale: float = 1.0  # the logits are multiplied by this (a softmax temperature; argmax unchanged)
     hold_zeros: bool = False  # keep the init's zeros at zero after every step (the fixed-mask baseline)
     probe_every: int = 0  # steps between rank-substitution probes (0: none)
     probe_images: int = 2000  # fixed first test images the probes use
@@ -94,6 +96,8 @@ class LaPermConfig(MethodConfig):
         check_range("shared_value", self.shared_value, low=0, low_open=True)
         check_choice("biases", self.biases, BIASES)
         check_choice("inputs", self.inputs, INPUTS)
+        check_choice("in_degree", self.in_degree, IN_DEGREES)
+        check_range("logit_scale", self.logit_scale, low=0, low_open=True)
         check_range("probe_every", self.probe_every, low=0)
         check_range("probe_images", self.probe_images, low=1)
 
@@ -115,18 +119,37 @@ def sorted_rows(tensor: torch.Tensor) -> torch.Tensor:
     return rows(tensor.detach()).sort(dim=1).values.clone()
 
 
+def row_order(view: torch.Tensor) -> torch.Tensor:
+    """Stable ascending argsort of every row of a float32 CPU matrix, as int64 column indices.
+
+    One sort of 64-bit words instead of an argsort: the high half holds the float's order-preserving integer
+    key (its bits, with the magnitude bits flipped for negative floats; -0.0 counts as +0.0), the low half its
+    column, so equal values keep their column order as in a stable argsort. numpy sorts 64-bit integers with
+    SIMD, several times faster on a CPU than ``torch.argsort``."""
+    words = (view + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 turns -0.0 into +0.0
+    words ^= (words >> 31) & 0x7FFFFFFF
+    words <<= 32
+    words |= torch.arange(view.shape[1], dtype=torch.int64)
+    words.numpy().sort(axis=1)
+    return words.bitwise_and_(0xFFFFFFFF)
+
+
+FAST_MIN = 1 << 12  # entries from which the numpy sort beats torch's per-op overhead
+
+
 @torch.no_grad()
-def sync_(tensor: torch.Tensor, sorted_init: torch.Tensor, stable: bool = True) -> torch.Tensor:
+def sync_(tensor: torch.Tensor, sorted_init: torch.Tensor, fast: bool = True) -> torch.Tensor:
     """In place: write the j-th smallest initial value of each row where the row's j-th smallest current value
-    is. One argsort and one scatter. ``stable`` breaks ties among equal current values by position (the
-    reproducible default); ``stable=False`` uses numpy's SIMD quicksort on CPU, several times faster, and gives
-    the same weights unless a row holds equal current values whose initial counterparts differ."""
+    is (equal current values: by position, a stable sort). One sort and one scatter. For float32 CPU tensors
+    the sort is numpy's SIMD sort of packed (key, column) words (:func:`row_order`); elsewhere, or with
+    ``fast=False``, ``torch.argsort(stable=True)``. Both give the same weights bit for bit."""
     view = rows(tensor)
-    if stable or view.device.type != "cpu":
-        order = view.argsort(dim=1, stable=stable)
-    else:
-        order = torch.from_numpy(np.argsort(view.detach().numpy(), axis=1))
-    if view.data_ptr() == tensor.data_ptr() and view.is_contiguous():
+    in_place = view.data_ptr() == tensor.data_ptr() and view.is_contiguous()
+    if fast and in_place and view.numel() >= FAST_MIN and view.dtype == torch.float32 and view.device.type == "cpu":
+        view.detach().scatter_(1, row_order(view.detach()), sorted_init)
+        return tensor
+    order = view.argsort(dim=1, stable=True)
+    if in_place:
         view.scatter_(1, order, sorted_init)
     else:
         tensor.copy_(torch.empty_like(view).scatter_(1, order, sorted_init).view_as(tensor))
@@ -156,10 +179,8 @@ class LaPerm:
         sync_period: float | Callable[[int], int] = 20,
         steps_per_epoch: int | None = None,
         hold_zeros: bool = False,
-        stable: bool = True,
     ):
         self.inner = inner
-        self.stable = stable
         self.permutable = list(permutable)
         self.sorted_init = [sorted_rows(p) for p in self.permutable]
         self.zero_masks = [p.detach() != 0 for p in self.permutable] if hold_zeros else None
@@ -203,7 +224,7 @@ class LaPerm:
     def sync(self) -> None:
         """Synchronize every permutable tensor now (Alg. 1, the 'reconnect' step)."""
         for p, s in zip(self.permutable, self.sorted_init):
-            sync_(p, s, self.stable)
+            sync_(p, s)
         self.syncs += 1
 
     @contextlib.contextmanager
@@ -211,7 +232,7 @@ class LaPerm:
         """Temporarily replace the weights by their synced version (for evaluation between syncs)."""
         saved = [p.detach().clone() for p in self.permutable]
         for p, s in zip(self.permutable, self.sorted_init):
-            sync_(p, s, self.stable)
+            sync_(p, s)
         try:
             yield
         finally:
@@ -266,6 +287,9 @@ def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
     * random-sparse: He-uniform, then each kernel zeroed with probability p (``init_sparsity`` or the layer's
       ``layer_sparsity``); the first layer keeps at least 80 %. The zeros are permuted like any value.
     * weight-agnostic: every kernel is ``v * mask`` with ``v = shared_value`` and zeros with probability p.
+
+    With ``in_degree="fixed"`` every unit (row) gets exactly ``round(p * fan_in)`` zeros instead of a binomial
+    number (ours: with shared values the in-degree is all a unit has, and binomial counts decide the classes).
     """
     generator = torch.Generator().manual_seed(seed)
     layers = [m for m in model.modules() if isinstance(m, WEIGHTED)]
@@ -279,13 +303,24 @@ def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
         p = per_layer[i] if per_layer else cfg.init_sparsity
         if cfg.init == "random-sparse" and i == 0 and not per_layer:
             p = min(p, 0.2)  # official random_prune: the input layer keeps max(q, 0.8)
-        keep = torch.rand(layer.weight.shape, generator=generator) >= p
+        keep = keep_mask(layer.weight.shape, p, cfg.in_degree, generator)
         with torch.no_grad():
             if cfg.init == "weight-agnostic":
                 layer.weight.copy_(keep.to(layer.weight.dtype) * cfg.shared_value)
             else:
                 layer.weight.mul_(keep)
     return model
+
+
+def keep_mask(shape: torch.Size, zero_fraction: float, in_degree: str, generator: torch.Generator) -> torch.Tensor:
+    """Boolean mask of the kept kernel entries: each zeroed with probability ``zero_fraction`` ("binomial"), or
+    in every row (unit) exactly ``round(zero_fraction * fan_in)`` zeros at random places ("fixed")."""
+    noise = torch.rand(shape, generator=generator)
+    if in_degree == "binomial":
+        return noise >= zero_fraction
+    view = rows(noise)
+    zeros = round(zero_fraction * view.shape[1])
+    return (view.argsort(dim=1).argsort(dim=1) >= zeros).view(shape)
 
 
 # ---------------------------------------------------------------------------------------------- probes
@@ -363,7 +398,25 @@ def build_initialized(cfg, input_shape, num_classes: int) -> nn.Module:
     model = init_model_(models.build(m.arch, input_shape, num_classes, m.width, bias, m.affine_bn), cfg.method, cfg.train.seed)
     if cfg.method.inputs == "unit":
         model = nn.Sequential(UnitPixels(cfg.data.dataset), model)
+    if cfg.method.logit_scale != 1.0:
+        model = nn.Sequential(model, LogitScale(cfg.method.logit_scale))
     return model
+
+
+class LogitScale(nn.Module):
+    """Multiply the logits by a constant: a softmax temperature for training. For a ReLU net without biases
+    (F1, F2) it is the same as scaling the shared value of the output layer, and it leaves every prediction
+    unchanged; it only lets the loss see the network's mistakes when the logits are tiny."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
 
 
 class UnitPixels(nn.Module):
