@@ -5,10 +5,12 @@ For LeNet-300-100 and a small CNN (Conv-2 at width 0.25 on 28x28 inputs), batch 
 
 1. Components, alternated in rounds (medians, so drifting machine load hits all of them): one training step
    (forward, backward, Adam step) and one sync of every permutable tensor, with the default sync (numpy's SIMD
-   sort of packed key/column words) and with ``torch.argsort(stable=True)``; both give the same weights. The
-   overhead at period k is ``sync / (k * step + sync)``.
+   sort of packed key/column words, in buffers kept between syncs) and with ``torch.argsort(stable=True)``;
+   both give the same weights. The overhead at period k is ``sync / (k * step + sync)``. Timed apart from the
+   steps, the sync runs with warm caches, so this is a lower bound.
 2. End to end: 250 training steps with the LaPerm wrapper at each k against the same steps of plain Adam,
-   alternated in rounds; overhead = time(LaPerm) / time(Adam) - 1. Noisier, but it is the real loop.
+   alternated in rounds; overhead = time(LaPerm) / time(Adam) - 1. Noisier, but it is the real loop, and the
+   number the target is checked against.
 
 Target: at most 3 % at k = 20. Run: ``python benchmarks/laperm.py [--quick]``; writes benchmarks/out/laperm.json.
 """
@@ -24,7 +26,15 @@ import torch.nn.functional as F
 from _timing import median_ms
 
 from randweights import models
-from randweights.methods.laperm import LaPerm, permutable_tensors, sorted_rows, sync_
+from randweights.methods.laperm import (
+    LaPerm,
+    permutable_tensors,
+    rows,
+    sort_workspace,
+    sorted_rows,
+    sync_,
+    takes_fast_path,
+)
 
 PERIODS = (1, 20, 250)
 NETS = {"lenet-300-100": {}, "conv2 (width 0.25)": {"arch": "conv2", "width": 0.25}}
@@ -44,6 +54,7 @@ def components(net: str, batch: int, rounds: int) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     tensors = permutable_tensors(model)
     init = [sorted_rows(p) for p in tensors]
+    work = [sort_workspace(rows(p)) if takes_fast_path(p) else None for p in tensors]  # as LaPerm keeps them
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -51,8 +62,8 @@ def components(net: str, batch: int, rounds: int) -> dict:
         opt.step()
 
     def sync(fast: bool):
-        for p, s in zip(tensors, init):
-            sync_(p, s, fast)
+        for p, s, w in zip(tensors, init, work):
+            sync_(p, s, fast, w)
 
     fns = {"step": step} | {kind: (lambda fast=fast: sync(fast)) for kind, fast in SYNCS.items()}
     ms = median_ms(fns, rounds, 5)
@@ -98,9 +109,9 @@ def main(argv=None) -> dict:
         for k in PERIODS:
             print(f"  k = {k:>3}: overhead {100 * r[f'overhead_k{k}_fast']:5.1f} % (default), "
                   f"{100 * r[f'overhead_k{k}_torch']:5.1f} % (torch.argsort); end to end {100 * r[f'e2e_overhead_k{k}']:+5.1f} %")
-    ok = all(r["overhead_k20_fast"] <= 0.03 for r in result["nets"].values())
+    ok = all(r["e2e_overhead_k20"] <= 0.03 for r in result["nets"].values())
     result["target_k20_at_most_3_percent"] = ok
-    print("target (<= 3 % at k = 20, default sync):", "met" if ok else "NOT met")
+    print("target (<= 3 % at k = 20, end to end):", "met" if ok else "NOT met")
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))

@@ -119,37 +119,51 @@ def sorted_rows(tensor: torch.Tensor) -> torch.Tensor:
     return rows(tensor.detach()).sort(dim=1).values.clone()
 
 
-def row_order(view: torch.Tensor) -> torch.Tensor:
+def row_order(view: torch.Tensor, workspace: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
     """Stable ascending argsort of every row of a float32 CPU matrix, as int64 column indices.
 
     One sort of 64-bit words instead of an argsort: the high half holds the float's order-preserving integer
-    key (its bits, with the magnitude bits flipped for negative floats; -0.0 counts as +0.0), the low half its
-    column, so equal values keep their column order as in a stable argsort. numpy sorts 64-bit integers with
-    SIMD, several times faster on a CPU than ``torch.argsort``."""
-    words = (view + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 turns -0.0 into +0.0
-    words ^= (words >> 31) & 0x7FFFFFFF
-    words <<= 32
-    words |= torch.arange(view.shape[1], dtype=torch.int64)
+    key (its bits, with the magnitude bits flipped and one added for negative floats, so -0.0 and +0.0 both give
+    0), the low half its column, so equal values keep their column order as in a stable argsort. numpy sorts
+    64-bit integers with SIMD, several times faster on a CPU than ``torch.argsort``. ``workspace``
+    (:func:`sort_workspace`) saves allocating the buffers at every sync; the result is its first tensor."""
+    words, sign, columns = workspace if workspace is not None else sort_workspace(view)
+    words.copy_(view.view(torch.int32))  # sign-extended float bits
+    torch.bitwise_right_shift(words, 31, out=sign)  # -1 for negative floats, 0 otherwise
+    words.bitwise_xor_(sign & 0x7FFFFFFF).sub_(sign)
+    words.bitwise_left_shift_(32).bitwise_or_(columns)
     words.numpy().sort(axis=1)
     return words.bitwise_and_(0xFFFFFFFF)
+
+
+def sort_workspace(view: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Buffers for :func:`row_order` on matrices shaped like ``view``."""
+    return (torch.empty(view.shape, dtype=torch.int64), torch.empty(view.shape, dtype=torch.int64),
+            torch.arange(view.shape[1], dtype=torch.int64))
 
 
 FAST_MIN = 1 << 12  # entries from which the numpy sort beats torch's per-op overhead
 
 
+def takes_fast_path(tensor: torch.Tensor) -> bool:
+    """Whether :func:`sync_` sorts ``tensor`` with :func:`row_order` (float32, on the CPU, contiguous, large)."""
+    view = rows(tensor)
+    return (view.numel() >= FAST_MIN and view.dtype == torch.float32 and view.device.type == "cpu"
+            and view.is_contiguous() and view.data_ptr() == tensor.data_ptr())
+
+
 @torch.no_grad()
-def sync_(tensor: torch.Tensor, sorted_init: torch.Tensor, fast: bool = True) -> torch.Tensor:
+def sync_(tensor: torch.Tensor, sorted_init: torch.Tensor, fast: bool = True, workspace=None) -> torch.Tensor:
     """In place: write the j-th smallest initial value of each row where the row's j-th smallest current value
-    is (equal current values: by position, a stable sort). One sort and one scatter. For float32 CPU tensors
-    the sort is numpy's SIMD sort of packed (key, column) words (:func:`row_order`); elsewhere, or with
+    is (equal current values: by position, a stable sort). One sort and one scatter. For large float32 CPU
+    tensors the sort is numpy's SIMD sort of packed (key, column) words (:func:`row_order`); elsewhere, or with
     ``fast=False``, ``torch.argsort(stable=True)``. Both give the same weights bit for bit."""
     view = rows(tensor)
-    in_place = view.data_ptr() == tensor.data_ptr() and view.is_contiguous()
-    if fast and in_place and view.numel() >= FAST_MIN and view.dtype == torch.float32 and view.device.type == "cpu":
-        view.detach().scatter_(1, row_order(view.detach()), sorted_init)
+    if fast and takes_fast_path(tensor):
+        view.detach().scatter_(1, row_order(view.detach(), workspace), sorted_init)
         return tensor
     order = view.argsort(dim=1, stable=True)
-    if in_place:
+    if view.data_ptr() == tensor.data_ptr() and view.is_contiguous():
         view.scatter_(1, order, sorted_init)
     else:
         tensor.copy_(torch.empty_like(view).scatter_(1, order, sorted_init).view_as(tensor))
@@ -183,6 +197,7 @@ class LaPerm:
         self.inner = inner
         self.permutable = list(permutable)
         self.sorted_init = [sorted_rows(p) for p in self.permutable]
+        self.workspaces = [sort_workspace(rows(p)) if takes_fast_path(p) else None for p in self.permutable]
         self.zero_masks = [p.detach() != 0 for p in self.permutable] if hold_zeros else None
         self.sync_period = sync_period
         self.steps_per_epoch = steps_per_epoch
@@ -223,16 +238,16 @@ class LaPerm:
 
     def sync(self) -> None:
         """Synchronize every permutable tensor now (Alg. 1, the 'reconnect' step)."""
-        for p, s in zip(self.permutable, self.sorted_init):
-            sync_(p, s)
+        for p, s, w in zip(self.permutable, self.sorted_init, self.workspaces):
+            sync_(p, s, workspace=w)
         self.syncs += 1
 
     @contextlib.contextmanager
     def synced(self):
         """Temporarily replace the weights by their synced version (for evaluation between syncs)."""
         saved = [p.detach().clone() for p in self.permutable]
-        for p, s in zip(self.permutable, self.sorted_init):
-            sync_(p, s)
+        for p, s, w in zip(self.permutable, self.sorted_init, self.workspaces):
+            sync_(p, s, workspace=w)
         try:
             yield
         finally:
