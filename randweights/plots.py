@@ -34,6 +34,14 @@ def panels(n: int, width: float = 4.0, height: float = 3.2, sharey: bool = False
     return fig, list(axes[0])
 
 
+def mean_sd(df, by: list[str], col: str = "test_accuracy"):
+    """Mean, standard deviation (0 for one seed) and count of ``col`` per group: the error bars over seeds."""
+    import pandas as pd
+
+    g = df.groupby(by)[col]
+    return pd.DataFrame({"mean": g.mean(), "sd": g.std().fillna(0.0), "n": g.size()}).reset_index()
+
+
 def hline(ax, y: float, label: str, **style) -> None:
     """A horizontal reference line (a baseline that does not depend on the x axis)."""
     ax.axhline(y, label=label, **{**DENSE_STYLE, **style})

@@ -63,3 +63,17 @@ def smoke_chapters(tmp_path_factory):
 
     run.root = root
     return run
+
+
+def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
+    """Assert an executed chapter has no error output, at least ``min_images`` figures and the smoke preset
+    injected by papermill; return its code cells' outputs."""
+    import json
+
+    nb = json.loads(path.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= min_images
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
+    return outputs

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import json
+from conftest import check_smoke_notebook
 
 
 def test_edge_popup_notebook_smoke(smoke_chapters, mnist):
-    path = smoke_chapters("edge_popup")
-    nb = json.loads(path.read_text())
-    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 4  # Figs. 3, 7, 4, 6
-    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
+    check_smoke_notebook(smoke_chapters("edge_popup"), 4)  # Figs. 3, 7, 4, 6

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from conftest import check_smoke_notebook
 
 
 @pytest.fixture
@@ -15,11 +14,4 @@ def cifar10():
 
 
 def test_fcn_to_cnn_notebook_smoke(smoke_chapters, cifar10):
-    path = smoke_chapters("fcn_to_cnn")
-    nb = json.loads(path.read_text())
-    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 10  # P1-P9 and the shuffled gallery
-    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
+    check_smoke_notebook(smoke_chapters("fcn_to_cnn"), 10)  # P1-P9 and the shuffled gallery

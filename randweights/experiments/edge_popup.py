@@ -255,11 +255,6 @@ def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- figures
-def _mean_sd(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    g = df.groupby(by)["test_accuracy"]
-    return pd.DataFrame({"mean": g.mean(), "sd": g.std().fillna(0.0), "n": g.size()}).reset_index()
-
-
 def _arch_label(df: pd.DataFrame) -> str:
     row = df.iloc[0]
     return Family(row["arch"], {"width": row["width"]} if "width" in row and df["width"].nunique() == 1 else {}).label
@@ -271,7 +266,7 @@ def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
     colors = dict(zip((SKC, KN), plots.sns.color_palette(plots.PALETTE, 2)))
     for ax, family in zip(axes, families):
         sub = df[df["family"] == family]
-        ep = _mean_sd(sub[sub["method"] == "edge-popup"], ["init", "keep_fraction"])
+        ep = plots.mean_sd(sub[sub["method"] == "edge-popup"], ["init", "keep_fraction"])
         for init, g in ep.groupby("init"):
             ax.errorbar(g["keep_fraction"], g["mean"], yerr=g["sd"], marker="o", ms=4, capsize=2, color=colors[init], label=f"Edge-Popup, {INIT_LABELS[init]}")
         dense = sub[sub["method"] == "dense"]
@@ -290,7 +285,7 @@ def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
 def plot_init_sweep(df: pd.DataFrame, preset_name: str):
     fig, axes = plots.panels(1, width=6.0)
     ax = axes[0]
-    stats = _mean_sd(df, ["init", "keep_fraction"])
+    stats = plots.mean_sd(df, ["init", "keep_fraction"])
     stats["initialization"] = stats["init"].map(INIT_LABELS)
     plots.sns.barplot(data=stats, x="keep_fraction", y="mean", hue="initialization", hue_order=list(INIT_LABELS.values()), ax=ax)
     ax.set(xlabel="fraction of weights kept, k", ylabel="test accuracy", title=_arch_label(df))
@@ -304,7 +299,7 @@ def plot_init_sweep(df: pd.DataFrame, preset_name: str):
 
 def plot_width_sweep(df: pd.DataFrame, preset_name: str):
     fig, axes = plots.panels(2, width=4.2)
-    stats = _mean_sd(df, ["method", "width"])
+    stats = plots.mean_sd(df, ["method", "width"])
     for method, g in stats.groupby("method"):
         axes[0].errorbar(g["width"], g["mean"], yerr=g["sd"], marker="o", capsize=2, label="Edge-Popup (k = 0.5)" if method == "edge-popup" else "dense (SGD)")
     axes[0].set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(df)}: accuracy vs width")
@@ -324,7 +319,7 @@ def plot_width_sweep(df: pd.DataFrame, preset_name: str):
 def plot_bernoulli(df: pd.DataFrame, preset_name: str):
     fig, axes = plots.panels(1, width=5.0)
     ax = axes[0]
-    ep = _mean_sd(df[df["method"] == "edge-popup"], ["keep_fraction"])
+    ep = plots.mean_sd(df[df["method"] == "edge-popup"], ["keep_fraction"])
     ax.errorbar(ep["keep_fraction"], ep["mean"], yerr=ep["sd"], marker="o", capsize=2, label="Edge-Popup")
     zb = df[df["method"] == "supermask-bernoulli"]
     ax.scatter(zb["realized_keep_fraction"], zb["test_accuracy"], marker="s", color=plots.sns.color_palette(plots.PALETTE)[3], label="Bernoulli supermask (Zhou et al.)\nat its realized kept fraction", zorder=3)

@@ -218,11 +218,6 @@ def gain_2_to_8(sweep: pd.DataFrame, arch: str = "lenet-300-100") -> float:
 
 
 # ---------------------------------------------------------------------------------------------- figures
-def _mean_sd(df: pd.DataFrame, by: list[str], col: str = "test_accuracy") -> pd.DataFrame:
-    g = df.groupby(by)[col]
-    return pd.DataFrame({"mean": g.mean(), "sd": g.std().fillna(0.0), "n": g.size()}).reset_index()
-
-
 def _percent(ax) -> None:
     """Percent y axis with as many decimals as the range needs (accuracy curves can span one point)."""
     from matplotlib.ticker import PercentFormatter
@@ -244,7 +239,7 @@ def plot_slots(df: pd.DataFrame, preset_name: str):
     for ax, family in zip(axes, families):
         sub = df[df["family"] == family]
         slot = sub[(sub["method"] == "slot") & (sub["selection"] == "greedy")]
-        st = _mean_sd(slot[slot["num_slots"] >= 2], ["num_slots"])
+        st = plots.mean_sd(slot[slot["num_slots"] >= 2], ["num_slots"])
         ax.errorbar(st["num_slots"], st["mean"], yerr=st["sd"], marker="o", ms=4, capsize=2, label="slot machine (GS)")
         plots.hline(ax, sub[sub["method"] == "dense"]["test_accuracy"].mean(), "learned weights")
         k1 = slot[slot["num_slots"] == 1]["test_accuracy"]
@@ -265,7 +260,7 @@ def plot_selection(df: pd.DataFrame, preset_name: str):
     families = list(dict.fromkeys(df["family"]))
     fig, axes = plots.panels(len(families), width=4.6 if len(families) == 1 else 3.8)
     for ax, family in zip(axes, families):
-        st = _mean_sd(df[(df["method"] == "slot") & (df["family"] == family)], ["selection", "num_slots"])
+        st = plots.mean_sd(df[(df["method"] == "slot") & (df["family"] == family)], ["selection", "num_slots"])
         for sel, g in st.groupby("selection"):
             label = "greedy selection (GS)" if sel == "greedy" else "probabilistic sampling (PS)"
             ax.errorbar(g["num_slots"], g["mean"], yerr=g["sd"], marker="o" if sel == "greedy" else "s", capsize=2, label=label)
