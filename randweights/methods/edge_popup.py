@@ -121,13 +121,12 @@ class _MaskedWeight(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, weight, mask):
         ctx.save_for_backward(scores, weight)
-        return torch.where(mask, weight, 0.0)
+        return weight * mask  # a product, not torch.where: several times faster on a CPU
 
     @staticmethod
     def backward(ctx, grad):
         scores, weight = ctx.saved_tensors
-        signed_weight = torch.where(scores < 0, -weight, weight)
-        return grad * signed_weight, None, None
+        return grad * (weight * scores.sign()), None, None
 
 
 class TopKMask(nn.Module):
