@@ -288,3 +288,12 @@ def test_logit_scale_changes_the_loss_not_the_predictions():
     assert torch.allclose(b(x), 30.0 * a(x))
     assert torch.equal(b(x).argmax(1), a(x).argmax(1))
     assert len(laperm.permutable_tensors(b)) == len(laperm.permutable_tensors(a)) == 3
+
+
+def test_agnostic_labels_name_only_the_weight_agnostic_nets():
+    from randweights.experiments.laperm import agnostic_label
+
+    assert agnostic_label({"arch": "f2", "logit_scale": 30.0}) == "F2, our recipe"
+    assert agnostic_label({"arch": "f2", "logit_scale": 1.0}) == "F2, official recipe"
+    assert agnostic_label({"arch": "f1", "logit_scale": 1.0}) == "F1"
+    assert agnostic_label({"arch": "lenet-300-100", "logit_scale": 1.0}) == "lenet-300-100"

@@ -332,8 +332,9 @@ def agnostic_configs(p: Preset) -> list[RunConfig]:
 
 
 def agnostic_label(row) -> str:
-    if row["arch"] == "f1":
-        return "F1"
+    """"F1", "F2, our recipe" or "F2, official recipe" for a record of F-L5 (other records: their arch)."""
+    if row["arch"] != "f2":
+        return row["arch"].upper() if row["arch"] == "f1" else row["arch"]
     return "F2, our recipe" if row["logit_scale"] != 1.0 else "F2, official recipe"
 
 
@@ -355,6 +356,22 @@ def f2_ablation(preset_name: str, device=None) -> pd.DataFrame:
     df = _sweep([c for cs in configs.values() for c in cs], device, "F2 ablation")
     df["variant"] = [name for name, cs in configs.items() for _ in cs]
     return df.groupby("variant", sort=False)[["test_accuracy", "best_test_accuracy"]].agg(["mean", "min", "max"])
+
+
+@torch.no_grad()
+def logit_spread(cfg: RunConfig, images: int = 1000) -> float:
+    """Median over the first test images of the gap between the largest and smallest logit, for the model of
+    ``cfg`` at its initialization (how flat the softmax starts)."""
+    model = laperm.build_initialized(cfg, data.SHAPES[cfg.data.dataset], data.NUM_CLASSES[cfg.data.dataset]).eval()
+    logits = model(data.load(cfg.data).test.x[:images])
+    return float((logits.amax(1) - logits.amin(1)).median())
+
+
+def f2_logit_spreads(preset_name: str) -> dict[str, float]:
+    """:func:`logit_spread` of F2 at init (seed 0): the official recipe, and ours before its temperature."""
+    p = preset(preset_name)
+    return {"official": logit_spread(make_config("laperm", **p.f2_official)),
+            "ours": logit_spread(make_config("laperm", **{**p.f2, "logit_scale": 1.0}))}
 
 
 def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
@@ -452,9 +469,9 @@ def comparison_table(preset_name: str, frames: list[pd.DataFrame]) -> pd.DataFra
     rows = []
     for (arch, q), paper in PAPER_ACCURACY.items():
         if arch == "f2":
+            labels = df.apply(agnostic_label, axis=1)
             for recipe in ("our recipe", "official recipe"):
-                g = df[df["arch"].eq("f2") & df["logit_scale"].ne(1.0).eq(recipe == "our recipe")]
-                rows.append(_row(arch, q, paper, g, preset_name, f"LaPerm, {recipe}"))
+                rows.append(_row(arch, q, paper, df[labels == f"F2, {recipe}"], preset_name, f"LaPerm, {recipe}"))
             continue
         g = df[(df["arch"] == arch) & (df["init_sparsity"].round(2) == q) & (df["sync_period"] > 0)] if arch != "f1" else df[df["arch"] == arch]
         rows.append(_row(arch, q, paper, g, preset_name))
