@@ -20,6 +20,7 @@ import torch
 from .config import RunConfig
 
 RECORD = "record.json"
+LOCK = ".lock"
 
 
 def results_root(root: str | os.PathLike | None = None) -> Path:
@@ -62,21 +63,54 @@ def load(cfg: RunConfig, root=None) -> dict | None:
     return record
 
 
-def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model: bool = False) -> dict:
+def run_lock(folder: Path, blocking: bool = True):
+    """The lock of one run folder: a file lock on ``<folder>/.lock`` (``fcntl``/``msvcrt``), released when the
+    holder exits or dies, so two processes, or two machines on one shared filesystem, never train one run twice."""
+    from filelock import FileLock
+
+    return FileLock(str(folder / LOCK), timeout=-1 if blocking else 0)
+
+
+class RunBusy(RuntimeError):
+    """Another process holds the run's lock (raised only by ``get_or_run(..., wait=False)``)."""
+
+
+def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model: bool = False, wait: bool = True) -> dict:
     """Return the stored record of ``cfg``, training it first if there is none. With ``keep_model`` the trained
-    state dict is stored as ``model.pt`` beside the record (before it, so a record implies its model)."""
+    state dict is stored as ``model.pt`` beside the record (before it, so a record implies its model).
+
+    Training happens under the run's lock: a second process asking for the same run waits for the first and
+    returns its record (or, with ``wait=False``, raises :class:`RunBusy` at once). The steps are always: lock,
+    load the record, train if it is missing, write the extra files, write the record last."""
+    folder = run_dir(cfg, root)
     record = load(cfg, root)
-    if record is not None and (not keep_model or (run_dir(cfg, root) / "model.pt").is_file()):
+    if _complete(record, folder, keep_model):
         return record
+    folder.mkdir(parents=True, exist_ok=True)
+    from filelock import Timeout
+
+    try:
+        with run_lock(folder, blocking=wait):
+            record = load(cfg, root)  # another process may have finished it while we waited
+            if _complete(record, folder, keep_model):
+                return record
+            return _train_and_store(cfg, folder, device, keep_model)
+    except Timeout as err:
+        raise RunBusy(f"{folder}: another process is training this run") from err
+
+
+def _complete(record: dict | None, folder: Path, keep_model: bool) -> bool:
+    return record is not None and (not keep_model or (folder / "model.pt").is_file())
+
+
+def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_model: bool) -> dict:
     from .train import run  # heavy import only when training
 
-    folder = run_dir(cfg, root)
     model, record = run(cfg, device)  # nothing is written before the run has finished
     write_json(folder / "config.json", cfg.to_dict())
     if keep_model:
-        buffer = _state_bytes(model)
-        write_atomic(folder / "model.pt", buffer)
-    write_json(folder / RECORD, record)
+        write_atomic(folder / "model.pt", _state_bytes(model))
+    write_json(folder / RECORD, record)  # last: a record means the run is finished
     return record
 
 
@@ -94,11 +128,23 @@ def load_state(cfg: RunConfig, root=None) -> dict:
 
 
 def sweep(configs: Iterable[RunConfig], root=None, device: str | None = None, desc: str = "sweep") -> list[dict]:
-    """``get_or_run`` over ``configs`` in order; rerunning after an interruption trains only missing runs."""
+    """``get_or_run`` over ``configs``; rerunning after an interruption trains only missing runs.
+
+    Several processes may run the same sweep at once: a run another worker is training is skipped at first and
+    collected at the end (waiting for it then), so N workers share the runs and each run is trained once."""
     from .train import progress
 
     configs = list(configs)
-    return [get_or_run(cfg, root, device) for cfg in progress(configs, desc=desc)]
+    records: dict[int, dict] = {}
+    busy = []
+    for i, cfg in enumerate(progress(configs, desc=desc)):
+        try:
+            records[i] = get_or_run(cfg, root, device, wait=False)
+        except RunBusy:
+            busy.append(i)
+    for i in busy:
+        records[i] = get_or_run(configs[i], root, device)
+    return [records[i] for i in range(len(configs))]
 
 
 def frame(records: Iterable[dict]):
