@@ -1,6 +1,6 @@
 """Compact subnetworks: one small file for a network found by any method, a random seed plus a few bits a weight.
 
-The file (``.rwc``) is a zip archive: ``header.json`` and numpy arrays (``.npy``). The header names the method,
+The file (``.rwc``) is an uncompressed zip archive (packed bits do not compress): ``header.json`` and numpy arrays (``.npy``). The header names the method,
 its settings (keep fraction, K, ...), the layers it transformed, where the frozen random weights come from and,
 for runs of the store, the run's config, input shape and class count. The arrays hold what the method found:
 
@@ -210,7 +210,7 @@ def summary(path: str | os.PathLike, model: nn.Module | None = None) -> dict:
 
 def _archive(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("header.json", json.dumps(header, sort_keys=True))
         for name, array in arrays.items():
             blob = io.BytesIO()
@@ -267,7 +267,7 @@ def build(header: dict) -> nn.Module:
 
     cfg = from_dict(header["config"])
     shape, classes = header["input_shape"], header["num_classes"]
-    if header["method"] == "laperm":
+    if cfg.method.name == "laperm":  # its own builder (biases, input and logit wrappers), also for k = 0
         from .methods import laperm
 
         return laperm.build_initialized(cfg, shape, classes)
