@@ -14,6 +14,7 @@ import json
 import sys
 import typing
 
+from . import cli_scale
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import ConfigError, DatasetNotFound
 from .methods import METHODS, method_config_class
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", action="append", default=None, metavar="NAME", help="a notebook name; repeatable")
     rep.add_argument("--no-build", action="store_true", help="execute only; do not build the book")
     rep.add_argument("--device", default=None)
+    cli_scale.add_parsers(sub)
     return parser
 
 
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command in cli_scale.COMMANDS:
+            return cli_scale.run(args)
         from .reproduce import reproduce
 
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device)
