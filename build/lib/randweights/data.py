@@ -1,0 +1,246 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 from disk, as tensors, with fixed splits and class-balanced subsets.
+
+Where the data is looked up, in order:
+
+1. ``$RANDWEIGHTS_DATA`` (default ``data/``) in torchvision's layout: ``MNIST/raw/*-ubyte``,
+   ``FashionMNIST/raw/*-ubyte`` (``.gz`` also read), ``cifar-10-batches-py/``, or the arrays ``cifar10.npz``
+   (``x_train, y_train, x_test, y_test``; uint8, HWC).
+2. Fashion-MNIST only: Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``).
+3. With ``RANDWEIGHTS_DOWNLOAD=1`` (or ``download=True``) and a network: torchvision downloads into the root.
+
+Whole datasets are held as tensors and batched by index, which is several times faster on a CPU than a
+``DataLoader`` over PIL images.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import DatasetNotFound, check_choice
+
+SPLIT_SEED = 20200  # fixed: validation split and subsets never depend on the run's seed
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+STATS = {  # per-channel mean and std of the training images, pixels in [0, 1]
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262)),
+}
+NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10}
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("RANDWEIGHTS_DATA", "data"))
+
+
+def download_allowed() -> bool:
+    return os.environ.get("RANDWEIGHTS_DOWNLOAD", "0").lower() in ("1", "true", "yes")
+
+
+# ----------------------------------------------------------------------------------------------- raw arrays
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (plain or gzip), the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_candidates(dataset: str, root: Path) -> list[Path]:
+    folders = [root / IDX_FOLDERS[dataset] / "raw"]
+    if dataset == "fashion-mnist":
+        folders.append(DEBIAN_FASHION)
+    return folders
+
+
+def _find_idx(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx(dataset: str, root: Path, tried: list[str]):
+    for folder in _idx_candidates(dataset, root):
+        tried.append(str(folder))
+        paths = {split: [_find_idx(folder, n) for n in names] for split, names in IDX_FILES.items()}
+        if all(p is not None for ps in paths.values() for p in ps):
+            return {split: (read_idx(x), read_idx(y).astype(np.int64)) for split, (x, y) in paths.items()}
+    return None
+
+
+def _load_cifar(root: Path, tried: list[str]):
+    npz = root / "cifar10.npz"
+    tried.append(str(npz))
+    if npz.is_file():
+        d = np.load(npz)
+        return {
+            "train": (d["x_train"], d["y_train"].astype(np.int64)),
+            "test": (d["x_test"], d["y_test"].astype(np.int64)),
+        }
+    folder = root / "cifar-10-batches-py"
+    tried.append(str(folder))
+    if (folder / "test_batch").is_file():
+        parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+        out = {}
+        for split, names in parts.items():
+            xs, ys = [], []
+            for name in names:
+                with open(folder / name, "rb") as f:
+                    batch = pickle.load(f, encoding="latin1")
+                xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+                ys.append(np.asarray(batch["labels"], dtype=np.int64))
+            out[split] = (np.concatenate(xs), np.concatenate(ys))
+        return out
+    return None
+
+
+def _download(dataset: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[dataset]
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
+
+
+def load_arrays(dataset: str, root: str | None = None, download: bool | None = None):
+    """``{"train": (x, y), "test": (x, y)}`` as uint8 images (N, H, W[, C]) and int64 labels (cached per root)."""
+    check_choice("dataset", dataset, NUM_CLASSES)
+    root_path = Path(root) if root is not None else data_root()
+    return _load_arrays(dataset, str(root_path.resolve()), download if download is not None else download_allowed())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_arrays(dataset: str, root: str, download: bool):
+    root_path = Path(root)
+    tried: list[str] = []
+    load = (lambda t: _load_cifar(root_path, t)) if dataset == "cifar10" else (lambda t: _load_idx(dataset, root_path, t))
+    arrays = load(tried)
+    if arrays is None and download:
+        _download(dataset, root_path)
+        arrays = load([])
+    if arrays is None:
+        raise DatasetNotFound(
+            f"dataset {dataset!r} not found; tried: {', '.join(tried)}. Put it in torchvision's layout under a "
+            f"folder and set RANDWEIGHTS_DATA to it (see data/README.md), or set RANDWEIGHTS_DOWNLOAD=1 on a "
+            f"machine that is online."
+        )
+    return arrays
+
+
+# ----------------------------------------------------------------------------------------------- splits
+@dataclass
+class Split:
+    """Normalized images (N, C, H, W) float32 and labels (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Splits:
+    train: Split
+    validation: Split | None
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, int, int]
+
+
+def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` indices with the classes as equal as possible (the first classes get the remainder)."""
+    classes = np.unique(labels)
+    per_class = [count // len(classes) + (i < count % len(classes)) for i in range(len(classes))]
+    picked = []
+    for c, n in zip(classes, per_class):
+        members = np.flatnonzero(labels == c)
+        if n > len(members):
+            raise ValueError(f"subset: class {c} has {len(members)} images, {n} requested")
+        picked.append(rng.permutation(members)[:n])
+    return np.sort(np.concatenate(picked))
+
+
+def to_tensor(x: np.ndarray, dataset: str) -> torch.Tensor:
+    t = torch.from_numpy(np.array(x, dtype=np.float32)).div_(255.0)
+    t = t.permute(0, 3, 1, 2) if t.ndim == 4 else t.unsqueeze(1)
+    mean, std = STATS[dataset]
+    return ((t - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)).contiguous()
+
+
+def load(cfg: DataConfig) -> Splits:
+    """Fixed train / validation / test splits for ``cfg``. The validation images come out of the training split;
+    ``subset`` then takes a class-balanced sample of what is left. Neither depends on the run's seed."""
+    arrays = load_arrays(cfg.dataset)
+    x_train, y_train = arrays["train"]
+    x_test, y_test = arrays["test"]
+    rng = np.random.default_rng(SPLIT_SEED)
+    order = np.arange(len(y_train))
+    val_idx = np.array([], dtype=np.int64)
+    if cfg.validation:
+        val_idx = balanced_indices(y_train, cfg.validation, rng)
+        order = np.setdiff1d(order, val_idx)
+    if cfg.subset is not None:
+        if cfg.subset > len(order):
+            from .errors import ConfigError
+
+            raise ConfigError("subset", cfg.subset, f"at most {len(order)} for {cfg.dataset}")
+        order = order[balanced_indices(y_train[order], cfg.subset, rng)]
+
+    def split(idx_x, idx_y):
+        return Split(to_tensor(idx_x, cfg.dataset), torch.from_numpy(np.array(idx_y, dtype=np.int64)))
+
+    return Splits(
+        train=split(x_train[order], y_train[order]),
+        validation=split(x_train[val_idx], y_train[val_idx]) if cfg.validation else None,
+        test=split(x_test, y_test),
+        num_classes=NUM_CLASSES[cfg.dataset],
+        input_shape=SHAPES[cfg.dataset],
+    )
+
+
+# ----------------------------------------------------------------------------------------------- batches
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with ``pad`` zero padding, then a random horizontal flip, per image (the CIFAR recipe)."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w)
+    batch_idx = torch.arange(n).view(n, 1, 1, 1)
+    chan_idx = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    out = padded[batch_idx, chan_idx, rows, cols]
+    flip = torch.rand(n, generator=generator) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, augment: bool = False):
+    """Yield ``(x, y)`` batches; shuffled when a generator is given (training), in order otherwise."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        x = split.x[idx]
+        if augment and generator is not None:
+            x = augment_batch(x, generator)
+        yield x, split.y[idx]

@@ -1,0 +1,36 @@
+"""Errors that name the parameter at fault and what it allows."""
+
+
+class ConfigError(ValueError):
+    """A setting is outside what is allowed.
+
+    The message always reads ``<parameter>: <what was given> (<what is allowed>)`` so the CLI can print it as
+    one line.
+    """
+
+    def __init__(self, parameter: str, given: object, allowed: str):
+        self.parameter = parameter
+        self.given = given
+        self.allowed = allowed
+        super().__init__(f"{parameter}: got {given!r}, allowed: {allowed}")
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset is not on disk and could not (or may not) be downloaded."""
+
+
+def check_choice(parameter: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(parameter, value, "one of " + ", ".join(sorted(allowed)))
+
+
+def check_range(parameter: str, value, low=None, high=None, low_open=False, high_open=False) -> None:
+    """Check ``low <(=) value <(=) high``; ``None`` bounds are unbounded."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ConfigError(parameter, value, f"a number in {left}{lo}, {hi}{right}")

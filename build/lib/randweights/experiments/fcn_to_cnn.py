@@ -1,0 +1,437 @@
+"""FCN to CNN by pruning (Pellegrini & Biroli 2021): the runs behind figures P1-P9 of our spec, and the figures.
+
+Every figure is drawn from IMP runs of :mod:`randweights.methods.pruning` on the paper's FCN (BatchNorm on each
+block input, masked affine map, ReLU). The paper's runs use ImageNet32; ours use CIFAR-10 (same 32x32x3 geometry).
+The analysis of the first-layer masks (locality ratio, displacement maps, ...) is cached next to each run
+record as ``locality.json`` / ``ablation.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import plots, runs
+from ..analysis import locality as L
+from ..config import RunConfig, make_config
+from ..errors import check_choice
+from ..methods import pruning
+
+ANALYSIS_VERSION = 1
+
+# The official notebook output (github.com/phiandark/SiftingFeatures, src/IMP_PostProcess.ipynb, run "IMPn22",
+# ImageNet32, 1000 classes; our spec Sec. 2.4): best IMP iteration, its remaining weights, best validation
+# accuracy, and top-1 / top-5 of the final-step weights on 10k validation images (all in %).
+PAPER = {"best_round": 13, "remaining_percent": 0.97, "best_validation_accuracy": 12.64, "final_top1": 11.63, "final_top5": 25.46}
+
+
+@dataclass(frozen=True)
+class Preset:
+    dataset: str
+    subset: int | None  # training images of the main run ("more data")
+    less_subset: int  # training images of the less-data control
+    validation: int  # held-out images for the best-validation protocol
+    width: float  # multiplies the FCN's 1024 hidden units
+    rounds: int  # pruning rounds: u = 0.7**rounds at the end
+    epochs: int  # per round
+    batch_size: int
+    lr: float
+    rewind_step: int
+    cnn_arch: str
+    cnn_width: float
+    cnn_rounds: int
+    shuffle_seed: int = 1
+    gallery_units: int = 16
+    ablation_points: int = 6
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("cifar10", 300, 100, 100, 16 / 1024, 3, 1, 50, 0.5, 2, "conv2", 1 / 16, 1, gallery_units=9, ablation_points=3),
+    # 2-core CPU: narrow FCN (128 units), 5,000 images, short rounds; lr 0.5 (not 0.1) so that 13 short rounds
+    # move the weights about as far as the paper's 1e5 steps at batch 1000 do relative to the init.
+    "quick": Preset("cifar10", 5000, 1500, 1000, 0.125, 13, 6, 128, 0.5, 20, "conv2", 0.125, 7),
+    # The paper's recipe for a GPU: f1024:f1024:f1024, SGD lr 0.1 (no momentum), batch 1000, about 1e5 steps per
+    # round, rewinding to step 1000, 30 % per round until the stop rule; all of CIFAR-10 less 5,000 validation.
+    "full": Preset("cifar10", None, 13500, 5000, 1.0, 20, 2000, 1000, 0.1, 1000, "conv2", 1.0, 20, gallery_units=64, ablation_points=6),
+}
+
+RUNS = ("IMP", "random pruning", "CNN (IMP)", "one-shot", "pixel shuffle", "less data", "meaningful labels", "random labels")
+
+
+def preset(name: str) -> Preset:
+    check_choice("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def base_settings(p: Preset) -> dict:
+    """Flat settings of the main IMP run (the paper: plain SGD, constant lr, biases, learnable BN)."""
+    return dict(
+        arch="fcn", width=p.width, bias=True, affine_bn=True, dataset=p.dataset, subset=p.subset,
+        validation=p.validation, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, momentum=0.0,
+        schedule="constant", rounds=p.rounds, rewind_step=p.rewind_step,
+    )
+
+
+def configs(p: Preset) -> dict[str, RunConfig]:
+    """One IMP run per curve of the chapter, by label (see :data:`RUNS`)."""
+    base = base_settings(p)
+    changes = {
+        "IMP": {},
+        "random pruning": {"strategy": "random"},
+        "CNN (IMP)": {"arch": p.cnn_arch, "width": p.cnn_width, "rounds": p.cnn_rounds},
+        "one-shot": {"pruning_schedule": "one-shot"},
+        "pixel shuffle": {"pixel_shuffle_seed": p.shuffle_seed},
+        "less data": {"subset": p.less_subset},
+        "meaningful labels": {"label_grouping": "meaningful"},
+        "random labels": {"label_grouping": "random"},
+    }
+    return {label: make_config("imp", **{**base, **c}) for label, c in changes.items()}
+
+
+def run_all(preset_name: str, device=None) -> dict[str, dict]:
+    """Train (or load) every run of the chapter; the main IMP run keeps its final model for node ablation."""
+    cfgs = configs(preset(preset_name))
+    records = {"IMP": runs.get_or_run(cfgs["IMP"], device=device, keep_model=True)}
+    rest = [label for label in cfgs if label != "IMP"]
+    for label, record in zip(rest, runs.sweep([cfgs[k] for k in rest], device=device, desc="fcn_to_cnn")):
+        records[label] = record
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+def masks_of(record: dict, unshuffle: bool = True) -> list[np.ndarray]:
+    """First-layer masks of every trained round as (units, C, H, W); mapped back through pi^-1 for the
+    pixel-shuffle control unless ``unshuffle`` is False."""
+    masks = pruning.first_layer_masks(record)
+    seed = record.get("pixel_shuffle_seed")
+    if unshuffle and seed is not None:
+        masks = [pruning.unshuffle_masks(m, seed) for m in masks]
+    return masks
+
+
+def _cached(record: dict, name: str, compute):
+    path = runs.results_root() / record["run_id"] / name
+    if path.is_file():
+        import json
+
+        stored = json.loads(path.read_text())
+        if stored.get("version") == ANALYSIS_VERSION:
+            return stored["rows"]
+    rows = compute()
+    runs.write_json(path, {"version": ANALYSIS_VERSION, "rows": rows})
+    return rows
+
+
+def round_table(record: dict) -> list[dict]:
+    """Per trained round: accuracy, remaining fraction and the locality measures of the first-layer masks
+    (for the pixel-shuffle run both in shuffled coordinates and mapped back)."""
+
+    def compute():
+        rows = []
+        is_image = record["arch"] == "fcn"
+        back = masks_of(record) if is_image else [None] * record["rounds_trained"]
+        raw = masks_of(record, unshuffle=False) if is_image and record.get("pixel_shuffle_seed") is not None else back
+        for metrics, m, m_raw in zip(record["round_metrics"], back, raw):
+            row = {k: metrics[k] for k in ("round", "remaining_fraction", "test_accuracy", "best_validation_accuracy")}
+            row["first_layer_fraction"] = metrics["remaining_per_layer"][0]
+            if m is not None:
+                s = L.summary(m)
+                row.update(s)
+                row["near_origin_excess"] = s["near_origin_mass"] / s["near_origin_mass_random"]
+                row["locality_ratio_as_trained"] = L.locality_ratio(m_raw)
+            rows.append(row)
+        return rows
+
+    return _cached(record, "locality.json", compute)
+
+
+def rounds_frame(records: dict[str, dict]) -> pd.DataFrame:
+    """All runs' per-round rows in one frame, labelled by run."""
+    frames = [pd.DataFrame(round_table(r)).assign(run=label) for label, r in records.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def pick_rounds(record: dict, targets=(0.3, 0.1)) -> list[int]:
+    """Indices of the trained rounds closest (in log u) to each target, then the last round."""
+    u = np.array([m["remaining_fraction"] for m in record["round_metrics"]])
+    picks = [int(np.argmin(np.abs(np.log(u) - np.log(t)))) for t in targets] + [len(u) - 1]
+    return list(dict.fromkeys(picks))
+
+
+def ablation(record: dict, preset_name: str, device=None) -> pd.DataFrame:
+    """P7: test accuracy of the final IMP model with the k most / least connected or random first-layer units
+    zeroed (BatchNorm keeps its running statistics)."""
+    import torch
+
+    from .. import data as data_lib
+    from .. import train
+
+    p = preset(preset_name)
+    cfg = configs(p)["IMP"]
+
+    def compute():
+        splits = data_lib.load(cfg.data)
+        pruning.apply_controls(cfg, splits)
+        dev = train.pick_device(device)
+        model = pruning.load_model(cfg, runs.load_state(cfg), splits).to(dev)
+        layer = pruning.prunable_layers(model)[0]
+        masks = masks_of(record)[-1]
+        counts = np.linspace(0, len(masks), p.ablation_points).round().astype(int).tolist()
+        rows = []
+        with torch.no_grad():
+            for how in ("most", "least", "random"):
+                accs = L.ablation_curve(model, layer, masks, counts, lambda m: train.evaluate(m, splits.test, dev)["accuracy"], how)
+                rows += [{"order": how, "units_ablated": k, "test_accuracy": a} for k, a in zip(counts, accs)]
+        return rows
+
+    return pd.DataFrame(_cached(record, "ablation.json", compute))
+
+
+def comparison_table(records: dict[str, dict], preset_name: str) -> pd.DataFrame:
+    """The paper's best IMP iteration beside ours (different data: ImageNet32, 1000 classes vs CIFAR-10)."""
+    df = pd.DataFrame(round_table(records["IMP"]))
+    best = df.loc[df["best_validation_accuracy"].idxmax()]
+    return pd.DataFrame(
+        {
+            "paper (ImageNet32, 1000 classes)": [PAPER["best_round"], PAPER["remaining_percent"], PAPER["best_validation_accuracy"], PAPER["final_top1"]],
+            f"ours ({preset_name}, CIFAR-10, 10 classes)": [int(best["round"]), round(100 * best["remaining_fraction"], 2), round(100 * best["best_validation_accuracy"], 2), round(100 * best["test_accuracy"], 2)],
+        },
+        index=["best IMP round", "remaining weights at best round (%)", "best validation accuracy (%)", "final-weights accuracy (%)"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- figures
+COLORS = dict(zip(RUNS, plots.sns.color_palette(plots.PALETTE, len(RUNS))))
+
+
+def _u_axis(ax) -> None:
+    """Remaining weights on a log axis running from 100 % down (the paper's orientation)."""
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    plots.percent_axis(ax, "x")
+    ax.set_xlabel("remaining weights u (log)")
+
+
+def plot_accuracy(frame: pd.DataFrame, preset_name: str):
+    """P1: best validation accuracy (the paper's headline) and final-weights test accuracy vs u."""
+    fig, axes = plots.panels(2, width=4.4)
+    for label in ("IMP", "random pruning", "CNN (IMP)"):
+        g = frame[frame["run"] == label]
+        axes[0].plot(g["remaining_fraction"], g["best_validation_accuracy"], marker="o", ms=3, color=COLORS[label], label=label if label != "IMP" else "FCN, IMP")
+        axes[1].plot(g["remaining_fraction"], g["test_accuracy"], marker="o", ms=3, color=COLORS[label], label=label)
+    imp = frame[frame["run"] == "IMP"]
+    best = imp.loc[imp["best_validation_accuracy"].idxmax()]
+    axes[0].scatter([best["remaining_fraction"]], [best["best_validation_accuracy"]], marker="*", s=160, color=COLORS["IMP"], zorder=4, label="best IMP round")
+    for ax, title in zip(axes, ("best validation accuracy over the round", "test accuracy, final weights")):
+        _u_axis(ax)
+        plots.percent_axis(ax)
+        ax.set(title=title, ylabel="accuracy")
+    axes[0].legend(fontsize=8)
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def mosaic(masks: np.ndarray, units: int) -> np.ndarray:
+    """The ``units`` most-connected masks as RGB tiles (channel c -> colour c; grey for 1-channel masks) in a
+    square grid separated by 1-pixel grey lines."""
+    order = L.unit_order(masks, "most")[:units]
+    tiles = masks[order].astype(float)
+    if tiles.shape[1] == 1:
+        tiles = np.repeat(tiles, 3, axis=1)
+    tiles = tiles[:, :3].transpose(0, 2, 3, 1)  # (n, H, W, 3)
+    side = int(np.ceil(np.sqrt(len(tiles))))
+    h, w = tiles.shape[1:3]
+    canvas = np.full((side * (h + 1) + 1, side * (w + 1) + 1, 3), 0.5)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, side)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = tile
+    return canvas
+
+
+def plot_gallery(record: dict, preset_name: str, units: int, unshuffle: bool = True, title: str = ""):
+    """P2: the most-connected first-layer masks at three sparsities (black: pruned; a colour: that channel kept)."""
+    masks = masks_of(record, unshuffle)
+    picks = pick_rounds(record)
+    fig, axes = plots.panels(len(picks), width=3.6, height=3.8)
+    for ax, i in zip(axes, picks):
+        u = record["round_metrics"][i]["remaining_fraction"]
+        ax.imshow(mosaic(masks[i], units), interpolation="nearest")
+        ax.set(title=f"round {record['round_metrics'][i]['round']}, u = {100 * u:.1f}%", xticks=[], yticks=[])
+        ax.grid(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def _show_map(ax, m: np.ndarray, title: str, cmap="magma") -> None:
+    h, w = (m.shape[0] + 1) // 2, (m.shape[1] + 1) // 2
+    top = m.max() if m.max() > 0 else 1
+    ax.imshow(m / top, cmap=cmap, extent=(-w + 0.5, w - 0.5, h - 0.5, -h + 0.5), interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.grid(False)
+
+
+def plot_displacement(record: dict, preset_name: str):
+    """P3: same-channel S^sc and cross-channel S^dc displacement maps (each normalised by its max), and S^sc
+    divided by its expectation for random masks with the same counts on the same support."""
+    masks = masks_of(record)
+    picks = pick_rounds(record)
+    fig, axes = plots.plt.subplots(3, len(picks), figsize=(3.3 * len(picks), 9.4), squeeze=False)
+    for col, i in enumerate(picks):
+        m = masks[i]
+        sc, dc = L.displacement_maps(m)
+        expected = L.random_displacement_map(m)
+        u = 100 * record["round_metrics"][i]["remaining_fraction"]
+        _show_map(axes[0, col], sc, f"S_sc, u = {u:.1f}%")
+        _show_map(axes[1, col], dc, f"S_dc, u = {u:.1f}%")
+        ratio = np.divide(sc, expected, out=np.ones_like(expected), where=expected > 0.5)
+        im = axes[2, col].imshow(ratio, cmap="coolwarm", vmin=0, vmax=max(2.0, float(ratio.max())), extent=(-31.5, 31.5, 31.5, -31.5) if m.shape[-1] == 32 else None, interpolation="nearest")
+        axes[2, col].set_title(f"S_sc / random expectation, u = {u:.1f}%", fontsize=9)
+        axes[2, col].grid(False)
+        fig.colorbar(im, ax=axes[2, col], shrink=0.7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("d_y")
+    for ax in axes[-1]:
+        ax.set_xlabel("d_x")
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_locality_rounds(frame: pd.DataFrame, preset_name: str):
+    """P4: locality ratio, RMS radius and near-origin excess of the first layer vs u (our measures)."""
+    fig, axes = plots.panels(3, width=3.9)
+    measures = [("locality_ratio", "locality ratio (random = 1)"), ("rms_radius", "RMS radius (pixels)"), ("near_origin_excess", "pairs at |d| <= 2 / random")]
+    for label in ("IMP", "random pruning", "one-shot"):
+        g = frame[frame["run"] == label]
+        for ax, (col, name) in zip(axes, measures):
+            ax.plot(g["remaining_fraction"], g[col], marker="o" if label != "one-shot" else "s", ms=4, color=COLORS[label], label=label, linestyle="-" if label != "one-shot" else "none")
+            ax.set(ylabel=name)
+    axes[0].axhline(1.0, **plots.DENSE_STYLE)
+    axes[2].axhline(1.0, **plots.DENSE_STYLE)
+    for ax in axes:
+        _u_axis(ax)
+    axes[0].legend(fontsize=8)
+    plots.caption_preset(fig, preset_name, "measures are ours, not the paper's")
+    fig.tight_layout()
+    return fig
+
+
+def plot_degrees(record: dict, preset_name: str, n_bins: int = 4):
+    """P5: in-degree histogram and degree-resolved locality at the last round."""
+    m = masks_of(record)[-1]
+    deg = L.in_degree(m)
+    bins = L.degree_bins(deg, n_bins)
+    ratios = L.locality_ratios(m, L.support(m))
+    fig, axes = plots.plt.subplots(1, 2 + len(bins), figsize=(3.6 * 2 + 2.2 * len(bins), 3.2), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1.6] + [1] * len(bins)})
+    axes = axes[0]
+    axes[0].hist(deg, bins=np.arange(0, deg.max() + 3, 2 if deg.max() < 200 else max(2, deg.max() // 60)), color=COLORS["IMP"], log=True)
+    axes[0].set(xlabel="in-degree (connections per unit)", ylabel="units (log)", title="in-degree, last round")
+    labels, values = [], []
+    for lo, hi in bins:
+        sel = (deg >= lo) & (deg < hi)
+        labels.append(f"[{lo},{hi})")
+        values.append(float(np.nanmean(ratios[sel])) if sel.any() else np.nan)
+    axes[1].bar(labels, values, color=COLORS["IMP"])
+    axes[1].axhline(1.0, **plots.DENSE_STYLE)
+    axes[1].set(xlabel="in-degree bin", ylabel="mean locality ratio", title="locality by degree")
+    axes[1].tick_params(axis="x", labelsize=7)
+    for ax, (lo, hi) in zip(axes[2:], bins):
+        sc, _ = L.displacement_maps(m, np.flatnonzero((deg >= lo) & (deg < hi)))
+        _show_map(ax, sc, f"S_sc, degree [{lo},{hi})")
+        ax.set(xticks=[], yticks=[])
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_out_degree(record: dict, preset_name: str):
+    """P6: pixel out-degree map (RGB and summed over channels) and the receptive-field centroids."""
+    m = masks_of(record)[-1]
+    out = L.out_degree_map(m).astype(float)
+    fig, axes = plots.panels(3, width=3.6, height=3.4)
+    rgb = out / out.max() if out.max() > 0 else out
+    axes[0].imshow(rgb.transpose(1, 2, 0) if rgb.shape[0] == 3 else rgb[0], cmap=None if rgb.shape[0] == 3 else "gray", interpolation="nearest")
+    axes[0].set(title="out-degree per pixel (RGB)", xticks=[], yticks=[])
+    im = axes[1].imshow(out.sum(0), cmap="viridis", interpolation="nearest")
+    axes[1].set(title="out-degree, channels summed", xticks=[], yticks=[])
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    centers, radii = L.centroids_and_radii(m)
+    ok = np.isfinite(radii)
+    sc = axes[2].scatter(centers[ok, 1], centers[ok, 0], c=radii[ok], s=12, cmap="viridis_r")
+    axes[2].set(xlim=(-0.5, m.shape[3] - 0.5), ylim=(m.shape[2] - 0.5, -0.5), title="unit centroids (colour: RMS radius)", aspect="equal")
+    fig.colorbar(sc, ax=axes[2], shrink=0.8)
+    for ax in axes:
+        ax.grid(False)
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(df: pd.DataFrame, preset_name: str):
+    """P7: test accuracy (not error) vs number of first-layer units zeroed."""
+    fig, axes = plots.panels(1, width=5.0)
+    names = {"most": "most connected first", "least": "least connected first", "random": "random order"}
+    for how, g in df.groupby("order", sort=False):
+        axes[0].plot(g["units_ablated"], g["test_accuracy"], marker="o", ms=4, label=names[how])
+    axes[0].set(xlabel="first-layer units ablated", ylabel="test accuracy", title="node ablation, last IMP round")
+    plots.percent_axis(axes[0])
+    axes[0].legend(fontsize=8)
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_controls(frame: pd.DataFrame, preset_name: str):
+    """P8: locality ratio vs u for (a) more vs less data, (b) meaningful vs random label groupings, (c) the
+    pixel-shuffle control in shuffled coordinates and mapped back."""
+    fig, axes = plots.panels(3, width=4.0, sharey=True)
+    groups = [
+        ("(a) training data", [("IMP", "locality_ratio", "more data"), ("less data", "locality_ratio", "less data")]),
+        ("(b) 2-way labels", [("meaningful labels", "locality_ratio", "meaningful grouping"), ("random labels", "locality_ratio", "random grouping")]),
+        ("(c) pixel shuffle", [("IMP", "locality_ratio", "unshuffled"), ("pixel shuffle", "locality_ratio_as_trained", "shuffled, as trained"), ("pixel shuffle", "locality_ratio", "shuffled, mapped back")]),
+    ]
+    for ax, (title, lines) in zip(axes, groups):
+        for run, col, name in lines:
+            g = frame[frame["run"] == run]
+            style = {"linestyle": "--"} if col == "locality_ratio_as_trained" else {}
+            ax.plot(g["remaining_fraction"], g[col], marker="o", ms=3, label=name, **style)
+        ax.axhline(1.0, **plots.DENSE_STYLE)
+        _u_axis(ax)
+        ax.set(title=title)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("locality ratio (random = 1)")
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def controls_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Last-round numbers of every FCN run."""
+    last = frame.sort_values("round").groupby("run", sort=False).tail(1).set_index("run")
+    cols = ["round", "remaining_fraction", "best_validation_accuracy", "test_accuracy", "locality_ratio", "near_origin_excess", "rms_radius"]
+    out = last[[c for c in cols if c in last]].copy()
+    return out.drop(index=[r for r in ("CNN (IMP)",) if r in out.index]).round(3)
+
+
+def plot_one_shot(frame: pd.DataFrame, preset_name: str):
+    """P9: one-shot vs iterative pruning at the same final u."""
+    one = frame[frame["run"] == "one-shot"].iloc[-1]
+    imp = frame[frame["run"] == "IMP"]
+    imp_last = imp.iloc[(np.abs(np.log(imp["remaining_fraction"]) - np.log(one["remaining_fraction"]))).argmin()]
+    fig, axes = plots.panels(3, width=3.0)
+    for ax, (col, name) in zip(axes, [("locality_ratio", "locality ratio"), ("near_origin_excess", "pairs at |d| <= 2 / random"), ("best_validation_accuracy", "best validation accuracy")]):
+        ax.bar(["iterative (IMP)", "one-shot"], [imp_last[col], one[col]], color=[COLORS["IMP"], COLORS["one-shot"]])
+        ax.set(title=name)
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].axhline(1.0, **plots.DENSE_STYLE)
+    plots.percent_axis(axes[2])
+    plots.caption_preset(fig, preset_name, f"u = {100 * one['remaining_fraction']:.1f}%")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,362 @@
+"""Slot Machines chapter: the runs behind each figure, per preset, and the figures.
+
+Figures follow Aladago & Torresani (2021): accuracy vs the number of candidates K per connection with the learned
+dense baseline (Figs. 2-3), greedy selection vs probabilistic sampling (GS vs PS), finetuned slot machines vs
+learned weights at the same total number of epochs, how often selections change during training, and the
+distribution of the selected values against the candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import plots, runs
+from ..config import RunConfig, make_config
+from ..errors import check_choice
+
+LABELS = {"lenet-300-100": "LeNet-300-100", "slot-conv2": "Conv-2", "slot-conv4": "Conv-4", "slot-conv6": "Conv-6",
+          "vgg19": "VGG-19"}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture on one dataset with its training settings (flat RunConfig names)."""
+
+    arch: str
+    settings: dict = field(default_factory=dict)
+    slots: tuple[int, ...] = (1, 2, 8)  # the K grid of the accuracy-vs-K figure (K = 1: the untrained network)
+    dense_epochs: int | None = None  # the learned baseline's epochs when they differ (paper, Table 1)
+
+    def config(self, method: str, **overrides) -> RunConfig:
+        return make_config(method, arch=self.arch, **{**self.settings, **overrides})
+
+    def slot(self, k: int, **overrides) -> RunConfig:
+        if k == 1:  # one candidate: nothing to select, nothing to train (the "randomly initialized" bar)
+            overrides = {**overrides, "epochs": 0}
+        return self.config("slot", num_slots=k, **overrides)
+
+    def dense(self, **overrides) -> RunConfig:
+        if self.dense_epochs is not None:
+            overrides = {"epochs": self.dense_epochs, **overrides}
+        return self.config("dense", **overrides)
+
+    @property
+    def label(self) -> str:
+        width = self.settings.get("width", 1.0)
+        name = LABELS.get(self.arch, self.arch)
+        return name if width == 1.0 else f"{name} (width {width:g})"
+
+
+@dataclass(frozen=True)
+class Preset:
+    seeds: tuple[int, ...]
+    families: tuple[Family, ...]  # accuracy vs K; the first (LeNet on MNIST) also serves GS vs PS
+    ps_slots: tuple[int, ...]  # K grid of GS vs PS
+    finetune: tuple[tuple[int, tuple[int, ...]], ...]  # (family index, epochs of slot training before finetuning)
+    histogram_slots: int = 8  # the LeNet run whose selected values are plotted
+    ps_families: tuple[int, ...] = (0,)  # families of the GS-vs-PS figure
+
+
+MNIST_SMOKE = {"dataset": "mnist", "subset": 1000, "epochs": 1}
+MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}
+CIFAR_QUICK = {"dataset": "cifar10", "subset": 5000, "epochs": 4, "width": 0.25}
+# The paper's recipe (Sec. 4, Table 1): 200 epochs (VGG-19 220) on MNIST / CIFAR-10 less a 15% / 10% validation
+# split, batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.2 (K <= 8) / 0.1 (K > 8), PS lr 25, dropout in the
+# Conv nets, CIFAR augmentation. Warm restarts at epochs 25 and 75 are replaced by our one cosine schedule.
+MNIST_FULL = {"dataset": "mnist", "epochs": 200, "validation": 9000}
+CIFAR_FULL = {"dataset": "cifar10", "epochs": 200, "validation": 5000, "augment": True}
+K_GRID = (1, 2, 4, 8, 16, 32, 64)
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        seeds=(0,),
+        families=(Family("lenet-300-100", MNIST_SMOKE, (1, 2, 8)),),
+        ps_slots=(2,),
+        finetune=((0, (0,)),),
+    ),
+    "quick": Preset(
+        seeds=(0,),
+        families=(
+            Family("lenet-300-100", MNIST_QUICK, (1, 2, 4, 8, 16, 64)),
+            Family("slot-conv2", CIFAR_QUICK, (1, 2, 8, 32)),
+            Family("slot-conv4", {**CIFAR_QUICK, "epochs": 8}, (1, 2, 8, 32)),  # 4 epochs: barely above chance
+        ),
+        ps_slots=(2, 8),  # PS costs several times GS per step on a CPU (one Gumbel draw per candidate)
+        finetune=((0, (1, 2)), (2, (4,))),
+    ),
+    "full": Preset(
+        seeds=(0, 1, 2),
+        families=(
+            Family("lenet-300-100", MNIST_FULL, K_GRID),
+            Family("slot-conv2", CIFAR_FULL, K_GRID),
+            Family("slot-conv4", CIFAR_FULL, K_GRID, dense_epochs=330),
+            Family("slot-conv6", CIFAR_FULL, K_GRID, dense_epochs=330),
+            Family("vgg19", {**CIFAR_FULL, "epochs": 220}, (1, 2, 8), dense_epochs=320),
+        ),
+        ps_slots=(2, 4, 8, 16, 32, 64),
+        ps_families=(0, 1, 2, 3),
+        finetune=((1, (50, 100, 150)), (2, (50, 100, 150)), (3, (50, 100, 150))),
+    ),
+}
+
+# The paper's numbers (Aladago & Torresani 2021), test accuracy in %, read off the figure images (+-0.1) as listed
+# in ../shared/specs part B.6: Fig. 3 (GS vs K, learned baseline) and the GS-vs-PS figure; VGG-19 K = 8 from the
+# abstract. K -> accuracy.
+PAPER_GS = {
+    "lenet-300-100": {2: 97.15, 4: 98.0, 8: 98.2, 16: 98.17, 32: 98.18, 64: 98.16},
+    "slot-conv2": {2: 75.2, 4: 77.85, 8: 78.1, 16: 78.2, 32: 77.75, 64: 77.5},
+    "slot-conv4": {2: 81.8, 4: 85.7, 8: 86.0, 16: 86.35, 32: 86.25, 64: 85.1},
+    "slot-conv6": {2: 85.25, 4: 87.9, 8: 88.35, 16: 88.15, 32: 88.1, 64: 87.7},
+    "vgg19": {8: 91.0},
+}
+PAPER_PS = {
+    "lenet-300-100": {2: 97.07, 4: 97.83, 8: 97.84, 16: 97.87, 32: 98.02, 64: 97.84},
+    "slot-conv2": {2: 70.1, 4: 70.45, 8: 71.6, 16: 71.7, 32: 70.95, 64: 70.85},
+    "slot-conv4": {2: 78.9, 4: 80.25, 8: 79.55, 16: 79.15, 32: 79.35, 64: 79.4},
+    "slot-conv6": {2: 81.7, 4: 81.6, 8: 81.25, 16: 80.65, 32: 80.9, 64: 80.5},
+}
+PAPER_LEARNED = {"lenet-300-100": 97.95, "slot-conv2": 79.3, "slot-conv4": 86.5, "slot-conv6": 88.0}
+
+
+def preset(name: str) -> Preset:
+    check_choice("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+def _sweep(configs: list[RunConfig], device, desc: str) -> pd.DataFrame:
+    df = runs.frame(runs.sweep(configs, device=device, desc=desc))
+    df["family"] = df["arch"].map(LABELS)
+    return df
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def slots_configs(p: Preset) -> list[RunConfig]:
+    out = []
+    for fam in p.families:
+        for seed in p.seeds:
+            out += [fam.slot(k, seed=seed) for k in fam.slots]
+            out.append(fam.dense(seed=seed))
+    return out
+
+
+def slots_sweep(preset_name: str, device=None) -> pd.DataFrame:
+    """Figs. 2-3: test accuracy vs K (greedy selection) per architecture; dense (learned) baselines as extra rows."""
+    return _sweep(slots_configs(preset(preset_name)), device, "accuracy vs K")
+
+
+def selection_configs(p: Preset) -> list[RunConfig]:
+    return [
+        p.families[i].slot(k, selection=sel, seed=seed)
+        for i in p.ps_families
+        for seed in p.seeds
+        for sel in ("greedy", "probabilistic")
+        for k in p.ps_slots
+    ]
+
+
+def selection_sweep(preset_name: str, device=None) -> pd.DataFrame:
+    """GS vs PS (LeNet-300-100; in ``full`` also the Conv nets): the paper finds GS better, PS noisier."""
+    return _sweep(selection_configs(preset(preset_name)), device, "GS vs PS")
+
+
+def finetune_configs(p: Preset) -> list[RunConfig]:
+    """Per family: K = 8 slot machines trained E1 epochs then finetuned for the rest of the family's epochs, the
+    slot machine trained all epochs, and learned weights trained all epochs (equal total epochs)."""
+    out = []
+    for index, switches in p.finetune:
+        fam = p.families[index]
+        total = fam.settings["epochs"]
+        for seed in p.seeds:
+            out += [fam.slot(8, epochs=e1, finetune_epochs=total - e1, seed=seed) for e1 in switches if e1 < total]
+            out += [fam.slot(8, seed=seed), fam.config("dense", seed=seed)]
+    return out
+
+
+def finetune_sweep(preset_name: str, device=None) -> pd.DataFrame:
+    return _sweep(finetune_configs(preset(preset_name)), device, "finetuning")
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def _pct(x) -> float:
+    return round(100 * float(x), 1) if pd.notna(x) else float("nan")
+
+
+def comparison_table(sweep: pd.DataFrame, selection: pd.DataFrame, preset_name: str) -> pd.DataFrame:
+    """Ours (this preset) beside the paper's numbers, per network and K."""
+    rows = []
+    both = pd.concat([sweep, selection]).drop_duplicates("run_id")
+    for arch, group in both.groupby("arch", sort=False):
+        slot = group[group["method"] == "slot"]
+        dense = group[group["method"] == "dense"]["test_accuracy"].mean()
+        for k in sorted(slot["num_slots"].unique()):
+            at = slot[slot["num_slots"] == k]
+            gs = at[at["selection"] == "greedy"]["test_accuracy"].mean()
+            ps = at[at["selection"] == "probabilistic"]["test_accuracy"].mean()
+            rows.append({
+                "network": LABELS.get(arch, arch),
+                "K": int(k),
+                f"GS, ours ({preset_name})": _pct(gs),
+                "GS, paper": PAPER_GS.get(arch, {}).get(int(k), float("nan")),
+                f"PS, ours ({preset_name})": _pct(ps),
+                "PS, paper": PAPER_PS.get(arch, {}).get(int(k), float("nan")),
+                f"learned, ours ({preset_name})": _pct(dense),
+                "learned, paper": PAPER_LEARNED.get(arch, float("nan")),
+                "images (ours)": int(group["train_images"].iloc[0]),
+                "epochs (ours)": int(at["epochs"].max()),
+            })
+    return pd.DataFrame(rows)
+
+
+def gain_2_to_8(sweep: pd.DataFrame, arch: str = "lenet-300-100") -> float:
+    """Test accuracy at K = 8 minus at K = 2 (greedy), in points."""
+    s = sweep[(sweep["method"] == "slot") & (sweep["arch"] == arch) & (sweep["selection"] == "greedy")]
+    acc = s.groupby("num_slots")["test_accuracy"].mean()
+    return 100 * float(acc.get(8, np.nan) - acc.get(2, np.nan))
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def _percent(ax) -> None:
+    """Percent y axis with as many decimals as the range needs (accuracy curves can span one point)."""
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
+
+
+def _k_axis(ax, ks) -> None:
+    ks = sorted(int(k) for k in ks)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+
+
+def plot_slots(df: pd.DataFrame, preset_name: str):
+    """Accuracy vs K (log axis, K >= 2), learned weights dashed, the untrained K = 1 network's accuracy as text."""
+    families = list(dict.fromkeys(df["family"]))
+    fig, axes = plots.panels(len(families), width=3.8)
+    for ax, family in zip(axes, families):
+        sub = df[df["family"] == family]
+        slot = sub[(sub["method"] == "slot") & (sub["selection"] == "greedy")]
+        st = plots.mean_sd(slot[slot["num_slots"] >= 2], ["num_slots"])
+        ax.errorbar(st["num_slots"], st["mean"], yerr=st["sd"], marker="o", ms=4, capsize=2, label="slot machine (GS)")
+        plots.hline(ax, sub[sub["method"] == "dense"]["test_accuracy"].mean(), "learned weights")
+        k1 = slot[slot["num_slots"] == 1]["test_accuracy"]
+        if len(k1):  # as text: a line at chance level would squash the curve
+            ax.text(0.98, 0.04, f"K = 1 (the random network): {100 * k1.mean():.1f}%", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=7, color="0.35")
+        _k_axis(ax, st["num_slots"])
+        ax.set(title=family, xlabel="candidates per connection, K")
+        _percent(ax)
+    axes[0].set_ylabel("test accuracy")
+    axes[0].legend(fontsize=7, loc="center right")
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_selection(df: pd.DataFrame, preset_name: str):
+    families = list(dict.fromkeys(df["family"]))
+    fig, axes = plots.panels(len(families), width=4.6 if len(families) == 1 else 3.8)
+    for ax, family in zip(axes, families):
+        st = plots.mean_sd(df[(df["method"] == "slot") & (df["family"] == family)], ["selection", "num_slots"])
+        for sel, g in st.groupby("selection"):
+            label = "greedy selection (GS)" if sel == "greedy" else "probabilistic sampling (PS)"
+            ax.errorbar(g["num_slots"], g["mean"], yerr=g["sd"], marker="o" if sel == "greedy" else "s", capsize=2, label=label)
+        _k_axis(ax, st["num_slots"].unique())
+        ax.set(title=family, xlabel="candidates per connection, K")
+        _percent(ax)
+    axes[0].set_ylabel("test accuracy (greedy at test)")
+    axes[0].legend(fontsize=8)
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_finetune(df: pd.DataFrame, preset_name: str):
+    """Final accuracy at equal total epochs: finetuned after E1 epochs of selection vs the slot machine trained
+    all epochs vs learned weights; the selected network's accuracy at the switch is shown too."""
+    families = list(dict.fromkeys(df["family"]))
+    fig, axes = plots.panels(len(families), width=4.2)
+    colors = plots.sns.color_palette(plots.PALETTE, 3)
+    for ax, family in zip(axes, families):
+        sub = df[df["family"] == family]
+        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)].sort_values("epochs")
+        total = int((ft["epochs"] + ft["finetune_epochs"]).max()) if len(ft) else int(sub["epochs"].max())
+        ax.plot(ft["epochs"], ft["finetuned_test_accuracy"], marker="o", color=colors[0], label="finetuned slot machine (final)")
+        ax.plot(ft["epochs"], ft["selected_test_accuracy"], marker="x", linestyle="none", color=colors[0], alpha=0.6,
+                label="selected network at the switch")
+        plain = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] == 0)]["test_accuracy"].mean()
+        plots.hline(ax, plain, f"slot machine, {total} epochs", color=colors[1], linestyle="-.")
+        plots.hline(ax, sub[sub["method"] == "dense"]["test_accuracy"].mean(), f"learned weights, {total} epochs")
+        ax.set(title=f"{family}, K = 8", xlabel=f"epochs of selection before finetuning (total {total})", xlim=(0, total))
+        _percent(ax)
+    axes[0].set_ylabel("test accuracy")
+    axes[0].legend(fontsize=7, loc="lower right")
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def change_frame(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch selection statistics of the first family's slot runs (one row per run and epoch)."""
+    rows = []
+    df = pd.concat(frames).drop_duplicates("run_id")
+    df = df[(df["method"] == "slot") & (df["arch"] == df["arch"].iloc[0]) & (df["finetune_epochs"] == 0) & (df["epochs"] > 0)]
+    for _, r in df.iterrows():
+        for h in r["history"]:
+            rows.append({"selection": r["selection"], "K": int(r["num_slots"]), "seed": r["seed"], "epoch": h["epoch"],
+                         "changed over the epoch": h["selection_changed"], "changed per step": h["step_swaps"]})
+    return pd.DataFrame(rows)
+
+
+def plot_changes(changes: pd.DataFrame, preset_name: str, family: str = ""):
+    """Left: fraction of connections whose greedy choice changed during each epoch. Right: mean fraction whose
+    candidate in use changed from one step to the next (PS keeps swapping)."""
+    fig, axes = plots.panels(2, width=4.4)
+    ks = sorted(changes["K"].unique())
+    palette = dict(zip(ks, plots.sns.color_palette("viridis", len(ks))))
+    for (sel, k), g in changes.groupby(["selection", "K"]):
+        g = g.groupby("epoch").mean(numeric_only=True).reset_index()
+        style = {"linestyle": "-" if sel == "greedy" else "--", "marker": "o" if sel == "greedy" else "s", "color": palette[k]}
+        label = f"{'GS' if sel == 'greedy' else 'PS'}, K = {k}"
+        axes[0].plot(g["epoch"], g["changed over the epoch"], label=label, **style)
+        axes[1].plot(g["epoch"], g["changed per step"].clip(lower=1e-6), label=label, **style)
+    axes[0].set(xlabel="epoch", ylabel="connections whose argmax changed", title="greedy choice, per epoch")
+    axes[1].set(xlabel="epoch", ylabel="connections switching, per step", yscale="log", title="candidate in use, per step")
+    plots.percent_axis(axes[0])
+    for ax in axes:
+        ax.set_xticks(sorted(changes["epoch"].unique()))
+    axes[1].legend(fontsize=7, ncol=2)
+    plots.caption_preset(fig, preset_name, family)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histograms(record: dict, preset_name: str):
+    """Selected values vs all candidates per layer, in units of the layer's bound b (densities)."""
+    hists = record["value_histograms"]
+    fig, axes = plots.panels(len(hists), width=3.4, height=2.8)
+    colors = plots.sns.color_palette(plots.PALETTE, 2)
+    for ax, h in zip(axes, hists):
+        edges = np.array(h["edges"])
+        width = np.diff(edges)
+        for key, color, label in (("candidates", "0.6", "all candidates"), ("selected", colors[0], "selected")):
+            counts = np.array(h[key])
+            ax.stairs(counts / counts.sum() / width, edges, fill=key == "candidates", color=color, alpha=0.5 if key == "candidates" else 1,
+                      linewidth=1.6, label=label)
+        shape = h.get("shape", [])
+        ax.set(title=f"layer {h['layer']} ({' x '.join(map(str, shape[1::-1]))})", xlabel="value / b")
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize=7, loc="upper center")
+    plots.caption_preset(fig, preset_name, f"{LABELS.get(record['arch'], record['arch'])}, K = {record['num_slots']}")
+    fig.tight_layout()
+    return fig
+
+
+def histogram_record(sweep: pd.DataFrame, p: Preset) -> dict:
+    """The stored record of the first family's greedy run at ``p.histogram_slots`` (or the largest K run)."""
+    fam = p.families[0]
+    k = p.histogram_slots if p.histogram_slots in fam.slots else max(fam.slots)
+    return runs.get_or_run(fam.slot(k, seed=p.seeds[0]))

@@ -1,0 +1,238 @@
+"""Edge-Popup (Ramanujan et al., 2020): learn which frozen random weights to keep.
+
+Every Linear / Conv2d weight W is drawn once and frozen. A score tensor S of the same shape is trained; the
+layer uses ``W * M`` where M keeps the ``round(keep_fraction * n)`` weights with the largest ``|S|`` (Sec. 3,
+Alg. 1). The mask's gradient is passed straight through (Eq. 2), so ``dL/dS = sign(S) * dL/dW_eff * W`` and a
+pruned edge can "pop up" again once its score overtakes the threshold.
+
+The mask is attached with ``torch.nn.utils.parametrize``, so :func:`apply` works on any model, torchvision's
+included. ``keep_fraction`` is the fraction of weights KEPT, everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..config import MethodConfig
+from ..errors import check_choice, check_range
+
+INITS = (
+    "signed-constant",  # U_k in the paper: +-sqrt(2/fan_in), the paper's best
+    "kaiming-normal",  # N_k: N(0, 2/fan_in)
+    "scaled-signed-constant",  # +-sqrt(2/(keep_fraction*fan_in)): the fan counts only kept inputs
+    "scaled-kaiming-normal",  # N(0, 2/(keep_fraction*fan_in))
+    "unsigned-constant",  # +sqrt(2/fan_in) everywhere (ablation, expected to fail)
+    "kaiming-uniform",  # U(+-sqrt(6/fan_in))
+    "xavier-normal",  # N(0, 2/(fan_in+fan_out))
+)
+MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class EdgePopupConfig(MethodConfig):
+    name = "edge-popup"
+    keep_fraction: float = field(default=0.5, metadata={"help": "fraction of each layer's weights KEPT by the top-k supermask"})
+    init: str = field(default="signed-constant", metadata={"help": "the frozen random weights' distribution"})
+
+    def __post_init__(self):
+        check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True)
+        check_choice("init", self.init, INITS)
+
+    def default_lr(self, arch: str) -> float:
+        return 0.1
+
+
+# ---------------------------------------------------------------------------------------------- selection
+def kept_count(numel: int, keep_fraction: float) -> int:
+    """How many weights a layer of ``numel`` keeps: round(k*n), at least one."""
+    return min(numel, max(1, round(keep_fraction * numel)))
+
+
+def topk_mask(scores: torch.Tensor, count: int, hint: ThresholdHint | None = None) -> torch.Tensor:
+    """Boolean mask of exactly ``count`` largest entries of ``scores``.
+
+    O(n): the threshold is the count-th largest value, found by selection (``kthvalue``), never by a full sort
+    (the official code sorts every layer on every forward). With a :class:`ThresholdHint` (last step's
+    threshold) only the scores near it are ranked, about 3x cheaper on large layers; the mask is the same.
+    Ties at the threshold are broken by index: the lowest-index tied entries are kept, so the count is exact
+    even when many scores are equal.
+    """
+    flat = scores.reshape(-1)
+    n = flat.numel()
+    if count >= n:
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = hint.select(flat, count) if hint is not None else None
+    if threshold is None:
+        threshold = flat.kthvalue(n - count + 1).values
+    if hint is not None:
+        hint.value = float(threshold)
+    mask = flat >= threshold
+    surplus = int(torch.count_nonzero(mask)) - count
+    if surplus > 0:  # ties at the threshold: drop the highest-index ones
+        ties = (flat == threshold).nonzero().squeeze(1)
+        mask[ties[ties.numel() - surplus :]] = False
+    return mask.view_as(scores)
+
+
+class ThresholdHint:
+    """Last step's threshold of one layer. Scores move little per step, so the new count-th largest value is
+    usually within a narrow relative ``band`` of the old one: count what lies above the band, rank only what lies
+    inside it. The band widens when it misses and narrows slowly when it hits."""
+
+    MIN_SIZE = 8192  # smaller layers: plain kthvalue is as fast
+
+    def __init__(self, band: float = 0.02):
+        self.value: float | None = None
+        self.band = band
+
+    def select(self, flat: torch.Tensor, count: int):
+        if self.value is None or self.value <= 0 or flat.numel() < self.MIN_SIZE:
+            return None
+        lo, hi = self.value * (1 - self.band), self.value * (1 + self.band)
+        need = count - int(torch.count_nonzero(flat > hi))
+        if need > 0:
+            near = flat[(flat > lo) & (flat <= hi)]
+            if need <= near.numel():
+                self.band = max(0.002, self.band * 0.95)
+                return near.kthvalue(near.numel() - need + 1).values
+        self.band = min(1.0, self.band * 2)
+        return None
+
+
+def sort_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Reference selection by a full sort (what the official code does on every forward); for tests and
+    benchmarks only."""
+    flat = scores.reshape(-1)
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.sort(descending=True, stable=True).indices[:count]] = True
+    return mask.view_as(scores)
+
+
+class _MaskedWeight(torch.autograd.Function):
+    """``W_eff = W * M`` for a given top-k mask M of |S|. Backward passes the mask straight through (Eq. 2 of
+    the paper), so ``dL/dS = dL/dW_eff * W * sign(S)`` for every score, kept or not; W gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, scores, weight, mask):
+        ctx.save_for_backward(scores, weight)
+        return weight * mask  # a product, not torch.where: several times faster on a CPU
+
+    @staticmethod
+    def backward(ctx, grad):
+        scores, weight = ctx.saved_tensors
+        return grad * (weight * scores.sign()), None, None
+
+
+class TopKMask(nn.Module):
+    """Parametrization ``W -> W * topk(|S|)`` with trainable scores S (the only learned tensor)."""
+
+    def __init__(self, weight: torch.Tensor, keep_fraction: float):
+        super().__init__()
+        fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
+        bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default layer init, as the official code uses for scores
+        self.scores = nn.Parameter(torch.empty_like(weight).uniform_(-bound, bound))
+        self.keep_fraction = keep_fraction
+        self.count = kept_count(weight.numel(), keep_fraction)
+        self._hint = ThresholdHint()
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def mask(self) -> torch.Tensor:
+        """The current binary mask (no gradient)."""
+        with torch.no_grad():
+            return topk_mask(self.scores.abs(), self.count, self._hint)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.training and not torch.is_grad_enabled():  # scores are frozen: reuse the mask
+            version = self.scores._version
+            if self._cache is None or self._cache[0] != version:
+                self._cache = (version, self.mask().to(weight.dtype))
+            return weight * self._cache[1]
+        return _MaskedWeight.apply(self.scores, weight, self.mask())
+
+
+# ---------------------------------------------------------------------------------------------- init
+def fans(weight: torch.Tensor) -> tuple[int, int]:
+    return nn.init._calculate_fan_in_and_fan_out(weight)
+
+
+def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0) -> torch.Tensor:
+    """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain)."""
+    check_choice("init", init, INITS)
+    fan_in, fan_out = fans(weight)
+    if init.startswith("scaled-"):
+        fan_in = keep_fraction * fan_in  # the paper's intent: only kept inputs count (hidden-networks#9)
+    std = math.sqrt(2.0 / fan_in)
+    with torch.no_grad():
+        if init.endswith("signed-constant") and init != "unsigned-constant":
+            weight.copy_(torch.where(torch.rand_like(weight) < 0.5, -std, std))
+        elif init == "unsigned-constant":
+            weight.fill_(std)
+        elif init.endswith("kaiming-normal"):
+            weight.normal_(0.0, std)
+        elif init == "kaiming-uniform":
+            weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
+        else:  # xavier-normal
+            weight.normal_(0.0, math.sqrt(2.0 / (fans(weight)[0] + fan_out)))
+    return weight
+
+
+def maskable_layers(model: nn.Module):
+    return [m for m in model.modules() if isinstance(m, MASKABLE)]
+
+
+def freeze_all(model: nn.Module) -> None:
+    """Nothing but scores is learned: weights, biases and BatchNorm affine parameters are frozen."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant") -> nn.Module:
+    """Re-initialize every Linear/Conv weight with ``init``, freeze all parameters, attach a top-k mask with
+    trainable scores to each weight. Returns the same model (modified in place)."""
+    check_range("keep_fraction", keep_fraction, low=0, high=1, low_open=True)
+    freeze_all(model)
+    for layer in maskable_layers(model):
+        init_weight_(layer.weight, init, keep_fraction)
+        parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction), unsafe=True)
+        layer.parametrizations.weight.original.requires_grad_(False)
+    return model
+
+
+def scores(model: nn.Module) -> list[nn.Parameter]:
+    return [m.scores for m in model.modules() if isinstance(m, TopKMask)]
+
+
+def kept_fractions(model: nn.Module) -> list[float]:
+    """Realized kept fraction of every masked layer, in model order."""
+    return [float(m.mask().float().mean()) for m in model.modules() if isinstance(m, TopKMask)]
+
+
+def export(model: nn.Module) -> nn.Module:
+    """A plain copy of ``model`` whose weights are the masked ones (``W * M``), with no scores or
+    parametrizations: loads anywhere, pickles, and runs at dense speed (masks save compute only with sparse
+    kernels). ``state_dict()`` of the parametrized model is the way to save it for further training."""
+    plain = copy.deepcopy(model)
+    for layer in maskable_layers(plain):
+        if parametrize.is_parametrized(layer, "weight"):
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+            layer.weight.requires_grad_(False)
+    return plain
+
+
+def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
+    apply(model, cfg.method.keep_fraction, cfg.method.init)
+    return scores(model)
+
+
+def summarize(model: nn.Module) -> dict:
+    """Realized kept fractions: per layer, and of all masked weights together."""
+    maskers = [m for m in model.modules() if isinstance(m, TopKMask)]
+    kept = [int(m.mask().sum()) for m in maskers]
+    total = sum(m.scores.numel() for m in maskers)
+    return {"kept_fraction": sum(kept) / total, "kept_fraction_per_layer": [k / m.scores.numel() for k, m in zip(kept, maskers)]}

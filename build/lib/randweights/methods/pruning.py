@@ -1,0 +1,441 @@
+"""Iterative magnitude pruning with late rewinding (Pellegrini & Biroli 2021, "Sifting out the features by
+pruning", Sec. 2; the IMP of Frankle et al. as run in their code).
+
+One IMP round, as a pure function :func:`imp_step` from (model, masks) to new masks:
+
+* every prunable layer (each Linear / Conv2d except the output layer, which is never pruned) ranks the
+  magnitudes of its weights AND biases together; entries already pruned rank below every surviving one;
+* after round n a layer keeps ``ceil((1 - prune_fraction)**n * (|W| + |b|))`` entries: ``prune_fraction`` is
+  the fraction of the REMAINING entries REMOVED per round (the paper's 30 %), so the cumulative remaining
+  fraction is ``u_n = (1 - prune_fraction)**n``; masks only shrink;
+* the magnitudes are those of the final weights of the previous round.
+
+Between rounds every parameter (weights, biases, BatchNorm scale and shift, the output layer) is rewound
+bitwise to its value at ``rewind_step`` of round 0 (late rewinding), the BatchNorm running statistics are
+reset and the optimizer is rebuilt (stateless SGD in the paper). IMP stops early when, in some prunable layer,
+the fraction of units with at least one surviving incoming connection is <= ``stop_ratio`` (the paper's
+``stop_ratio`` = 0.2).
+
+Masks are attached with :func:`torch.nn.utils.prune.custom_from_mask`: the layer keeps ``weight_orig`` (the
+trained tensor, stale at pruned entries) and the buffer ``weight_mask``; the forward uses their product, so a
+pruned entry gets exactly zero gradient and never revives.
+
+Controls (Sec. 2.4 of our spec, P8/P9): ``strategy="random"`` prunes uniformly at random among the surviving
+entries at the same schedule; ``pruning_schedule="one-shot"`` prunes the dense trained net straight to
+``(1 - prune_fraction)**rounds`` in one step; ``pixel_shuffle_seed`` applies one fixed permutation of the pixel
+positions to every image; ``label_grouping`` replaces the labels by a meaningful or a random 2-way grouping.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ..config import MethodConfig
+from ..errors import ConfigError, check_choice, check_range
+
+STRATEGIES = ("magnitude", "random")
+PRUNING_SCHEDULES = ("iterative", "one-shot")
+LABEL_GROUPINGS = ("none", "meaningful", "random")
+INITS = ("xavier-normal", "default")
+PRUNABLE = (nn.Linear, nn.Conv2d)
+
+# Two-way groupings of the 10 classes: the classes in group 1 (all others are group 0).
+MEANINGFUL_GROUPS = {
+    "cifar10": (0, 1, 8, 9),  # vehicles (airplane, automobile, ship, truck) vs animals
+    "mnist": (0, 2, 4, 6, 8),  # even vs odd digits
+    "fashion-mnist": (0, 2, 3, 4, 6),  # upper-body garments vs trousers, shoes and bags
+}
+RANDOM_GROUPS = {  # same group sizes, chosen to split each meaningful group evenly
+    "cifar10": (0, 2, 3, 8),
+    "mnist": (0, 1, 4, 5, 8),
+    "fashion-mnist": (0, 1, 3, 5, 8),
+}
+
+
+@dataclass(frozen=True)
+class IMPConfig(MethodConfig):
+    """``rounds``: pruning rounds after the dense round 0. ``prune_fraction``: fraction of the remaining weights
+    REMOVED per round (kept fraction after round n is ``(1 - prune_fraction)**n``). ``rewind_step``: the step of
+    round 0 whose parameters every later round starts from (0 = the initialization)."""
+
+    name = "imp"
+    default_weight_decay = 0.0  # the paper: plain SGD, no weight decay
+
+    rounds: int = field(default=5, metadata={"flag": "rounds", "help": "pruning rounds after the dense round 0"})
+    prune_fraction: float = field(default=0.3, metadata={"flag": "prune_fraction", "help": "fraction of the remaining weights REMOVED per round"})
+    rewind_step: int = field(default=50, metadata={"flag": "rewind_step", "help": "step of round 0 that every later round restarts from (0: the initialization)"})
+    strategy: str = field(default="magnitude", metadata={"help": "which weights are removed"})
+    pruning_schedule: str = field(default="iterative", metadata={"help": "prune a little per round (iterative) or all at once (one-shot)"})
+    stop_ratio: float = field(default=0.2, metadata={"help": "stop pruning when this fraction of the weights is left"})
+    init: str = field(default="xavier-normal", metadata={"help": "weight initialization"})  # N(0, 2/(fan_in+fan_out)), zero biases (the paper's Network.py)
+    pixel_shuffle_seed: int | None = field(default=None, metadata={"help": "permute the input pixels with this seed (none: no shuffle)"})
+    label_grouping: str = field(default="none", metadata={"help": "merge the labels into groups"})
+
+    def __post_init__(self):
+        _check_int("rounds", self.rounds, low=0)
+        check_range("prune_fraction", self.prune_fraction, low=0, high=1, low_open=True, high_open=True)
+        _check_int("rewind_step", self.rewind_step, low=0)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("pruning_schedule", self.pruning_schedule, PRUNING_SCHEDULES)
+        check_range("stop_ratio", self.stop_ratio, low=0, high=1, high_open=True)
+        check_choice("init", self.init, INITS)
+        if self.pixel_shuffle_seed is not None:
+            _check_int("pixel_shuffle_seed", self.pixel_shuffle_seed, low=0)
+        check_choice("label_grouping", self.label_grouping, LABEL_GROUPINGS)
+
+    def default_lr(self, arch: str) -> float:
+        return 0.1  # the paper's constant SGD learning rate
+
+
+def _check_int(parameter: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(parameter, value, f"an integer >= {low}")
+    check_range(parameter, int(value), low=low)
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+def remaining_fraction(round_index: int, prune_fraction: float) -> float:
+    """u_n = (1 - p)**n, the fraction of prunable entries kept after ``round_index`` prunings."""
+    return (1.0 - prune_fraction) ** round_index
+
+
+def kept_count(numel: int, round_index: int, prune_fraction: float) -> int:
+    """ceil(u_n * numel): entries a layer of ``numel`` weights+biases keeps after round n (at least 1)."""
+    target = remaining_fraction(round_index, prune_fraction) * numel
+    return max(1, min(numel, math.ceil(target - 1e-9 * max(1.0, target))))
+
+
+# ---------------------------------------------------------------------------------------------- masks
+Masks = list[tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def prunable_layers(model: nn.Module) -> list[nn.Module]:
+    """Every Linear / Conv2d in module order except the last one (the output layer is never pruned)."""
+    return [m for m in model.modules() if isinstance(m, PRUNABLE)][:-1]
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    return [m for m in model.modules() if isinstance(m, PRUNABLE)][-1]
+
+
+def init_paper_(model: nn.Module) -> None:
+    """Weights ~ N(0, 2/(fan_in + fan_out)) (Glorot normal), biases 0, BN scale 1 and shift 0."""
+    for m in model.modules():
+        if isinstance(m, PRUNABLE):
+            nn.init.xavier_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()
+
+
+def attach_masks(model: nn.Module) -> nn.Module:
+    """Give every prunable layer all-ones masks for its weight and bias via ``torch.nn.utils.prune``."""
+    for layer in prunable_layers(model):
+        for name in ("weight", "bias"):
+            tensor = getattr(layer, name, None)
+            if tensor is not None and not hasattr(layer, name + "_mask"):
+                prune.custom_from_mask(layer, name, torch.ones_like(tensor, dtype=torch.bool))
+    return model
+
+
+def _orig(layer: nn.Module, name: str) -> torch.Tensor | None:
+    return getattr(layer, name + "_orig", None) if hasattr(layer, name + "_mask") else getattr(layer, name, None)
+
+
+def get_masks(model: nn.Module) -> Masks:
+    """Boolean (weight mask, bias mask or None) of every prunable layer, detached copies."""
+    out: Masks = []
+    for layer in prunable_layers(model):
+        w = layer.weight_mask.detach().bool().clone()
+        b = layer.bias_mask.detach().bool().clone() if hasattr(layer, "bias_mask") else None
+        out.append((w, b))
+    return out
+
+
+@torch.no_grad()
+def set_masks(model: nn.Module, masks: Masks) -> None:
+    for layer, (w, b) in zip(prunable_layers(model), masks, strict=True):
+        layer.weight_mask.copy_(w)
+        if b is not None:
+            layer.bias_mask.copy_(b)
+
+
+def _keep_top(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Boolean mask of exactly ``count`` largest scores; ties at the threshold broken by index (lowest kept)."""
+    order = torch.sort(scores, descending=True, stable=True).indices[:count]
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    keep[order] = True
+    return keep
+
+
+@torch.no_grad()
+def imp_step(
+    model: nn.Module,
+    masks: Masks,
+    round_index: int,
+    prune_fraction: float = 0.3,
+    strategy: str = "magnitude",
+    generator: torch.Generator | None = None,
+) -> Masks:
+    """The masks after pruning round ``round_index`` >= 1 (pure: neither the model nor ``masks`` change).
+
+    Per layer, the surviving weights and biases are ranked together by |value| in the model's current
+    (trained) tensors, or by a uniform random score for ``strategy="random"``; the top
+    ``kept_count(|W|+|b|, round_index, prune_fraction)`` stay. Pruned entries score -1, below every survivor.
+    """
+    check_choice("strategy", strategy, STRATEGIES)
+    new: Masks = []
+    for layer, (mw, mb) in zip(prunable_layers(model), masks, strict=True):
+        w = _orig(layer, "weight").detach().reshape(-1).float().cpu()
+        alive = mw.reshape(-1).cpu()
+        if mb is not None:
+            w = torch.cat([w, _orig(layer, "bias").detach().float().cpu()])
+            alive = torch.cat([alive, mb.cpu()])
+        if strategy == "magnitude":
+            score = w.abs()
+        else:
+            score = torch.rand(w.shape, generator=generator)
+        score = torch.where(alive.bool(), score, torch.full_like(score, -1.0))
+        keep = _keep_top(score, min(kept_count(len(score), round_index, prune_fraction), int(alive.sum())))
+        nw = keep[: mw.numel()].view_as(mw).to(mw.device)
+        nb = keep[mw.numel() :].view_as(mb).to(mb.device) if mb is not None else None
+        new.append((nw, nb))
+    return new
+
+
+def alive_unit_fraction(weight_mask: torch.Tensor) -> float:
+    """Fraction of a layer's output units with at least one surviving incoming connection (biases excluded)."""
+    rows = weight_mask.reshape(weight_mask.shape[0], -1).any(1)
+    return int(rows.sum()) / rows.numel()
+
+
+def should_stop(masks: Masks, stop_ratio: float) -> bool:
+    """The paper's stop rule: some prunable layer has <= ``stop_ratio`` of its units still connected."""
+    return min(alive_unit_fraction(w) for w, _ in masks) <= stop_ratio
+
+
+def remaining(masks: Masks) -> tuple[float, list[float]]:
+    """Overall and per-layer kept fraction of the prunable weights + biases."""
+    kept, total, per_layer = 0, 0, []
+    for w, b in masks:
+        k = int(w.sum()) + (int(b.sum()) if b is not None else 0)
+        n = w.numel() + (b.numel() if b is not None else 0)
+        kept, total = kept + k, total + n
+        per_layer.append(k / n)
+    return kept / total, per_layer
+
+
+# ---------------------------------------------------------------------------------------------- rewinding
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every parameter (masks are buffers and are not included)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """Copy every parameter back from ``saved`` (bitwise) and reset the BatchNorm running statistics."""
+    params = dict(model.named_parameters())
+    if set(params) != set(saved):
+        raise ValueError("rewind: the snapshot does not hold the same parameters as the model")
+    for name, p in params.items():
+        p.copy_(saved[name])
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+
+
+# ---------------------------------------------------------------------------------------------- storage
+def encode_mask(mask: torch.Tensor | np.ndarray) -> str:
+    """A boolean array as text: np.packbits, zlib, base64 (a 3072x1024 mask at u=10 % takes ~60 kB)."""
+    bits = np.packbits(np.asarray(mask, dtype=bool).reshape(-1))
+    return base64.b64encode(zlib.compress(bits.tobytes(), 6)).decode("ascii")
+
+
+def decode_mask(text: str, shape) -> np.ndarray:
+    n = int(np.prod(shape))
+    bits = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8)
+    return np.unpackbits(bits, count=n).astype(bool).reshape(shape)
+
+
+def first_layer_masks(record: dict) -> list[np.ndarray]:
+    """The first prunable layer's weight mask of every trained round, as (units, *input_shape) booleans."""
+    shape = record["first_layer_mask_shape"]
+    return [decode_mask(t, shape) for t in record["first_layer_masks"]]
+
+
+# ---------------------------------------------------------------------------------------------- controls
+def pixel_permutation(seed: int, height: int, width: int) -> np.ndarray:
+    """The fixed permutation pi of the H*W pixel positions: shuffled image ``x'[..., p] = x[..., pi[p]]``
+    (the same for every channel and every image)."""
+    return np.random.default_rng(seed).permutation(height * width)
+
+
+def unshuffle_masks(masks: np.ndarray, seed: int) -> np.ndarray:
+    """Map (units, C, H, W) masks learned on pixel-shuffled images back to the original pixel positions."""
+    u, c, h, w = masks.shape
+    perm = pixel_permutation(seed, h, w)
+    out = np.empty_like(masks.reshape(u, c, h * w))
+    out[..., perm] = masks.reshape(u, c, h * w)
+    return out.reshape(masks.shape)
+
+
+def group_labels(y: torch.Tensor, dataset: str, grouping: str) -> torch.Tensor:
+    """2-way labels: 1 for the classes of the meaningful (or random) group of ``dataset``, else 0."""
+    check_choice("label_grouping", grouping, ("meaningful", "random"))
+    table = MEANINGFUL_GROUPS if grouping == "meaningful" else RANDOM_GROUPS
+    group = torch.tensor(table[dataset])
+    return torch.isin(y, group).long()
+
+
+def apply_controls(cfg, splits) -> None:
+    """Apply the pixel shuffle and label grouping of ``cfg.method`` to ``splits`` IN PLACE (train.run evaluates
+    the returned model on the same object, so its test numbers use the same inputs and labels)."""
+    from ..data import Split
+
+    method = cfg.method
+    parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    for name, split in parts.items():
+        if split is None:
+            continue
+        x, y = split.x, split.y
+        if method.pixel_shuffle_seed is not None:
+            n, c, h, w = x.shape
+            perm = torch.from_numpy(pixel_permutation(method.pixel_shuffle_seed, h, w))
+            x = x.reshape(n, c, h * w)[..., perm].reshape(n, c, h, w).contiguous()
+        if method.label_grouping != "none":
+            y = group_labels(y, cfg.data.dataset, method.label_grouping)
+        setattr(splits, name, Split(x, y))
+    if method.label_grouping != "none":
+        splits.num_classes = 2
+
+
+# ---------------------------------------------------------------------------------------------- the flow
+def build(cfg, splits) -> nn.Module:
+    """The model of ``cfg`` with the paper's init and all-ones masks attached."""
+    from .. import train
+
+    model = train.build_model(cfg, splits)
+    if cfg.method.init == "xavier-normal":
+        init_paper_(model)
+    if cfg.method.pixel_shuffle_seed is not None:
+        permute_first_layer_(model, cfg.method.pixel_shuffle_seed, splits.input_shape)
+    return attach_masks(model)
+
+
+@torch.no_grad()
+def permute_first_layer_(model: nn.Module, seed: int, input_shape) -> None:
+    """Pixel-shuffle control: permute the input columns of a first Linear layer with the same pi as the images,
+    so the shuffled run computes the same function as the unshuffled run of the same seed (up to the order of
+    floating-point sums). FCN + IMP is permutation-equivariant, so its masks mapped back through pi^-1 should
+    then match the unshuffled masks. A first Conv2d layer is left alone (a CNN is not equivariant)."""
+    first = [m for m in model.modules() if isinstance(m, PRUNABLE)][0]
+    c, h, w = input_shape
+    if not isinstance(first, nn.Linear) or first.in_features != c * h * w:
+        return
+    perm = torch.from_numpy(pixel_permutation(seed, h, w))
+    weight = first.weight.reshape(-1, c, h * w)
+    first.weight.copy_(weight[..., perm].reshape(first.weight.shape))
+
+
+def steps_per_round(cfg, splits) -> int:
+    return cfg.train.epochs * math.ceil(len(splits.train) / cfg.train.batch_size)
+
+
+def run(cfg, splits, device):
+    """Round 0 trains the dense net (saving the parameters at ``rewind_step``); each later round prunes
+    (:func:`imp_step`), rewinds and retrains. Returns the last round's model and the per-round metrics,
+    including every round's first-layer mask (:func:`first_layer_masks` decodes them)."""
+
+    method = cfg.method
+    apply_controls(cfg, splits)
+    total_steps = steps_per_round(cfg, splits)
+    if method.rewind_step > total_steps:
+        raise ConfigError("rewind_step", method.rewind_step, f"at most {total_steps} (the steps of one round here)")
+    model = build(cfg, splits).to(device)
+    generator = torch.Generator().manual_seed(cfg.train.seed + 12345)
+    saved: dict = {}
+    if method.rewind_step == 0:
+        saved.update(snapshot(model))
+
+    def on_step(step: int) -> None:
+        if not saved and step == method.rewind_step:
+            saved.update(snapshot(model))
+
+    plan = list(range(method.rounds + 1)) if method.pruning_schedule == "iterative" else [0, method.rounds]
+    if method.rounds == 0:
+        plan = [0]
+    rounds, mask_texts, stopped = [], [], False
+    for i, round_index in enumerate(plan):
+        if i > 0:
+            new = imp_step(model, get_masks(model), round_index, method.prune_fraction, method.strategy, generator)
+            if should_stop(new, method.stop_ratio):
+                stopped = True
+                break
+            set_masks(model, new)
+            rewind(model, saved)
+        rounds.append(_train_round(model, cfg, splits, device, round_index, on_step if i == 0 else None))
+        mask_texts.append(encode_mask(get_masks(model)[0][0].cpu().numpy()))
+    first_w = get_masks(model)[0][0]
+    metrics = {
+        "rounds_trained": len(rounds),
+        "stopped_early": stopped,
+        "steps_per_round": total_steps,
+        "round_metrics": rounds,
+        "history": [row for r in rounds for row in r.pop("history")],
+        "final_remaining_fraction": rounds[-1]["remaining_fraction"],
+        "first_layer_mask_shape": [first_w.shape[0], *splits.input_shape] if first_w.dim() == 2 else list(first_w.shape),
+        "first_layer_masks": mask_texts,
+    }
+    return model, metrics
+
+
+def _train_round(model, cfg, splits, device, round_index: int, on_step) -> dict:
+    from .. import train
+
+    start = time.perf_counter()
+    best: dict = {"validation_accuracy": None}
+
+    def on_epoch(epoch: int, row: dict) -> None:
+        if splits.validation is not None:
+            acc = train.evaluate(model, splits.validation, device)["accuracy"]
+            row["validation_accuracy"] = acc
+            if best["validation_accuracy"] is None or acc > best["validation_accuracy"]:
+                best["validation_accuracy"] = acc
+        model.train()
+
+    optimizer = train.make_optimizer(model.parameters(), cfg)  # fresh each round: no stale momentum
+    history = train.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch)
+    for row in history:
+        row["round"] = round_index
+    test = train.evaluate(model, splits.test, device)
+    masks = get_masks(model)
+    total, per_layer = remaining(masks)
+    return {
+        "round": round_index,
+        "remaining_fraction": total,
+        "remaining_per_layer": per_layer,
+        "alive_units_per_layer": [alive_unit_fraction(w) for w, _ in masks],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "best_validation_accuracy": best["validation_accuracy"],
+        "train_loss": history[-1]["train_loss"] if history else None,
+        "seconds": time.perf_counter() - start,
+        "history": history,
+    }
+
+
+def load_model(cfg, state: dict, splits) -> nn.Module:
+    """Rebuild a model stored by ``runs.get_or_run(cfg, keep_model=True)`` (masks included)."""
+    model = build(cfg, splits)
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,286 @@
+"""Plain torch models used across the chapters. Methods transform these; they never need their own copies.
+
+Every builder has the signature ``(input_shape, num_classes, width, bias, affine_bn) -> nn.Module``.
+``width`` multiplies every hidden width and channel count (int truncation, at least 1); the output layer keeps
+``num_classes`` units. Edge-Popup's nets (Conv-2/4/6/8, LeNet-300-100) have no normalization at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+
+def _w(n: int, width: float) -> int:
+    return max(1, int(n * width))
+
+
+def mlp(input_shape, num_classes: int, hidden: tuple[int, ...], width=1.0, bias=False) -> nn.Sequential:
+    """Flatten, then Linear-ReLU blocks, then a Linear classifier."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = 1
+    for d in input_shape:
+        fan_in *= d
+    for h in hidden:
+        layers += [nn.Linear(fan_in, _w(h, width), bias=bias), nn.ReLU()]
+        fan_in = _w(h, width)
+    layers.append(nn.Linear(fan_in, num_classes, bias=bias))
+    return nn.Sequential(*layers)
+
+
+def lenet_300_100(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """LeNet-300-100: 784-300-100-10 (Edge-Popup's "FC" net)."""
+    return mlp(input_shape, num_classes, (300, 100), width, bias)
+
+
+def conv_net(depth: int) -> Callable[..., nn.Sequential]:
+    """Conv-2/4/6/8 of Frankle & Carbin as used by Edge-Popup: pairs of 3x3 convs (64, 128, 256, 512 channels,
+    padding 1) each followed by 2x2 max-pooling, then FC 256-256-num_classes."""
+    if depth not in (2, 4, 6, 8):
+        raise ValueError(f"depth: got {depth}, allowed: 2, 4, 6, 8")
+
+    def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+        channels, size, _ = input_shape
+        layers: list[nn.Module] = []
+        for stage in range(depth // 2):
+            out = _w(64 * 2**stage, width)
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=bias), nn.ReLU()]
+            layers += [nn.Conv2d(out, out, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2)]
+            channels, size = out, size // 2
+        layers.append(nn.Flatten())
+        head = mlp((channels, size, size), num_classes, (256, 256), width, bias)
+        return nn.Sequential(*layers, *list(head)[1:])
+
+    build.__doc__ = f"Conv-{depth} (see conv_net)."
+    return build
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, affine_bn: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out, affine=affine_bn)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out, affine=affine_bn)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out, affine=affine_bn))
+
+    def forward(self, x):
+        out = self.bn1(self.conv1(x)).relu()
+        out = self.bn2(self.conv2(out))
+        return (out + self.shortcut(x)).relu()
+
+
+def resnet18(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """CIFAR ResNet-18: 3x3 stem, four stages of two BasicBlocks (64..512 channels), global average pooling,
+    linear classifier. BatchNorm is non-affine unless ``affine_bn`` (Edge-Popup's cResNet18)."""
+    c = [_w(64 * 2**i, width) for i in range(4)]
+    layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c[0], 3, 1, 1, bias=False), nn.BatchNorm2d(c[0], affine=affine_bn), nn.ReLU()]
+    c_in = c[0]
+    for stage, c_out in enumerate(c):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            layers.append(BasicBlock(c_in, c_out, stride, affine_bn))
+            c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes, bias=bias)]
+    return nn.Sequential(*layers)
+
+
+def fcn_net(hidden: tuple[int, ...] = (1024, 1024, 1024)) -> Callable[..., nn.Sequential]:
+    """The FCN of Pellegrini & Biroli (2021), Sec. 2: every block is BatchNorm1d on the block INPUT, then an
+    affine map, then ReLU; the output block is BatchNorm1d then Linear to the classes. ``f1024:f1024:f1024:x``
+    is the default; ``width`` scales the hidden sizes. The paper's run has biases and learnable BN scale and
+    shift: pass ``bias=True, affine_bn=True``. Masks are attached by :mod:`randweights.methods.pruning`."""
+
+    def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+        fan_in = 1
+        for d in input_shape:
+            fan_in *= d
+        layers: list[nn.Module] = [nn.Flatten()]
+        for h in hidden:
+            layers += [nn.BatchNorm1d(fan_in, affine=affine_bn), nn.Linear(fan_in, _w(h, width), bias=bias), nn.ReLU()]
+            fan_in = _w(h, width)
+        layers += [nn.BatchNorm1d(fan_in, affine=affine_bn), nn.Linear(fan_in, num_classes, bias=bias)]
+        return nn.Sequential(*layers)
+
+    build.__doc__ = f"FCN {'-'.join(map(str, hidden))} with BatchNorm on each block input (see fcn_net)."
+    return build
+
+
+# ---------------------------------------------------------------------------------------------- LaPerm's nets
+def f1_net(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """LaPerm's F1 (Qiu & Suda 2020, Sec. 5.5): Flatten -> Linear(784, 10), a logistic regression."""
+    return mlp(input_shape, num_classes, (), width, bias)
+
+
+def f2_net(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """LaPerm's F2 (Sec. 5.5): 784-128-64-10 with ReLU."""
+    return mlp(input_shape, num_classes, (128, 64), width, bias)
+
+
+def laperm_conv7(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """LaPerm's Conv7 for MNIST (Sec. 5.1): 3x3/32, 3x3/32, 5x5/32 stride 2, 3x3/64, 3x3/64, 5x5/64 stride 2,
+    4x4/128 ('valid' unless strided), dense; ReLU, dropout 0.4 after each strided conv and before the dense."""
+    import torch
+
+    a, b, d = _w(32, width), _w(64, width), _w(128, width)
+    convs = [nn.Conv2d(input_shape[0], a, 3, bias=bias), nn.ReLU(), nn.Conv2d(a, a, 3, bias=bias), nn.ReLU(),
+             nn.Conv2d(a, a, 5, 2, 2, bias=bias), nn.ReLU(), nn.Dropout(0.4),
+             nn.Conv2d(a, b, 3, bias=bias), nn.ReLU(), nn.Conv2d(b, b, 3, bias=bias), nn.ReLU(),
+             nn.Conv2d(b, b, 5, 2, 2, bias=bias), nn.ReLU(), nn.Dropout(0.4),
+             nn.Conv2d(b, d, 4, bias=bias), nn.ReLU(), nn.Flatten()]
+    with torch.no_grad():
+        fan_in = nn.Sequential(*convs)(torch.zeros(1, *input_shape)).shape[1]
+    return nn.Sequential(*convs, nn.Dropout(0.4), nn.Linear(fan_in, num_classes, bias=bias))
+
+
+def laperm_vgg(stages: tuple[tuple[int, ...], ...], dense: tuple[int, ...]) -> Callable[..., nn.Sequential]:
+    """LaPerm's CIFAR nets Conv2/4/13 (Sec. 5.2): stages of 3x3 'same' convs, each conv -> ReLU -> BatchNorm
+    (dropout 0.3 in the first stage, 0.4 later, between the convs of a stage), 2x2 max-pooling after each stage;
+    then dense -> ReLU -> BatchNorm -> dropout 0.5 blocks and the classifier (ReLU before BN, as in the code)."""
+
+    def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+        channels, size, _ = input_shape
+        layers: list[nn.Module] = []
+        for s, stage in enumerate(stages):
+            for i, out in enumerate(stage):
+                out = _w(out, width)
+                layers += [nn.Conv2d(channels, out, 3, padding=1, bias=bias), nn.ReLU(), nn.BatchNorm2d(out, affine=affine_bn)]
+                if i < len(stage) - 1:
+                    layers.append(nn.Dropout(0.3 if s == 0 else 0.4))
+                channels = out
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        fan_in = channels * size * size
+        layers.append(nn.Flatten())
+        for h in dense:
+            h = _w(h, width)
+            layers += [nn.Linear(fan_in, h, bias=bias), nn.ReLU(), nn.BatchNorm1d(h, affine=affine_bn), nn.Dropout(0.5)]
+            fan_in = h
+        layers.append(nn.Linear(fan_in, num_classes, bias=bias))
+        return nn.Sequential(*layers)
+
+    return build
+
+
+class KerasBlock(nn.Module):
+    """Block of the Keras-examples CIFAR ResNet v1: conv-BN-ReLU-conv-BN plus the input (through a 1x1 strided
+    convolution without BN when the shape changes), then ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, bias: bool, affine_bn: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(c_out, affine=affine_bn)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
+        self.bn2 = nn.BatchNorm2d(c_out, affine=affine_bn)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=bias)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
+        return (out + self.shortcut(x)).relu()
+
+
+def resnet_cifar(n: int) -> Callable[..., nn.Sequential]:
+    """CIFAR ResNet v1 of depth 6n+2 (He et al. 2016, Sec. 4.2; LaPerm's "ResNet50" is n = 8): 16/32/64
+    channels, n blocks per stage, global average pooling, dense classifier."""
+
+    def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+        c = [_w(16 * 2**i, width) for i in range(3)]
+        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c[0], 3, 1, 1, bias=bias), nn.BatchNorm2d(c[0], affine=affine_bn), nn.ReLU()]
+        c_in = c[0]
+        for stage, c_out in enumerate(c):
+            for block in range(n):
+                layers.append(KerasBlock(c_in, c_out, 2 if stage > 0 and block == 0 else 1, bias, affine_bn))
+                c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes, bias=bias)]
+        return nn.Sequential(*layers)
+
+    build.__doc__ = f"CIFAR ResNet-{6 * n + 2} (see resnet_cifar)."
+    return build
+
+
+def mlp_256_256(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """784-256-256-10 ReLU MLP (empirical-size chapter, spec C7: pieces along segments between images)."""
+    return mlp(input_shape, num_classes, (256, 256), width, bias)
+
+
+def slot_conv_net(depth: int) -> Callable[..., nn.Sequential]:
+    """Conv-2/4/6 of Slot Machines (Aladago & Torresani 2021, Table 1; official code): like :func:`conv_net`
+    but the first four convs are unpadded (Conv-2/4/6 flatten to 64x14x14 / 128x5x5 / 256x2x2 on CIFAR) and the
+    classifier is Dropout(0.5)-FC256-ReLU-Dropout(0.5)-FC256-ReLU-FC."""
+    if depth not in (2, 4, 6):
+        raise ValueError(f"depth: got {depth}, allowed: 2, 4, 6")
+
+    def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+        channels, size, _ = input_shape
+        layers: list[nn.Module] = []
+        for stage in range(depth // 2):
+            out, pad = _w(64 * 2**stage, width), 0 if stage < 2 else 1
+            for _ in range(2):
+                layers += [nn.Conv2d(channels, out, 3, padding=pad, bias=bias), nn.ReLU()]
+                channels, size = out, size - 2 + 2 * pad
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        fc, fan_in = _w(256, width), channels * size * size
+        layers += [nn.Flatten(), nn.Dropout(0.5), nn.Linear(fan_in, fc, bias=bias), nn.ReLU(), nn.Dropout(0.5)]
+        layers += [nn.Linear(fc, fc, bias=bias), nn.ReLU(), nn.Linear(fc, num_classes, bias=bias)]
+        return nn.Sequential(*layers)
+
+    build.__doc__ = f"Slot Machines' Conv-{depth} (see slot_conv_net)."
+    return build
+
+
+def vgg19(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
+    """CIFAR VGG-19 of Slot Machines (Table 1): 2x64, M, 2x128, M, 4x256, M, 4x512, M, 4x512 3x3 convs (padding
+    1), each followed by BatchNorm (non-affine unless ``affine_bn``) and ReLU; 2x2 average pooling; FC to classes."""
+    plan = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for item in plan:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        out = _w(item, width)
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=bias), nn.BatchNorm2d(out, affine=affine_bn), nn.ReLU()]
+        channels = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=bias)]
+    return nn.Sequential(*layers)
+
+
+ARCHS: dict[str, Callable[..., nn.Module]] = {
+    "fcn": fcn_net((1024, 1024, 1024)),
+    "lenet-300-100": lenet_300_100,
+    "mlp-256-256": mlp_256_256,  # empirical size (Chen et al. 2016)
+    "conv2": conv_net(2),
+    "conv4": conv_net(4),
+    "conv6": conv_net(6),
+    "conv8": conv_net(8),
+    "resnet18": resnet18,
+    "f1": f1_net,  # LaPerm (Qiu & Suda 2020) from here on
+    "f2": f2_net,
+    "laperm-conv7": laperm_conv7,
+    "laperm-conv2": laperm_vgg(((64, 64),), (256, 256)),
+    "laperm-conv4": laperm_vgg(((64, 64), (128, 128)), (256, 256)),
+    "laperm-conv13": laperm_vgg(((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3), (512,)),
+    "resnet20-cifar": resnet_cifar(3),
+    "resnet50-cifar": resnet_cifar(8),
+    "slot-conv2": slot_conv_net(2),  # Slot Machines (Aladago & Torresani 2021)
+    "slot-conv4": slot_conv_net(4),
+    "slot-conv6": slot_conv_net(6),
+    "vgg19": vgg19,
+}
+
+
+def build(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bool = False, affine_bn: bool = False) -> nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"arch: got {arch!r}, allowed: {', '.join(ARCHS)}")
+    return ARCHS[arch](tuple(input_shape), num_classes, width=width, bias=bias, affine_bn=affine_bn)
+
+
+def count_weights(model: nn.Module) -> int:
+    """Weights of Linear and Conv2d layers (biases excluded), the count the papers report."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
