@@ -17,9 +17,15 @@ pytestmark = pytest.mark.slow  # builds a wheel and a venv (about a minute)
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    import shutil
+
+    src = tmp_path_factory.mktemp("src")  # a copy: setuptools writes build/ beside the sources
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "randweights", src / "randweights", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
         check=True, cwd=out,
     )
     (found,) = out.glob("randweights-*.whl")

@@ -1,2 +1,0 @@
-"""Analyses of trained or masked networks: piecewise-linear structure (:mod:`.regions`, :mod:`.splines`) and
-receptive-field locality (:mod:`.locality`)."""
