@@ -14,7 +14,7 @@ export RANDWEIGHTS_DATA
 # torch and torchvision pinned to the builds on this machine's disk; pyproject.toml accepts a range (Colab).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book test smoke bench fashion-mnist lint clean
+.PHONY: setup book test unit smoke bench fashion-mnist lint clean
 
 setup: $(STAMP)
 
@@ -37,14 +37,19 @@ book: setup fashion-mnist
 test: setup fashion-mnist
 	$(BIN)/python -m pytest -q
 
+# the unit loop: everything but the notebook, book and package tests (about a minute)
+unit: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
 smoke: setup
 	$(BIN)/randweights reproduce --preset smoke
 
 bench: setup
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
 
+# ruff over everything, notebooks included (ruff reads .ipynb)
 lint: setup
-	$(BIN)/ruff check randweights tests benchmarks
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf book/_build book/chapters book/_toc.yml

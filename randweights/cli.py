@@ -14,10 +14,11 @@ import json
 import sys
 import typing
 
-from . import cli_scale
+from . import __version__, cli_scale
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import ConfigError, DatasetNotFound
 from .methods import METHODS, method_config_class
+from .reproduce import NoCheckout
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -39,44 +40,110 @@ def _value_type(annotation) -> type:
     return args[0] if args else annotation
 
 
-def _add_fields(parser, cls, seen: dict[str, type]) -> None:
+def _allowed(cls, f: dataclasses.Field, kind: type) -> str:
+    """What the config accepts for ``f``, read from its own validation: build it with a value it must reject."""
+    probes = {str: "\x00?", int: -(10**18), float: float("-inf")}
+    if kind not in probes:
+        return ""
+    try:
+        cls(**{f.name: probes[kind]})
+    except ConfigError as err:
+        return err.allowed
+    except (TypeError, ValueError):
+        return ""
+    return ""
+
+
+def _default_text(cls, f: dataclasses.Field) -> str:
+    value = f.default if f.default is not dataclasses.MISSING else None
+    if value is None:
+        return "none"
+    if value == "":
+        return "empty"
+    return str(value)
+
+
+def field_help(cls, f: dataclasses.Field, kind: type) -> str:
+    """The field's ``metadata["help"]`` with its default and the values its config accepts."""
+    parts = [f.metadata.get("help", f.name.replace("_", " "))]
+    extra = f"default: {_default_text(cls, f)}"
+    allowed = _allowed(cls, f, kind)
+    if allowed:
+        extra += f"; allowed: {allowed}"
+    return f"{parts[0]} ({extra})".replace("%", "%%")
+
+
+def _add_fields(parser, cls, seen: dict[str, type], group=None) -> list[str]:
+    """Add a flag per field of ``cls`` to ``group`` (or ``parser``); return the flags another group already has."""
     hints = typing.get_type_hints(cls)
+    target = group if group is not None else parser
+    shared = []
     for f in dataclasses.fields(cls):
         flag = flag_of(f)
         kind = _value_type(hints[f.name])
         if flag in seen:
             if seen[flag] is not kind:
                 raise TypeError(f"{flag} has two types: {seen[flag]} and {kind}")
+            shared.append(f"{flag}: {field_help(cls, f, kind)}")
             continue
         seen[flag] = kind
-        kw = {"dest": flag[2:].replace("-", "_"), "default": argparse.SUPPRESS}
+        kw = {"dest": flag[2:].replace("-", "_"), "default": argparse.SUPPRESS, "help": field_help(cls, f, kind)}
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            target.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         else:
-            parser.add_argument(flag, type=kind, metavar=kind.__name__.upper(), **kw)
+            target.add_argument(flag, type=kind, metavar=kind.__name__.upper(), **kw)
+    return shared
+
+
+SECTION_TITLES = {
+    "data": "data (which images)",
+    "model": "model (which network)",
+    "train": "train (how to optimize)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="randweights", description="Neural networks without trained weight values.")
+    parser.add_argument("--version", action="version", version=f"randweights {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    train = sub.add_parser("train", help="train one configuration (or return its stored record); prints JSON")
-    train.add_argument("--method", required=True, help="one of: " + ", ".join(METHODS))
-    train.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
+    train = sub.add_parser(
+        "train",
+        help="train one configuration (or return its stored record); prints JSON",
+        description="Train one configuration, or return its stored record; prints one JSON record. Flags are "
+        "grouped by section (data, model, train) and by method; a method's flags are allowed only with that "
+        "--method.",
+    )
+    train.add_argument("--method", required=True, help="the method to train; one of: " + ", ".join(METHODS))
+    train.add_argument("--results", default=None, help="results folder (default: $RANDWEIGHTS_RESULTS or results/)")
     train.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
     seen: dict[str, type] = {}
-    for cls in SECTIONS.values():
-        _add_fields(train, cls, seen)
+    for name, cls in SECTIONS.items():
+        _add_fields(train, cls, seen, train.add_argument_group(SECTION_TITLES[name]))
     for name in METHODS:
-        _add_fields(train, method_config_class(name), seen)
+        cls = method_config_class(name)
+        group = train.add_argument_group(f"method {name}", _first_line(cls))
+        shared = _add_fields(train, cls, seen, group)
+        if shared:
+            group.description = ((group.description or "") + " Also takes, as above: " + "; ".join(shared)).strip()
 
     rep = sub.add_parser("reproduce", help="execute the notebooks with papermill and build the book")
-    rep.add_argument("--preset", default="quick", choices=("smoke", "quick", "full"))
+    rep.add_argument("--preset", default="quick", choices=("smoke", "quick", "full"), help="default: quick")
     rep.add_argument("--only", action="append", default=None, metavar="NAME", help="a notebook name; repeatable")
     rep.add_argument("--no-build", action="store_true", help="execute only; do not build the book")
-    rep.add_argument("--device", default=None)
+    rep.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
+    rep.add_argument("--root", default=None, metavar="DIR", help="the checkout holding notebooks/ and book/ "
+                     "(default: the working directory or a folder above it)")
     cli_scale.add_parsers(sub)
     return parser
+
+
+def _first_line(cls) -> str | None:
+    """The first paragraph of a config's own docstring (dataclasses write ``Name(field, ...)`` when it has none)."""
+    doc = (cls.__doc__ or "").strip()
+    if not doc or doc.startswith(cls.__name__ + "("):
+        return None
+    return " ".join(doc.split("\n\n")[0].split()).replace("``", "")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -107,10 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command in cli_scale.COMMANDS:
             return cli_scale.run(args)
+        from pathlib import Path
+
         from .reproduce import reproduce
 
-        return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device)
-    except (ConfigError, DatasetNotFound) as err:
+        root = Path(args.root) if args.root else None
+        return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root)
+    except (ConfigError, DatasetNotFound, NoCheckout) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
 

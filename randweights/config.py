@@ -22,10 +22,10 @@ SCHEDULES = ("cosine", "constant", "exponential")
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "mnist"
-    subset: int | None = None  # class-balanced number of training images; None = all
-    validation: int = 0  # images held out of the training split (class-balanced, fixed split seed)
-    augment: bool = False  # random crop + flip (CIFAR only)
+    dataset: str = field(default="mnist", metadata={"help": "the dataset"})
+    subset: int | None = field(default=None, metadata={"help": "class-balanced number of training images; none: all"})
+    validation: int = field(default=0, metadata={"help": "training images held out for validation (class-balanced, fixed split)"})
+    augment: bool = field(default=False, metadata={"help": "random crop and horizontal flip (CIFAR-10 only)"})
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)
@@ -36,10 +36,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "lenet-300-100"
-    width: float = 1.0  # multiplies every hidden width / channel count
-    bias: bool = False  # the supermask papers use none
-    affine_bn: bool = False  # BatchNorm (where the arch has it) learns no scale or shift
+    arch: str = field(default="lenet-300-100", metadata={"help": "the network architecture"})
+    width: float = field(default=1.0, metadata={"help": "multiplier of every hidden width and channel count"})
+    bias: bool = field(default=False, metadata={"help": "give Linear and Conv2d layers a bias (the supermask papers use none)"})
+    affine_bn: bool = field(default=False, metadata={"help": "let BatchNorm learn a scale and shift"})
 
     def __post_init__(self):
         from .models import ARCHS  # late import: models import nothing from here
@@ -50,14 +50,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float | None = None  # None: the method's default
-    momentum: float = 0.9
-    weight_decay: float | None = None  # None: the method's default
-    schedule: str = "cosine"  # per-epoch cosine decay to 0, no warmup (the Edge-Popup recipe)
-    seed: int = 0
+    epochs: int = field(default=10, metadata={"help": "passes over the training images"})
+    batch_size: int = field(default=128, metadata={"help": "images per step"})
+    optimizer: str = field(default="sgd", metadata={"help": "the optimizer of the trained parameters"})
+    lr: float | None = field(default=None, metadata={"help": "learning rate; none: the method's default"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    weight_decay: float | None = field(default=None, metadata={"help": "L2 weight decay; none: the method's default"})
+    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule (cosine: per-epoch decay to 0, no warmup, the Edge-Popup recipe)"})
+    seed: int = field(default=0, metadata={"help": "random seed of the initialization, the data order and the method"})
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)

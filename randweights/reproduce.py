@@ -18,13 +18,32 @@ CHAPTERS = ["edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_si
 KERNEL = "python3"
 
 
+class NoCheckout(FileNotFoundError):
+    """``reproduce`` needs the notebooks and the book sources, which a ``pip install`` does not bring."""
+
+
+def source_url() -> str:
+    """The repository address, read from the package metadata ([project.urls] in pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("randweights").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    found = dict(u.split(", ", 1) for u in urls if ", " in u)
+    return found.get("Source", found.get("Homepage", "the randweights repository"))
+
+
 def repo_root(start: Path | None = None) -> Path:
     """The nearest folder (from ``start`` or the working directory upwards) holding notebooks/ and book/."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "notebooks").is_dir() and (folder / "book" / "_config.yml").is_file():
             return folder
-    raise FileNotFoundError(f"no randweights checkout (notebooks/ and book/_config.yml) at or above {here}")
+    raise NoCheckout(
+        f"no randweights checkout (notebooks/ and book/_config.yml) at or above {here}; get the notebooks with "
+        f"`git clone {source_url()}` and run there, or pass --root DIR"
+    )
 
 
 def available_chapters(root: Path) -> list[str]:

@@ -77,3 +77,10 @@ def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
     return outputs
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that executes a notebook (the ``smoke_chapters`` fixture) is slow, wherever it lives."""
+    for item in items:
+        if "smoke_chapters" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -6,6 +6,8 @@ import pytest
 
 from randweights import reproduce
 
+pytestmark = pytest.mark.slow  # executes notebooks / builds the book: not in the `-m "not slow"` unit loop
+
 
 def test_book_builds_with_every_chapter(smoke_chapters, mnist):
     root = smoke_chapters.root

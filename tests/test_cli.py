@@ -77,3 +77,70 @@ def test_every_method_flag_is_generated():
     for flag in ("--keep-fraction", "--init", "--width", "--epochs", "--subset", "--seed", "--results", "--arch", "--dataset"):
         assert flag in text
     assert "type=bool" not in text
+
+
+def _train_help() -> str:
+    return cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    import randweights
+
+    out = run_cli("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"randweights {randweights.__version__}"
+    assert version("randweights") == randweights.__version__  # one source: pyproject reads __init__
+
+
+def _sections(text: str) -> dict[str, str]:
+    """``train --help`` cut into its titled groups: {title: body}."""
+    out, title = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            title = line[:-1]
+            out[title] = ""
+        elif title:
+            out[title] += line + "\n"
+    return out
+
+
+def test_train_help_is_grouped_by_section_and_method_with_defaults_and_choices():
+    from randweights.methods import METHODS
+
+    groups = _sections(_train_help())
+    for title in ("data (which images)", "model (which network)", "train (how to optimize)"):
+        assert title in groups
+    for name in METHODS:
+        assert f"method {name}" in groups
+    assert "--dataset" in groups["data (which images)"] and "--epochs" not in groups["data (which images)"]
+    assert "--epochs" in groups["train (how to optimize)"]
+    data = " ".join(groups["data (which images)"].split())
+    assert "(default: mnist; allowed: one of cifar10, fashion-mnist, mnist)" in data
+    slot = " ".join(groups["method slot"].split())
+    assert "--slots INT K: fixed random candidate values per connection (default: 8; allowed: a number in [1, inf])" in slot
+    # a flag shared by two methods is listed once, and the second method says it takes it too, with its own default
+    bern = " ".join(groups["method supermask-bernoulli"].split())
+    assert "--keep-fraction: initial expected fraction kept" in bern and "allowed: a number in (0, 1)" in bern
+
+
+def test_every_train_flag_has_help_and_a_default():
+    import re
+
+    text = " ".join(_train_help().split())
+    flags = set(re.findall(r"\[(--[a-z-]+)", text)) - {"--method", "--results", "--device", "--help"}
+    assert len(flags) > 40
+    for flag in flags:
+        assert re.search(re.escape(flag) + r"(, --no-[a-z-]+)?( [A-Z]+)? [^-\[].*?\(default: ", text), flag
+
+
+def test_reproduce_outside_a_checkout_is_one_line_with_how_to_get_the_notebooks(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "randweights.cli", "reproduce", "--no-build"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "git clone https://github.com/randweights/randweights" in lines[0] and "--root DIR" in lines[0]
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import check_smoke_notebook
+
+pytestmark = pytest.mark.slow  # executes notebooks / builds the book: not in the `-m "not slow"` unit loop
 
 
 def test_empirical_size_notebook_runs_in_smoke(smoke_chapters, mnist):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import check_smoke_notebook
 
+pytestmark = pytest.mark.slow  # executes notebooks / builds the book: not in the `-m "not slow"` unit loop
+
 
 @pytest.fixture
 def cifar10():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import check_smoke_notebook
+
+pytestmark = pytest.mark.slow  # executes notebooks / builds the book: not in the `-m "not slow"` unit loop
 
 
 def test_slot_machines_notebook_smoke(smoke_chapters, mnist):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -14,7 +14,7 @@ from .edge_popup import INITS, init_weight_, maskable_layers
 @dataclass(frozen=True)
 class DenseConfig(MethodConfig):
     name = "dense"
-    init: str = "kaiming-normal"
+    init: str = field(default="kaiming-normal", metadata={"help": "weight initialization"})
 
     def __post_init__(self):
         check_choice("init", self.init, INITS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -38,8 +38,8 @@ MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 @dataclass(frozen=True)
 class EdgePopupConfig(MethodConfig):
     name = "edge-popup"
-    keep_fraction: float = 0.5
-    init: str = "signed-constant"
+    keep_fraction: float = field(default=0.5, metadata={"help": "fraction of each layer's weights KEPT by the top-k supermask"})
+    init: str = field(default="signed-constant", metadata={"help": "the frozen random weights' distribution"})
 
     def __post_init__(self):
         check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True)

@@ -18,7 +18,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import torch
@@ -72,21 +72,21 @@ class LaPermConfig(MethodConfig):
 
     name = "laperm"
     default_weight_decay = 0.0  # the MNIST notebooks use no regularizer (F2: L2 1e-4 on hidden kernels)
-    sync_period: int = 20  # k; Conv7 notebook: 20, F1/F2: 250, CIFAR: 1000
-    sync_schedule: str = ""  # "EPOCH:K,..." k from that epoch on
-    inner: str = "adam"
-    init: str = "he-uniform"
-    init_sparsity: float = 0.0  # fraction of ZEROS drawn at init (random-sparse, weight-agnostic)
-    layer_sparsity: str = ""  # per-weight-layer zero fractions, overrides init_sparsity ("14/15,6/7,2/3")
-    shared_value: float = 0.08  # weight-agnostic: the one non-zero value (F1 0.08, F2 0.03)
-    biases: str = "permute"  # permute (He-uniform, one row per layer), free (He-uniform, not permuted), none
-    skip_bn: bool = True  # BatchNorm scale/shift are trained freely, never permuted
-    inputs: str = "standardized"  # "unit": the model sees pixels in [0, 1] (x / 255, the paper's F1/F2)
-    in_degree: str = "binomial"  # zeros at init: each entry on its own (official), or "fixed": equal per unit
-    logit_scale: float = 1.0  # the logits are multiplied by this (a softmax temperature; argmax unchanged)
-    hold_zeros: bool = False  # keep the init's zeros at zero after every step (the fixed-mask baseline)
-    probe_every: int = 0  # steps between rank-substitution probes (0: none)
-    probe_images: int = 2000  # fixed first test images the probes use
+    sync_period: int = field(default=20, metadata={"help": "k: inner-optimizer steps between permutation syncs (0: never, the plain optimizer)"})  # k; Conv7 notebook: 20, F1/F2: 250, CIFAR: 1000
+    sync_schedule: str = field(default="", metadata={"help": "'EPOCH:K,...': use k = K from that epoch on (empty: k fixed)"})  # "EPOCH:K,..." k from that epoch on
+    inner: str = field(default="adam", metadata={"help": "the inner optimizer whose weights are re-ranked"})
+    init: str = field(default="he-uniform", metadata={"help": "the initial weights that are permuted"})
+    init_sparsity: float = field(default=0.0, metadata={"help": "fraction of ZEROS drawn at init (weight-agnostic, random-sparse)"})  # fraction of ZEROS drawn at init (random-sparse, weight-agnostic)
+    layer_sparsity: str = field(default="", metadata={"help": "per-weight-layer zero fractions, overriding init_sparsity, e.g. '14/15,6/7,2/3'"})  # per-weight-layer zero fractions, overrides init_sparsity ("14/15,6/7,2/3")
+    shared_value: float = field(default=0.08, metadata={"help": "weight-agnostic init: the one non-zero magnitude"})  # weight-agnostic: the one non-zero value (F1 0.08, F2 0.03)
+    biases: str = field(default="permute", metadata={"help": "biases: permuted like weights, trained freely, or none"})  # permute (He-uniform, one row per layer), free (He-uniform, not permuted), none
+    skip_bn: bool = field(default=True, metadata={"help": "train BatchNorm scale and shift freely instead of permuting them"})  # BatchNorm scale/shift are trained freely, never permuted
+    inputs: str = field(default="standardized", metadata={"help": "input scaling: standardized, or pixels in [0, 1] (the paper's F1/F2)"})  # "unit": the model sees pixels in [0, 1] (x / 255, the paper's F1/F2)
+    in_degree: str = field(default="binomial", metadata={"help": "zeros at init: each entry on its own (binomial) or equal per unit (fixed)"})  # zeros at init: each entry on its own (official), or "fixed": equal per unit
+    logit_scale: float = field(default=1.0, metadata={"help": "logits multiplied by this (a softmax temperature; argmax unchanged)"})  # the logits are multiplied by this (a softmax temperature; argmax unchanged)
+    hold_zeros: bool = field(default=False, metadata={"help": "keep the init's zeros at zero after every step (the fixed-mask baseline)"})  # keep the init's zeros at zero after every step (the fixed-mask baseline)
+    probe_every: int = field(default=0, metadata={"help": "steps between rank-substitution probes (0: none)"})  # steps between rank-substitution probes (0: none)
+    probe_images: int = field(default=2000, metadata={"help": "first test images the probes use"})  # fixed first test images the probes use
 
     def __post_init__(self):
         check_range("sync_period", self.sync_period, low=0)

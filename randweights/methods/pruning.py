@@ -71,15 +71,15 @@ class IMPConfig(MethodConfig):
     name = "imp"
     default_weight_decay = 0.0  # the paper: plain SGD, no weight decay
 
-    rounds: int = field(default=5, metadata={"flag": "rounds"})
-    prune_fraction: float = field(default=0.3, metadata={"flag": "prune_fraction"})
-    rewind_step: int = field(default=50, metadata={"flag": "rewind_step"})
-    strategy: str = "magnitude"
-    pruning_schedule: str = "iterative"
-    stop_ratio: float = 0.2
-    init: str = "xavier-normal"  # N(0, 2/(fan_in+fan_out)), zero biases (the paper's Network.py)
-    pixel_shuffle_seed: int | None = None
-    label_grouping: str = "none"
+    rounds: int = field(default=5, metadata={"flag": "rounds", "help": "pruning rounds after the dense round 0"})
+    prune_fraction: float = field(default=0.3, metadata={"flag": "prune_fraction", "help": "fraction of the remaining weights REMOVED per round"})
+    rewind_step: int = field(default=50, metadata={"flag": "rewind_step", "help": "step of round 0 that every later round restarts from (0: the initialization)"})
+    strategy: str = field(default="magnitude", metadata={"help": "which weights are removed"})
+    pruning_schedule: str = field(default="iterative", metadata={"help": "prune a little per round (iterative) or all at once (one-shot)"})
+    stop_ratio: float = field(default=0.2, metadata={"help": "stop pruning when this fraction of the weights is left"})
+    init: str = field(default="xavier-normal", metadata={"help": "weight initialization"})  # N(0, 2/(fan_in+fan_out)), zero biases (the paper's Network.py)
+    pixel_shuffle_seed: int | None = field(default=None, metadata={"help": "permute the input pixels with this seed (none: no shuffle)"})
+    label_grouping: str = field(default="none", metadata={"help": "merge the labels into groups"})
 
     def __post_init__(self):
         _check_int("rounds", self.rounds, low=0)

@@ -59,13 +59,13 @@ class SlotMachineConfig(MethodConfig):
     """Settings of a slot machine. Defaults follow the paper (Sec. 4, Table 1): K = 8, greedy selection."""
 
     name = "slot"
-    num_slots: int = field(default=8, metadata={"flag": "slots"})  # K candidates per connection
-    selection: str = "greedy"
-    finetune_epochs: int = 0  # > 0: afterwards train the selected weights as a plain network for this many epochs
-    finetune_lr: float = 0.01  # the official code's learned-weights lr, used for finetuning
-    candidate_init: str = "paper"  # bound sqrt(2/(fi+fo)) (paper) or sqrt(6/(fi+fo)) (code)
-    score_init: str = "paper"  # U(0, lambda*b), lambda 1 conv / 0.1 FC (paper) or 1 everywhere (code)
-    candidate_bits: int = 8  # storage of the candidate codes (8: 255 levels, 16: 65535 levels)
+    num_slots: int = field(default=8, metadata={"flag": "slots", "help": "K: fixed random candidate values per connection"})  # K candidates per connection
+    selection: str = field(default="greedy", metadata={"help": "how a connection picks its candidate: the highest score or a sample"})
+    finetune_epochs: int = field(default=0, metadata={"help": "afterwards train the selected weights as a plain network for this many epochs (0: none)"})  # > 0: afterwards train the selected weights as a plain network for this many epochs
+    finetune_lr: float = field(default=0.01, metadata={"help": "learning rate of the finetuning"})  # the official code's learned-weights lr, used for finetuning
+    candidate_init: str = field(default="paper", metadata={"help": "candidate bound: sqrt(2/(fan_in+fan_out)) (paper) or sqrt(6/(fan_in+fan_out)) (code)"})  # bound sqrt(2/(fi+fo)) (paper) or sqrt(6/(fi+fo)) (code)
+    score_init: str = field(default="paper", metadata={"help": "score init U(0, lambda*b): lambda 1 conv / 0.1 FC (paper) or 1 everywhere (code)"})  # U(0, lambda*b), lambda 1 conv / 0.1 FC (paper) or 1 everywhere (code)
+    candidate_bits: int = field(default=8, metadata={"help": "bits per stored candidate code (8: 255 levels, 16: 65535 levels)"})  # storage of the candidate codes (8: 255 levels, 16: 65535 levels)
 
     def __post_init__(self):
         check_range("num_slots", self.num_slots, low=1)

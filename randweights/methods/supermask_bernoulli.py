@@ -11,7 +11,7 @@ draws one evaluation sample from a seed and keeps it, so that evaluation is repe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,9 +29,9 @@ EVAL_MASKS = ("sample", "threshold")
 class BernoulliConfig(MethodConfig):
     name = "supermask-bernoulli"
     default_weight_decay = 0.0  # no weight decay on Bernoulli scores (hidden-networks baseline)
-    keep_fraction: float = 0.5  # initial expected kept fraction: scores start at logit(keep_fraction)
-    init: str = "signed-constant"
-    eval_mask: str = "sample"
+    keep_fraction: float = field(default=0.5, metadata={"help": "initial expected fraction kept (scores start at logit(keep_fraction))"})  # initial expected kept fraction: scores start at logit(keep_fraction)
+    init: str = field(default="signed-constant", metadata={"help": "the frozen random weights' distribution"})
+    eval_mask: str = field(default="sample", metadata={"help": "the mask at test time: a Bernoulli sample or the p > 0.5 threshold"})
 
     def __post_init__(self):
         check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True, high_open=True)
