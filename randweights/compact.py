@@ -1,6 +1,7 @@
 """Compact subnetworks: one small file for a network found by any method, a random seed plus a few bits a weight.
 
-The file (``.rwc``) is an uncompressed zip archive (packed bits do not compress): ``header.json`` and numpy arrays (``.npy``). The header names the method,
+The file (``.rwc``) is a deflated zip archive (packed bits hardly compress; headers and generator states do):
+``header.json`` and numpy arrays (``.npy``). The header names the method,
 its settings (keep fraction, K, ...), the layers it transformed, where the frozen random weights come from and,
 for runs of the store, the run's config, input shape and class count. The arrays hold what the method found:
 
@@ -210,11 +211,11 @@ def summary(path: str | os.PathLike, model: nn.Module | None = None) -> dict:
 
 def _archive(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("header.json", json.dumps(header, sort_keys=True))
         for name, array in arrays.items():
             blob = io.BytesIO()
-            np.save(blob, np.ascontiguousarray(array), allow_pickle=False)
+            np.save(blob, np.asarray(array, order="C"), allow_pickle=False)  # (ascontiguousarray makes 0-d arrays 1-d)
             zf.writestr(f"{name}.npy", blob.getvalue())
     return buffer.getvalue()
 

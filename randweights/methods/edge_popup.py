@@ -11,7 +11,6 @@ included. ``keep_fraction`` is the fraction of weights KEPT, everywhere.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
