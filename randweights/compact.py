@@ -298,3 +298,19 @@ def fill(model: nn.Module, header: dict, arrays: dict[str, np.ndarray]) -> nn.Mo
                 raise ConfigError("model", type(model).__name__, f"the stored architecture ({key}: {tuple(value.shape)})")
             target.copy_(value)
     return model
+
+
+# ---------------------------------------------------------------------------------------------- the run store
+RUN_FILE = "compact.rwc"
+
+
+def save_for_run(model: nn.Module, folder: str | os.PathLike) -> dict:
+    """Write a stored run's compact file (``<run folder>/compact.rwc``) and return the record's fields: its name,
+    bytes, bits per weight and the dense fp32 state dict's bytes. A model that cannot be stored compactly gets
+    ``compact_file: None`` and the reason (the run itself is kept)."""
+    try:
+        size = save(model.cpu(), Path(folder) / RUN_FILE)  # the bit-for-bit promise is on the CPU
+    except (RuntimeError, ValueError, KeyError, ConfigError) as err:
+        return {"compact_file": None, "compact_error": f"{type(err).__name__}: {err}"}
+    return {"compact_file": RUN_FILE, "compact_bytes": size["compact_bytes"], "compact_bits_per_weight": size["bits_per_weight"],
+            "dense_bytes": size["dense_bytes"]}

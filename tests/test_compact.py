@@ -156,3 +156,21 @@ def test_bernoulli_file_holds_the_mask_the_model_evaluates_with(tmp_path):
     assert header["settings"]["eval_seed"] == 11
     mask = np.unpackbits(arrays["mask/0"], count=2000).reshape(40, 50)
     assert np.array_equal(mask.astype(bool), (loaded[0].weight != 0).numpy())
+
+
+def test_each_record_of_the_store_points_to_its_compact_file(mnist, tmp_path):
+    from randweights import runs
+
+    cfg = make_config("edge-popup", **SMOKE)
+    record = runs.get_or_run(cfg, root=tmp_path)
+    folder = runs.run_dir(cfg, tmp_path)
+    path = folder / record["compact_file"]
+    assert path.is_file() and record["compact_bytes"] == path.stat().st_size
+    assert record["dense_bytes"] >= 10 * record["compact_bytes"]
+    assert record["compact_bits_per_weight"] == pytest.approx(8 * path.stat().st_size / record["weights"])
+    from randweights import data
+
+    splits = data.load(cfg.data)
+    test = train.evaluate(compact.load(path), splits.test, torch.device("cpu"))
+    assert test["accuracy"] == record["test_accuracy"] and test["loss"] == record["test_loss"]
+    assert compact.read_header(path)["config"] == cfg.to_dict()
