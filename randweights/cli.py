@@ -16,7 +16,7 @@ import typing
 
 from . import __version__, cli_scale
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import ConfigError, DatasetNotFound
+from .errors import ConfigError, DatasetDamaged, DatasetNotFound
 from .methods import METHODS, method_config_class
 from .reproduce import NoCheckout
 
@@ -180,16 +180,17 @@ def main(argv: list[str] | None = None) -> int:
 
         root = Path(args.root) if args.root else None
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root)
-    except (ConfigError, DatasetNotFound, NoCheckout) as err:
+    except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
 
 
 def _train(args) -> int:
-    from . import data, runs
+    from . import runs
 
     cfg = config_from_args(args)
-    data.load_arrays(cfg.data.dataset)  # fail on missing data before anything is written
+    # get_or_run checks the device and the results folder before loading data, and removes the folders it made
+    # when the run fails (missing or damaged data, a setting the data cannot meet): bad input writes nothing
     record = runs.get_or_run(cfg, root=args.results, device=args.device)
     print(json.dumps(record))
     return 0

@@ -1,6 +1,7 @@
 """Compact subnetworks: one small file for a network found by any method, a random seed plus a few bits a weight.
 
-The file (``.rwc``) is an uncompressed zip archive (packed bits do not compress): ``header.json`` and numpy arrays (``.npy``). The header names the method,
+The file (``.rwc``) is a deflated zip archive (packed bits hardly compress; headers and generator states do):
+``header.json`` and numpy arrays (``.npy``). The header names the method,
 its settings (keep fraction, K, ...), the layers it transformed, where the frozen random weights come from and,
 for runs of the store, the run's config, input shape and class count. The arrays hold what the method found:
 
@@ -210,11 +211,11 @@ def summary(path: str | os.PathLike, model: nn.Module | None = None) -> dict:
 
 def _archive(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("header.json", json.dumps(header, sort_keys=True))
         for name, array in arrays.items():
             blob = io.BytesIO()
-            np.save(blob, np.ascontiguousarray(array), allow_pickle=False)
+            np.save(blob, np.asarray(array, order="C"), allow_pickle=False)  # (ascontiguousarray makes 0-d arrays 1-d)
             zf.writestr(f"{name}.npy", blob.getvalue())
     return buffer.getvalue()
 
@@ -297,3 +298,66 @@ def fill(model: nn.Module, header: dict, arrays: dict[str, np.ndarray]) -> nn.Mo
                 raise ConfigError("model", type(model).__name__, f"the stored architecture ({key}: {tuple(value.shape)})")
             target.copy_(value)
     return model
+
+
+# ---------------------------------------------------------------------------------------------- the run store
+RUN_FILE = "compact.rwc"
+
+
+def save_for_run(model: nn.Module, folder: str | os.PathLike) -> dict:
+    """Write a stored run's compact file (``<run folder>/compact.rwc``) and return the record's fields: its name,
+    bytes, bits per weight and the dense fp32 state dict's bytes. A model that cannot be stored compactly gets
+    ``compact_file: None`` and the reason (the run itself is kept)."""
+    try:
+        size = save(model.cpu(), Path(folder) / RUN_FILE)  # the bit-for-bit promise is on the CPU
+    except (RuntimeError, ValueError, KeyError, ConfigError) as err:
+        return {"compact_file": None, "compact_error": f"{type(err).__name__}: {err}"}
+    return {"compact_file": RUN_FILE, "compact_bytes": size["compact_bytes"], "compact_bits_per_weight": size["bits_per_weight"],
+            "dense_bytes": size["dense_bytes"]}
+
+
+METHOD_LABELS = {"dense": "dense", "edge-popup": "Edge-Popup", "supermask-bernoulli": "Bernoulli supermask",
+                 "slot": "Slot Machines", "laperm": "LaPerm", "imp": "IMP"}
+
+
+def run_sizes(run_ids, root=None) -> list[dict]:
+    """Per stored run (by id, from its record): method, architecture, compact and dense bytes, bits per weight.
+    Runs stored before compact files existed (or without one) are left out."""
+    from .runs import results_root
+
+    out = []
+    for run_id in dict.fromkeys(run_ids):
+        path = results_root(root) / str(run_id) / "record.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        if r.get("compact_file"):
+            out.append({"run_id": run_id, "method": r["method"], "arch": r["arch"], "weights": r["weights"],
+                        "compact_bytes": r["compact_bytes"], "dense_bytes": r["dense_bytes"],
+                        "bits_per_weight": r["compact_bits_per_weight"]})
+    return out
+
+
+def size_table(run_ids, root=None):
+    """One row per method and architecture: the median compact file against the dense fp32 state dict."""
+    import pandas as pd
+
+    rows = pd.DataFrame(run_sizes(run_ids, root))
+    if rows.empty:
+        return pd.DataFrame(columns=["method", "arch", "runs", "compact kB", "dense fp32 kB", "smaller by", "bits per weight"])
+    table = rows.groupby(["method", "arch"], sort=False).agg(
+        runs=("run_id", "size"), compact=("compact_bytes", "median"), dense=("dense_bytes", "median"),
+        bits=("bits_per_weight", "median")).reset_index()
+    table["method"] = table["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    return pd.DataFrame({"method": table["method"], "arch": table["arch"], "runs": table["runs"],
+                         "compact kB": (table["compact"] / 1000).round(1), "dense fp32 kB": (table["dense"] / 1000).round(1),
+                         "smaller by": (table["dense"] / table["compact"]).round(1), "bits per weight": table["bits"].round(2)})
+
+
+def size_sentence(table) -> str:
+    """One sentence for a chapter: each method's compact file against its dense fp32 state dict."""
+    if table.empty:
+        return "No run of this page has a compact file yet (they were stored before compact files existed)."
+    parts = [f"{r['method']} on {r['arch']}: {r['compact kB']:g} kB against {r['dense fp32 kB']:g} kB "
+             f"({r['smaller by']:g}x smaller, {r['bits per weight']:g} bits per weight)" for _, r in table.iterrows()]
+    return "Stored compactly (seed + what the method found), the median file is: " + "; ".join(parts) + "."

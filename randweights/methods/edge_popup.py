@@ -11,7 +11,6 @@ included. ``keep_fraction`` is the fraction of weights KEPT, everywhere.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -214,9 +213,10 @@ def apply(
     re-drawn with ``init``, or kept as it is with ``init=None`` (a supermask inside pretrained or one's own
     weights). Weights and scores are drawn from ``generator`` (None: the global generator). Returns the same
     model (modified in place)."""
-    check_range("keep_fraction", keep_fraction, low=0, high=1, low_open=True)
-    if init is not None:
-        check_choice("init", init, INITS)
+    from . import check_untransformed
+
+    keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init or INITS[0]).keep_fraction  # the config's checks
+    check_untransformed(model)
     chosen = sel.select(model, MASKABLE, include, exclude)
     freeze_all(model)
     replay = sel.generator_record(generator)

@@ -494,6 +494,11 @@ def plain_copy(model: nn.Module) -> nn.Module:
     """A copy with the masks multiplied in (``weight = weight_orig * weight_mask``) and no pruning hooks."""
     import copy
 
+    with torch.no_grad():  # after a forward with gradients the hooks' products are graph nodes, which deepcopy refuses
+        for layer in model.modules():
+            for name in ("weight", "bias"):
+                if hasattr(layer, name + "_mask"):
+                    setattr(layer, name, getattr(layer, name + "_orig") * getattr(layer, name + "_mask"))
     plain = copy.deepcopy(model)
     for layer in plain.modules():
         for name in ("weight", "bias"):

@@ -231,11 +231,11 @@ def apply(
     ``candidate_init=None`` draws each layer's candidates around its EXISTING weights' scale: uniform on
     ``[-b, b]`` with ``b = sqrt(3) * std(W)`` (the same spread as the given weights; the given values themselves
     are not candidates). ``bounds`` overrides b per selected layer (how a stored slot machine is rebuilt)."""
-    check_range("num_slots", num_slots, low=1)
-    check_choice("selection", selection, SELECTIONS)
-    if candidate_init is not None:
-        check_choice("candidate_init", candidate_init, CANDIDATE_INITS)
-    check_choice("score_init", score_init, SCORE_INITS)
+    from . import check_untransformed
+
+    num_slots = SlotMachineConfig(num_slots=num_slots, selection=selection, candidate_init=candidate_init or "paper",
+                                  score_init=score_init, candidate_bits=candidate_bits).num_slots  # the config's checks
+    check_untransformed(model)
     chosen = sel.select(model, MASKABLE, include, exclude)
     if bounds is None and candidate_init is None:
         bounds = [math.sqrt(3.0) * float(layer.weight.detach().float().std()) for _, layer in chosen]

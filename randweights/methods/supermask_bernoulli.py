@@ -91,9 +91,10 @@ def apply(
     """Freeze all parameters and attach a Bernoulli supermask to every selected Linear/Conv weight (``include`` /
     ``exclude`` as in :func:`randweights.methods.edge_popup.apply`). ``init=None`` keeps the existing weights.
     Weights and every mask sample are drawn from ``generator`` (None: the global generator)."""
-    check_choice("eval_mask", eval_mask, EVAL_MASKS)
-    if init is not None:
-        check_choice("init", init, INITS)
+    from . import check_untransformed
+
+    keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init or INITS[0], eval_mask=eval_mask).keep_fraction  # checks
+    check_untransformed(model)
     chosen = sel.select(model, MASKABLE, include, exclude)
     freeze_all(model)
     replay = sel.generator_record(generator)
