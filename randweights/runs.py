@@ -130,7 +130,11 @@ def check_record(record: Any, cfg: RunConfig) -> str | None:
     decay agree with those settings, and that its accuracies are numbers in [0, 1]."""
     if not isinstance(record, dict):
         return "not a JSON object"
-    if "checksum" in record and record["checksum"] != checksum(record):
+    try:
+        actual = checksum(record)
+    except ValueError:
+        return "it holds NaN or an infinity (not strict JSON)"
+    if "checksum" in record and record["checksum"] != actual:
         return "checksum mismatch: the file was edited or damaged"
     try:
         stored = from_dict(record["config"])
