@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,37 @@ import torch
 from .config import RunConfig
 
 RECORD = "record.json"
+TRAININGS_LOG = "trainings.log"  # in the results root: one JSON line per run trained (run_id, host, pid, seconds)
+_here = threading.local()  # trainings done by this thread (a sweep task tells "trained" from "reused")
+
+
+class RunMissing(LookupError):
+    """A run has no stored record (or model) and training is off (``RANDWEIGHTS_TRAIN=0``)."""
+
+    def __init__(self, run_id: str, what: str = "record"):
+        self.run_id = run_id
+        super().__init__(f"{run_id}: no stored {what} and training is off (RANDWEIGHTS_TRAIN=0)")
+
+
+def training_allowed() -> bool:
+    """False when ``$RANDWEIGHTS_TRAIN`` is 0: ``get_or_run`` then raises :class:`RunMissing` instead of
+    training, and ``sweep`` returns the stored records only (``randweights reproduce`` without CUDA)."""
+    return os.environ.get("RANDWEIGHTS_TRAIN", "1").strip().lower() not in ("0", "false", "no")
+
+
+def trainings_here() -> int:
+    """How many runs ``get_or_run`` has trained in this thread."""
+    return getattr(_here, "trainings", 0)
+
+
+def _note_training(cfg: RunConfig, root, seconds: float) -> None:
+    _here.trainings = trainings_here() + 1
+    line = {"run_id": cfg.run_id, "host": socket.gethostname(), "pid": os.getpid(), "seconds": round(seconds, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path = results_root(root) / TRAININGS_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # one short append per line: whole lines even with several writers
+        f.write(json.dumps(line) + "\n")
 
 
 def results_root(root: str | os.PathLike | None = None) -> Path:
@@ -68,15 +102,19 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
     record = load(cfg, root)
     if record is not None and (not keep_model or (run_dir(cfg, root) / "model.pt").is_file()):
         return record
+    if not training_allowed():
+        raise RunMissing(cfg.run_id, "record" if record is None else "model")
     from .train import run  # heavy import only when training
 
     folder = run_dir(cfg, root)
+    start = time.perf_counter()
     model, record = run(cfg, device)  # nothing is written before the run has finished
     write_json(folder / "config.json", cfg.to_dict())
     if keep_model:
         buffer = _state_bytes(model)
         write_atomic(folder / "model.pt", buffer)
     write_json(folder / RECORD, record)
+    _note_training(cfg, root, time.perf_counter() - start)
     return record
 
 
@@ -93,11 +131,21 @@ def load_state(cfg: RunConfig, root=None) -> dict:
     return torch.load(run_dir(cfg, root) / "model.pt", map_location="cpu", weights_only=True)
 
 
-def sweep(configs: Iterable[RunConfig], root=None, device: str | None = None, desc: str = "sweep") -> list[dict]:
-    """``get_or_run`` over ``configs`` in order; rerunning after an interruption trains only missing runs."""
+def sweep(configs: Iterable[RunConfig], root=None, device: str | None = None, desc: str = "sweep", executor=None, **kwargs):
+    """``get_or_run`` over ``configs`` in order; rerunning after an interruption trains only missing runs.
+    Returns the records; with training off (:func:`training_allowed`) only the stored ones.
+
+    With ``executor`` (any ``concurrent.futures.Executor``: a process pool, Dask's, submitit's) every distinct run
+    is a task of :func:`randweights.sweeps.sweep` (``kwargs`` go there) and the call returns its Summary."""
+    if executor is not None:
+        from . import sweeps
+
+        return sweeps.sweep(configs, executor, root=root, device=device, **kwargs)
     from .train import progress
 
     configs = list(configs)
+    if not training_allowed():
+        return [r for r in (load(cfg, root) for cfg in configs) if r is not None]
     return [get_or_run(cfg, root, device) for cfg in progress(configs, desc=desc)]
 
 
