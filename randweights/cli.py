@@ -16,7 +16,7 @@ import typing
 
 from . import cli_scale
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import ConfigError, DatasetNotFound
+from .errors import ConfigError, DatasetDamaged, DatasetNotFound
 from .methods import METHODS, method_config_class
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -110,16 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         from .reproduce import reproduce
 
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device)
-    except (ConfigError, DatasetNotFound) as err:
+    except (ConfigError, DatasetNotFound, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
 
 
 def _train(args) -> int:
-    from . import data, runs
+    from . import runs
 
     cfg = config_from_args(args)
-    data.load_arrays(cfg.data.dataset)  # fail on missing data before anything is written
+    # get_or_run checks the device and the results folder before loading data, and removes the folders it made
+    # when the run fails (missing or damaged data, a setting the data cannot meet): bad input writes nothing
     record = runs.get_or_run(cfg, root=args.results, device=args.device)
     print(json.dumps(record))
     return 0
