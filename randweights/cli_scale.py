@@ -11,7 +11,7 @@ import sys
 
 from .errors import ConfigError
 
-COMMANDS = ("plan",)
+COMMANDS = ("plan", "sweep")
 
 
 def add_parsers(sub) -> None:
@@ -21,12 +21,33 @@ def add_parsers(sub) -> None:
     plan.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
     plan.add_argument("--json", action="store_true", help="one JSON list of runs on stdout")
     plan.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe on the CPU")
+    _add_sweep(sub)
+
+
+def _add_sweep(sub) -> None:
+    sweep = sub.add_parser("sweep", help="train every run of a plan through an executor (local processes, Dask, Slurm)")
+    sweep.add_argument("--preset", required=True, help="smoke, quick or full")
+    sweep.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
+    sweep.add_argument("--executor", default="local", help="local (default), dask or slurm")
+    sweep.add_argument("--workers", type=int, default=None, help="local: worker processes, one GPU each where there "
+                       "are several (default 1); dask: workers of the LocalCluster started when --scheduler is not "
+                       "given (default 2); slurm: jobs in flight at a time (default 256)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask: an existing scheduler, e.g. tcp://host:8786")
+    sweep.add_argument("--partition", default=None, help="slurm: the partition")
+    sweep.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per job (default 1)")
+    sweep.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES", help="slurm: per job (default 1440)")
+    sweep.add_argument("--logs", default=None, help="slurm: folder for submitit's job files (default <results>/.submitit)")
+    sweep.add_argument("--retries", type=int, default=1, help="times a failed run is submitted again (default 1)")
+    sweep.add_argument("--results", default=None, help="results folder, shared by every worker (default $RANDWEIGHTS_RESULTS or results/)")
+    sweep.add_argument("--device", default=None, help="auto (default: CUDA when the worker has it), cpu, cuda")
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch one of :data:`COMMANDS`; bad input raises ConfigError (the CLI prints it, exit code 2)."""
     if args.command == "plan":
         return _plan(args)
+    if args.command == "sweep":
+        return _sweep(args)
     raise ConfigError("command", args.command, "one of " + ", ".join(COMMANDS))
 
 
@@ -50,3 +71,26 @@ def _plan(args) -> int:
                           for r in results], indent=1))
     print(f"dry run: {len(results) - len(failed)} of {len(results)} recipes ok, {len(failed)} failed", file=out)
     return 1 if failed else 0
+
+
+def _sweep(args) -> int:
+    from pathlib import Path
+
+    from . import plan, runs, sweeps
+
+    if args.executor not in sweeps.EXECUTORS:
+        raise ConfigError("--executor", args.executor, "one of " + ", ".join(sweeps.EXECUTORS))
+    entries = plan.plan(args.preset, args.only)  # bad preset / chapter: ConfigError before anything starts
+    root = runs.results_root(args.results).resolve()
+    folder = Path(args.logs) if args.logs else root / ".submitit"
+    executor = sweeps.make_executor(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
+                                    args.time_limit, folder)
+    print(f"[sweep] {len(entries)} runs of preset {args.preset!r} into {root} on {args.executor}", flush=True)
+    try:
+        summary = sweeps.sweep([e.config for e in entries], executor, root=root, device=args.device,
+                               keep_model={e.run_id for e in entries if e.keep_model}, retries=args.retries,
+                               log=lambda line: print(line, flush=True))
+    finally:
+        executor.shutdown()
+    print("\n".join(summary.lines()), flush=True)
+    return 1 if summary.failed else 0
