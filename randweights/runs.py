@@ -68,15 +68,17 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
     record = load(cfg, root)
     if record is not None and (not keep_model or (run_dir(cfg, root) / "model.pt").is_file()):
         return record
-    from .train import run  # heavy import only when training
+    from .train import CHECKPOINT, Checkpointer, run  # heavy import only when training
 
     folder = run_dir(cfg, root)
-    model, record = run(cfg, device)  # nothing is written before the run has finished
+    checkpoint = Checkpointer(folder / CHECKPOINT, cfg.to_dict())  # resumes a killed run; saved every epoch
+    model, record = run(cfg, device, checkpoint=checkpoint)
     write_json(folder / "config.json", cfg.to_dict())
     if keep_model:
         buffer = _state_bytes(model)
         write_atomic(folder / "model.pt", buffer)
     write_json(folder / RECORD, record)
+    checkpoint.finish()  # removed after the record (RANDWEIGHTS_KEEP_CHECKPOINTS=1 keeps it)
     return record
 
 
