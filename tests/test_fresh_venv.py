@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,11 @@ def test_a_fresh_venv_with_the_notebooks_extra_runs_a_chapter(tmp_path, mnist):
     python = str(venv / "bin" / "python")
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, *_torch_pins()], check=True)
-    subprocess.run([*pip, f"{ROOT}[notebooks]"], check=True)  # not editable: the notebook sees the package only
+    source = tmp_path / "source"  # a copy of what the package is built from, so no build/ lands in the checkout
+    shutil.copytree(ROOT / "randweights", source / "randweights", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([*pip, f"{source}[notebooks]"], check=True)  # not editable: the notebook sees the package only
 
     work = tmp_path / "work"  # outside the checkout, so `import randweights` finds the installed copy
     work.mkdir()
