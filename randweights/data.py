@@ -6,7 +6,8 @@ Where the data is looked up, in order:
    ``FashionMNIST/raw/*-ubyte`` (``.gz`` also read), ``cifar-10-batches-py/``, or the arrays ``cifar10.npz``
    (``x_train, y_train, x_test, y_test``; uint8, HWC).
 2. Fashion-MNIST only: Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``).
-3. With ``RANDWEIGHTS_DOWNLOAD=1`` (or ``download=True``) and a network: torchvision downloads into the root.
+3. ``RANDWEIGHTS_DOWNLOAD`` ``auto`` (default): when the files are missing and the dataset's server answers
+   (Colab), torchvision downloads them into the root; ``1``: always try; ``0``: never.
 
 Whole datasets are held as tensors and batched by index, which is several times faster on a CPU than a
 ``DataLoader`` over PIL images.
@@ -48,8 +49,34 @@ def data_root() -> Path:
     return Path(os.environ.get("RANDWEIGHTS_DATA", "data"))
 
 
+DOWNLOAD_HOSTS = {  # where torchvision downloads each dataset from
+    "mnist": ("ossci-datasets.s3.amazonaws.com", 443),
+    "fashion-mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+    "cifar10": ("www.cs.toronto.edu", 443),
+}
+
+
+def download_setting() -> str:
+    """``RANDWEIGHTS_DOWNLOAD``: ``"auto"`` (default; download missing files when the server is reachable),
+    ``"1"`` (always try) or ``"0"`` (never)."""
+    value = os.environ.get("RANDWEIGHTS_DOWNLOAD", "auto").lower()
+    return {"1": "1", "true": "1", "yes": "1", "0": "0", "false": "0", "no": "0"}.get(value, "auto")
+
+
 def download_allowed() -> bool:
-    return os.environ.get("RANDWEIGHTS_DOWNLOAD", "0").lower() in ("1", "true", "yes")
+    """Whether downloading was asked for explicitly (``RANDWEIGHTS_DOWNLOAD=1``)."""
+    return download_setting() == "1"
+
+
+def reachable(dataset: str, timeout: float = 3.0) -> bool:
+    """Whether the server ``dataset`` downloads from accepts a connection (so: online)."""
+    import socket
+
+    try:
+        socket.create_connection(DOWNLOAD_HOSTS[dataset], timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 # ----------------------------------------------------------------------------------------------- raw arrays
@@ -139,23 +166,24 @@ def load_arrays(dataset: str, root: str | None = None, download: bool | None = N
     """``{"train": (x, y), "test": (x, y)}`` as uint8 images (N, H, W[, C]) and int64 labels (cached per root)."""
     check_choice("dataset", dataset, NUM_CLASSES)
     root_path = Path(root) if root is not None else data_root()
-    return _load_arrays(dataset, str(root_path.resolve()), download if download is not None else download_allowed())
+    mode = download_setting() if download is None else ("1" if download else "0")
+    return _load_arrays(dataset, str(root_path.resolve()), mode)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_arrays(dataset: str, root: str, download: bool):
+def _load_arrays(dataset: str, root: str, download: str):
     root_path = Path(root)
     tried: list[str] = []
     load = (lambda t: _load_cifar(root_path, t)) if dataset == "cifar10" else (lambda t: _load_idx(dataset, root_path, t))
     arrays = load(tried)
-    if arrays is None and download:
+    online = download == "1" or (download == "auto" and dataset in DOWNLOAD_HOSTS and reachable(dataset))
+    if arrays is None and online:
         _download(dataset, root_path)
         arrays = load([])
     if arrays is None:
         raise DatasetNotFound(
-            f"dataset {dataset!r} not found; tried: {', '.join(tried)}. Put it in torchvision's layout under a "
-            f"folder and set RANDWEIGHTS_DATA to it (see data/README.md), or set RANDWEIGHTS_DOWNLOAD=1 on a "
-            f"machine that is online."
+            f"dataset {dataset!r} not found (tried: {', '.join(tried)}) and {'not downloaded' if online else 'offline, so not downloaded'}: "
+            f"copy it in torchvision's layout into a folder and set RANDWEIGHTS_DATA to that folder (see data/README.md)."
         )
     return arrays
 

@@ -314,10 +314,11 @@ def _complete(record: dict | None, folder: Path, keep_model: bool) -> bool:
 
 
 def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_model: bool) -> dict:
-    from .train import run  # heavy import only when training
+    from .train import CHECKPOINT, Checkpointer, run  # heavy import only when training
 
     start = time.perf_counter()
-    model, record = run(cfg, device)  # nothing is written before the run has finished
+    checkpoint = Checkpointer(folder / CHECKPOINT, cfg.to_dict())  # resumes a killed run; saved every epoch
+    model, record = run(cfg, device, checkpoint=checkpoint)  # nothing but the checkpoint is written before the end
     write_json(folder / "config.json", cfg.to_dict())
     if keep_model:
         write_atomic(folder / "model.pt", _state_bytes(model))
@@ -328,6 +329,7 @@ def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_mode
     record.pop("checksum", None)
     record["checksum"] = checksum(record)
     write_json(folder / RECORD, record)  # last: a record means the run is finished
+    checkpoint.finish()  # removed after the record (RANDWEIGHTS_KEEP_CHECKPOINTS=1 keeps it)
     _note_training(folder, time.perf_counter() - start)
     return record
 

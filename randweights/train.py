@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +45,107 @@ def progress(iterable: Iterable, **kwargs):
     setting = os.environ.get("RANDWEIGHTS_PROGRESS", "auto")
     disable = {"0": True, "1": False}.get(setting, None)
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+def keep_checkpoints() -> bool:
+    """Whether finished runs keep their ``checkpoint.pt`` (``RANDWEIGHTS_KEEP_CHECKPOINTS=1``); default: removed."""
+    return os.environ.get("RANDWEIGHTS_KEEP_CHECKPOINTS", "0").lower() in ("1", "true", "yes")
+
+
+def rng_states() -> dict:
+    """Every random state a run draws from: torch (CPU and CUDA), numpy, Python (weights_only-loadable types)."""
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class Checkpointer:
+    """A run's training state at the end of every epoch, in one file (``<run folder>/checkpoint.pt``) replaced
+    atomically: the phase (``"train"``, an IMP round, Slot Machines' finetuning ...) and epoch reached, model and
+    optimizer state (LaPerm's included), the data-order generator, every global RNG, the history so far and the
+    method's own state (``method_state``: a callable the method sets, returning a dict of tensors / plain data).
+
+    A run built with a Checkpointer whose file exists resumes: the method reads :attr:`resumed_method_state`
+    and skips finished phases, then :func:`fit` restores the rest and continues from the next epoch, so the
+    result is bit for bit that of an uninterrupted run on a CPU. ``path=None``: saves nothing."""
+
+    def __init__(self, path: str | os.PathLike | None, config: dict | None = None, keep: bool | None = None):
+        self.path = Path(path) if path is not None else None
+        self.config = config
+        self.keep = keep_checkpoints() if keep is None else keep
+        self.method_state: Callable[[], dict] | None = None
+        self.resumed: dict | None = self._read()
+        self.saves = 0
+
+    def _read(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or (self.config is not None and state.get("config") != self.config):
+            raise RuntimeError(f"{self.path}: checkpoint of other settings or format; delete it to start this run over")
+        return state
+
+    @property
+    def resumed_phase(self) -> str | None:
+        return self.resumed["phase"] if self.resumed is not None else None
+
+    @property
+    def resumed_method_state(self) -> dict | None:
+        return self.resumed["method"] if self.resumed is not None else None
+
+    def restore(self, phase: str, model: nn.Module, optimizer, generator: torch.Generator) -> tuple[int, list, int]:
+        """Load the checkpoint of ``phase`` into the objects; return ``(epochs done, history, steps done)``
+        (``(0, [], 0)`` when there is nothing to resume)."""
+        if self.resumed is None:
+            return 0, [], 0
+        state, self.resumed = self.resumed, None
+        if state["phase"] != phase:
+            raise RuntimeError(f"{self.path}: checkpoint of phase {state['phase']!r}, resumed as {phase!r}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["data_order"])
+        set_rng_states(state["rng"])
+        return state["epoch"], list(state["history"]), state["step"]
+
+    def save(self, phase: str, epoch: int, model: nn.Module, optimizer, generator: torch.Generator,
+             history: list[dict], step: int) -> None:
+        if self.path is None:
+            return
+        from .runs import write_atomic  # runs imports train lazily; no cycle at import time
+
+        state = {
+            "format": CHECKPOINT_FORMAT, "config": self.config, "phase": phase, "epoch": epoch, "step": step,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_order": generator.get_state(),
+            "rng": rng_states(), "history": history, "method": self.method_state() if self.method_state else None,
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(self.path, buffer.getvalue())
+        self.saves += 1
+
+    def finish(self) -> None:
+        """The record is written: remove the checkpoint unless asked to keep it."""
+        if self.path is not None and not self.keep:
+            self.path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -89,15 +192,21 @@ def fit(
     epochs: int | None = None,
     on_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    checkpoint: Checkpointer | None = None,
+    phase: str = "train",
 ) -> list[dict]:
     """Train for ``epochs`` (default: the config's) with the configured schedule. Returns per-epoch history
-    (mean train loss and accuracy, learning rate). ``on_step(global_step)`` runs after every optimizer step."""
+    (mean train loss and accuracy, learning rate). ``on_step(global_step)`` runs after every optimizer step.
+    With a ``checkpoint``, ``phase`` resumes from its file and is saved after every epoch (after ``on_epoch``)."""
     epochs = cfg.train.epochs if epochs is None else epochs
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     augment = cfg.data.augment and cfg.data.dataset == "cifar10"
     history, step = [], 0
-    for epoch in progress(range(epochs), desc=cfg.method.name, leave=False):
+    first_epoch = 0
+    if checkpoint is not None:
+        first_epoch, history, step = checkpoint.restore(phase, model, optimizer, generator)
+    for epoch in progress(range(first_epoch, epochs), desc=cfg.method.name, leave=False):
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr_at(epoch, epochs, base, cfg.train.schedule)
         model.train()
@@ -119,6 +228,8 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
         history.append(row)
+        if checkpoint is not None:
+            checkpoint.save(phase, epoch + 1, model, optimizer, generator, history, step)
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base
     return history
@@ -129,28 +240,29 @@ def build_model(cfg: RunConfig, splits: data_lib.Splits) -> nn.Module:
     return models.build(m.arch, splits.input_shape, splits.num_classes, m.width, m.bias, m.affine_bn)
 
 
-def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device):
+def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device, checkpoint: Checkpointer | None = None):
     """Build the model, let the method prepare it, train what it returns. For methods with ``prepare``."""
     method = method_module(cfg.method.name)
     model = build_model(cfg, splits)
     params = method.prepare(model, cfg)
     model.to(device)
-    history = fit(model, make_optimizer(params, cfg), cfg, splits, device)
+    history = fit(model, make_optimizer(params, cfg), cfg, splits, device, checkpoint=checkpoint)
     metrics = {"history": history}
     if hasattr(method, "summarize"):
         metrics.update(method.summarize(model))
     return model, metrics
 
 
-def run(cfg: RunConfig, device: str | None = None) -> tuple[nn.Module, dict]:
-    """Train one configuration from scratch and return ``(model, record)``. Does not touch the run store."""
+def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | None = None) -> tuple[nn.Module, dict]:
+    """Train one configuration and return ``(model, record)``: from scratch, or from ``checkpoint``'s file when
+    it has one (saving it after every epoch). Does not touch the run store."""
     dev = pick_device(device)
     seed_everything(cfg.train.seed)
     splits = data_lib.load(cfg.data)
     method = method_module(cfg.method.name)
     start = time.perf_counter()
     runner = getattr(method, "run", standard_run)
-    model, metrics = runner(cfg, splits, dev)
+    model, metrics = runner(cfg, splits, dev, checkpoint=checkpoint) if checkpoint is not None else runner(cfg, splits, dev)
     train_seconds = time.perf_counter() - start
     # what randweights.compact needs to rebuild this run's network without data (issue 12)
     model.randweights_run = {"config": cfg.to_dict(), "input_shape": list(splits.input_shape), "num_classes": splits.num_classes}

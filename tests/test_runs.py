@@ -57,7 +57,7 @@ def test_interrupted_sweep_resumes_and_recomputes_only_what_is_missing(tmp_path,
 
     trained = []
 
-    def fake_run(cfg, device=None):
+    def fake_run(cfg, device=None, **kwargs):
         if len(trained) == 2 and not fake_run.resumed:
             raise KeyboardInterrupt
         trained.append(cfg.run_id)

@@ -519,7 +519,7 @@ def zero_fraction(tensors: list[torch.Tensor]) -> float:
     return sum(int((t == 0).sum()) for t in kernels) / max(1, sum(t.numel() for t in kernels))
 
 
-def run(cfg, splits, device: torch.device):
+def run(cfg, splits, device: torch.device, checkpoint=None):
     """Build the model with LaPerm's init, train it with the LaPerm-wrapped inner optimizer, sync at the end
     (so the returned model is a row-wise permutation of its initial weights; k = 0 returns the plain inner
     optimizer's weights). Per epoch the synced weights (k = 0: the plain ones) are evaluated on the test set
@@ -535,6 +535,12 @@ def run(cfg, splits, device: torch.device):
         n = min(cfg.method.probe_images, len(splits.test))
         probe = Probe(model, opt, splits.test.x[:n].to(device), splits.test.y[:n].to(device), cfg.method.probe_every, cfg.train.seed)
         probe(0)
+    resumed = checkpoint.resumed_method_state if checkpoint is not None else None
+    if probe is not None and resumed is not None:  # LaPerm's own state (sorted init, step count) is the optimizer's
+        probe.points = resumed["probe_points"]
+        probe.generator.set_state(resumed["probe_generator"])
+    if checkpoint is not None and probe is not None:
+        checkpoint.method_state = lambda: {"probe_points": probe.points, "probe_generator": probe.generator.get_state()}
 
     syncing = bool(cfg.method.sync_period or cfg.method.sync_schedule)
 
@@ -542,7 +548,7 @@ def run(cfg, splits, device: torch.device):
         with opt.synced() if syncing else contextlib.nullcontext():
             row["test_accuracy"] = train.evaluate(model, splits.test, device)["accuracy"]
 
-    history = train.fit(model, opt, cfg, splits, device, on_step=probe, on_epoch=on_epoch)
+    history = train.fit(model, opt, cfg, splits, device, on_step=probe, on_epoch=on_epoch, checkpoint=checkpoint)
     metrics: dict = {"history": history, "model_bias": cfg.model.bias or cfg.method.biases != "none"}
     if syncing:
         opt.sync()

@@ -399,10 +399,12 @@ def steps_per_round(cfg, splits) -> int:
     return cfg.train.epochs * math.ceil(len(splits.train) / cfg.train.batch_size)
 
 
-def run(cfg, splits, device):
+def run(cfg, splits, device, checkpoint=None):
     """Round 0 trains the dense net (saving the parameters at ``rewind_step``); each later round prunes
     (:func:`imp_step`), rewinds and retrains. Returns the last round's model and the per-round metrics,
-    including every round's first-layer mask (:func:`first_layer_masks` decodes them)."""
+    including every round's first-layer mask (:func:`first_layer_masks` decodes them). With a ``checkpoint``
+    (:class:`randweights.train.Checkpointer`) every epoch of every round is saved with the IMP state (round
+    reached, finished rounds, masks, the rewind snapshot, the pruning generator) and a killed run resumes."""
 
     method = cfg.method
     apply_controls(cfg, splits)
@@ -422,16 +424,27 @@ def run(cfg, splits, device):
     plan = list(range(method.rounds + 1)) if method.pruning_schedule == "iterative" else [0, method.rounds]
     if method.rounds == 0:
         plan = [0]
-    rounds, mask_texts, stopped = [], [], False
-    for i, round_index in enumerate(plan):
-        if i > 0:
+    state = {"position": 0, "rounds": [], "mask_texts": []}
+    resumed = checkpoint.resumed_method_state if checkpoint is not None else None
+    if resumed is not None:
+        state.update(position=resumed["position"], rounds=resumed["rounds"], mask_texts=resumed["mask_texts"])
+        saved.update(resumed["saved"])
+        generator.set_state(resumed["generator"])
+    if checkpoint is not None:
+        checkpoint.method_state = lambda: {**state, "saved": saved, "generator": generator.get_state()}
+    rounds, mask_texts, stopped = state["rounds"], state["mask_texts"], False
+    for i in range(state["position"], len(plan)):
+        round_index = plan[i]
+        if i > 0 and resumed is None:
             new = imp_step(model, get_masks(model), round_index, method.prune_fraction, method.strategy, generator)
             if should_stop(new, method.stop_ratio):
                 stopped = True
                 break
             set_masks(model, new)
             rewind(model, saved)
-        rounds.append(_train_round(model, cfg, splits, device, round_index, on_step if i == 0 else None))
+        resumed = None  # only the checkpoint's own round skips pruning: the checkpoint holds its masks
+        state["position"] = i
+        rounds.append(_train_round(model, cfg, splits, device, round_index, on_step if i == 0 else None, checkpoint))
         mask_texts.append(encode_mask(get_masks(model)[0][0].cpu().numpy()))
     first_w = get_masks(model)[0][0]
     metrics = {
@@ -447,24 +460,22 @@ def run(cfg, splits, device):
     return model, metrics
 
 
-def _train_round(model, cfg, splits, device, round_index: int, on_step) -> dict:
+def _train_round(model, cfg, splits, device, round_index: int, on_step, checkpoint=None) -> dict:
     from .. import train
 
     start = time.perf_counter()
-    best: dict = {"validation_accuracy": None}
 
     def on_epoch(epoch: int, row: dict) -> None:
         if splits.validation is not None:
-            acc = train.evaluate(model, splits.validation, device)["accuracy"]
-            row["validation_accuracy"] = acc
-            if best["validation_accuracy"] is None or acc > best["validation_accuracy"]:
-                best["validation_accuracy"] = acc
+            row["validation_accuracy"] = train.evaluate(model, splits.validation, device)["accuracy"]
         model.train()
 
     optimizer = train.make_optimizer(model.parameters(), cfg)  # fresh each round: no stale momentum
-    history = train.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch)
+    history = train.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch,
+                        checkpoint=checkpoint, phase=f"round-{round_index}")
     for row in history:
         row["round"] = round_index
+    validation = [row["validation_accuracy"] for row in history if "validation_accuracy" in row]
     test = train.evaluate(model, splits.test, device)
     masks = get_masks(model)
     total, per_layer = remaining(masks)
@@ -475,7 +486,7 @@ def _train_round(model, cfg, splits, device, round_index: int, on_step) -> dict:
         "alive_units_per_layer": [alive_unit_fraction(w) for w, _ in masks],
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
-        "best_validation_accuracy": best["validation_accuracy"],
+        "best_validation_accuracy": max(validation) if validation else None,
         "train_loss": history[-1]["train_loss"] if history else None,
         "seconds": time.perf_counter() - start,
         "history": history,

@@ -377,34 +377,64 @@ def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     return scores(model)
 
 
-def run(cfg, splits, device: torch.device):
+def run(cfg, splits, device: torch.device, checkpoint=None):
     """Train the scores; record the selected network's test accuracy and per-epoch selection changes; then,
-    if ``finetune_epochs > 0``, train the selected weights as a plain network (``to_dense``) and record both."""
+    if ``finetune_epochs > 0``, train the selected weights as a plain network (``to_dense``) and record both.
+    With a ``checkpoint`` both phases save every epoch (with the selection tracking, and during finetuning the
+    score phase's results) and a killed run resumes in the phase it reached."""
     from ..train import build_model, evaluate, fit
     from ..train import make_optimizer as dense_optimizer
 
     model = build_model(cfg, splits)
     params = prepare(model, cfg)
     model.to(device)
-    for s in slots(model):
+    resumed_phase = checkpoint.resumed_phase if checkpoint is not None else None
+    resumed = checkpoint.resumed_method_state if checkpoint is not None else None
+    if resumed_phase != "finetune":
+        metrics = _train_scores(model, params, cfg, splits, device, checkpoint, resumed)
+    else:
+        metrics = resumed["metrics"]
+    if cfg.method.finetune_epochs > 0:
+        to_dense(model)
+        ft_cfg = cfg.replace(lr=cfg.method.finetune_lr)
+        optimizer = dense_optimizer(model.parameters(), ft_cfg)
+        if checkpoint is not None:
+            checkpoint.method_state = lambda: {"metrics": metrics}
+        metrics["finetune_history"] = fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs,
+                                          checkpoint=checkpoint, phase="finetune")
+        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device)["accuracy"]
+    return model, metrics
+
+
+def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> dict:
+    from ..train import evaluate, fit
+
+    layers = slots(model)
+    for s in layers:
         s.track = True
-    previous = selections(model)
+    previous = selections(model)  # at the end of the previous epoch
+    if resumed is not None:  # also the last step's selections, for the first step-to-step comparison
+        previous = [p.to(device) for p in resumed["previous"]]
+        for s, last in zip(layers, resumed["last"], strict=True):
+            s._last = None if last is None else last.to(device)
+    if checkpoint is not None:
+        checkpoint.method_state = lambda: {"previous": previous, "last": [s._last for s in layers]}
+    optimizer = make_optimizer(params, cfg)
 
     def on_epoch(epoch: int, row: dict) -> None:
         nonlocal previous
         current = selections(model)
         row["selection_changed"] = change_fraction(previous, current)  # vs the end of the previous epoch
-        layers = slots(model)
         row["step_swaps"] = float(sum(s.changes for s in layers)) / max(1, sum(s.steps for s in layers))
         for s in layers:
             s.changes, s.steps = 0.0, 0
         previous = current
 
-    history = fit(model, make_optimizer(params, cfg), cfg, splits, device, on_epoch=on_epoch)
-    for s in slots(model):
+    history = fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores")
+    for s in layers:
         s.track, s._last = False, None
     selected = evaluate(model, splits.test, device)
-    metrics = {
+    return {
         "history": history,
         "selected_test_accuracy": selected["accuracy"],
         "selected_test_loss": selected["loss"],
@@ -412,15 +442,6 @@ def run(cfg, splits, device: torch.device):
         "selection_changed_per_epoch": [r["selection_changed"] for r in history],
         "step_swaps_per_epoch": [r["step_swaps"] for r in history],
     }
-    if cfg.method.finetune_epochs > 0:
-        to_dense(model)
-        ft_cfg = cfg.replace(lr=cfg.method.finetune_lr)
-        optimizer = dense_optimizer(model.parameters(), ft_cfg)
-        metrics["finetune_history"] = fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs)
-        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device)["accuracy"]
-    return model, metrics
-
-
 # ---------------------------------------------------------------------------------------------- compact form
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each connection's chosen candidate in ``ceil(log2 K)`` bits."""
