@@ -18,6 +18,7 @@ from .errors import ConfigError, check_choice, check_range
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential")
+PRECISIONS = ("fp32", "bf16")  # bf16: forward pass autocast to bfloat16 (CPU AMX, CUDA); method tensors stay fp32
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class TrainConfig:
     weight_decay: float | None = None  # None: the method's default
     schedule: str = "cosine"  # per-epoch cosine decay to 0, no warmup (the Edge-Popup recipe)
     seed: int = 0
+    precision: str = "fp32"  # "bf16": autocast the forward pass (train and evaluation); conv nets channels-last
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)
@@ -69,6 +71,7 @@ class TrainConfig:
         if self.weight_decay is not None:
             check_range("weight_decay", self.weight_decay, low=0)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -407,7 +407,7 @@ def _train_round(model, cfg, splits, device, round_index: int, on_step) -> dict:
 
     def on_epoch(epoch: int, row: dict) -> None:
         if splits.validation is not None:
-            acc = train.evaluate(model, splits.validation, device)["accuracy"]
+            acc = train.evaluate(model, splits.validation, device, precision=cfg.train.precision)["accuracy"]
             row["validation_accuracy"] = acc
             if best["validation_accuracy"] is None or acc > best["validation_accuracy"]:
                 best["validation_accuracy"] = acc
@@ -417,7 +417,7 @@ def _train_round(model, cfg, splits, device, round_index: int, on_step) -> dict:
     history = train.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch)
     for row in history:
         row["round"] = round_index
-    test = train.evaluate(model, splits.test, device)
+    test = train.evaluate(model, splits.test, device, precision=cfg.train.precision)
     masks = get_masks(model)
     total, per_layer = remaining(masks)
     return {

@@ -378,7 +378,7 @@ def run(cfg, splits, device: torch.device):
     history = fit(model, make_optimizer(params, cfg), cfg, splits, device, on_epoch=on_epoch)
     for s in slots(model):
         s.track, s._last = False, None
-    selected = evaluate(model, splits.test, device)
+    selected = evaluate(model, splits.test, device, precision=cfg.train.precision)
     metrics = {
         "history": history,
         "selected_test_accuracy": selected["accuracy"],
@@ -392,5 +392,5 @@ def run(cfg, splits, device: torch.device):
         ft_cfg = cfg.replace(lr=cfg.method.finetune_lr)
         optimizer = dense_optimizer(model.parameters(), ft_cfg)
         metrics["finetune_history"] = fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs)
-        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device)["accuracy"]
+        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
     return model, metrics
