@@ -140,6 +140,7 @@ def check_device(device: str | None) -> None:
         return
     reason = "" if dev.type not in ("cuda", "mps") else f" (no {dev.type} device {device!r} on this machine)"
     raise ConfigError("device", device, allowed + reason)
+PRECISIONS = ("fp32", "bf16")  # bf16: forward pass autocast to bfloat16 (CPU AMX, CUDA); method tensors stay fp32
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class TrainConfig(Settings):
     weight_decay: float | None = field(default=None, metadata={"help": "L2 weight decay; none: the method's default"})
     schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule (cosine: per-epoch decay to 0, no warmup, the Edge-Popup recipe)"})
     seed: int = field(default=0, metadata={"help": "random seed of the initialization, the data order and the method"})
+    precision: str = field(default="fp32", metadata={"help": "bf16: autocast the forward pass to bfloat16 (train and evaluation), conv nets channels-last; method tensors stay fp32"})
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)
@@ -191,6 +193,7 @@ class TrainConfig(Settings):
         if self.weight_decay is not None:
             check_range("weight_decay", self.weight_decay, low=0)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)

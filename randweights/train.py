@@ -169,14 +169,39 @@ def lr_at(epoch: int, epochs: int, base_lr: float, schedule: str) -> float:
     return base_lr
 
 
+# ---------------------------------------------------------------------------------------------- precision
+def autocast(precision: str, device: torch.device):
+    """The forward pass's context: ``torch.autocast(device_type, bfloat16)`` for ``"bf16"`` (matmuls and convs in
+    bf16, AMX on CPUs that have it), a no-op for ``"fp32"``. Parameters, gradients, optimizer state and every
+    method tensor (scores, masks, candidates, permutations) stay fp32: autocast casts copies for the matmuls only."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def memory_format(model: nn.Module, precision: str) -> torch.memory_format:
+    """Channels-last for conv nets under bf16 (oneDNN's bf16 convolutions want NHWC; measured in
+    benchmarks/precision.py), contiguous otherwise."""
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return torch.channels_last if has_conv and precision == "bf16" else torch.contiguous_format
+
+
+def to_device(x: torch.Tensor, device: torch.device, fmt: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """A batch on ``device``, in ``fmt`` where it is an image batch (4-D)."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=fmt) if x.dim() == 4 else x
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: data_lib.Split, device: torch.device, batch_size: int = 1000) -> dict:
-    """Accuracy and mean cross-entropy over a split, in eval mode."""
+def evaluate(model: nn.Module, split: data_lib.Split, device: torch.device, batch_size: int = 1000,
+             precision: str = "fp32") -> dict:
+    """Accuracy and mean cross-entropy over a split, in eval mode (the forward pass at ``precision``)."""
     model.eval()
     correct, loss_sum = 0, 0.0
+    fmt = memory_format(model, precision)
     for x, y in data_lib.batches(split, batch_size):
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
+        x, y = to_device(x, device, fmt), y.to(device)
+        with autocast(precision, device):
+            logits = model(x)
+        logits = logits.float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
     n = max(1, len(split))
@@ -203,6 +228,8 @@ def fit(
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     augment = cfg.data.augment and cfg.data.dataset == "cifar10"
     history, step = [], 0
+    precision = cfg.train.precision
+    fmt = memory_format(model, precision)
     first_epoch = 0
     if checkpoint is not None:
         first_epoch, history, step = checkpoint.restore(phase, model, optimizer, generator)
@@ -212,9 +239,10 @@ def fit(
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y in data_lib.batches(splits.train, cfg.train.batch_size, generator, augment):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            x, y = to_device(x, device, fmt), y.to(device, non_blocking=True)
+            with autocast(precision, device):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -266,7 +294,7 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
     train_seconds = time.perf_counter() - start
     # what randweights.compact needs to rebuild this run's network without data (issue 12)
     model.randweights_run = {"config": cfg.to_dict(), "input_shape": list(splits.input_shape), "num_classes": splits.num_classes}
-    test = evaluate(model, splits.test, dev)
+    test = evaluate(model, splits.test, dev, precision=cfg.train.precision)
     record = {
         "run_id": cfg.run_id,
         **cfg.flat(),
@@ -282,7 +310,7 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
         **metrics,
     }
     if splits.validation is not None:
-        val = evaluate(model, splits.validation, dev)
+        val = evaluate(model, splits.validation, dev, precision=cfg.train.precision)
         record.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"])
     record["config"] = cfg.to_dict()
     return model, record

@@ -546,7 +546,7 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
 
     def on_epoch(epoch: int, row: dict) -> None:
         with opt.synced() if syncing else contextlib.nullcontext():
-            row["test_accuracy"] = train.evaluate(model, splits.test, device)["accuracy"]
+            row["test_accuracy"] = train.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
 
     history = train.fit(model, opt, cfg, splits, device, on_step=probe, on_epoch=on_epoch, checkpoint=checkpoint)
     metrics: dict = {"history": history, "model_bias": cfg.model.bias or cfg.method.biases != "none"}
@@ -555,7 +555,7 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
     else:
         sel.tag(model, "dense", [])  # k = 0: the plain inner optimizer's weights, no permutation of the initial ones
         with opt.synced():
-            metrics["synced_test_accuracy"] = train.evaluate(model, splits.test, device)["accuracy"]
+            metrics["synced_test_accuracy"] = train.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
     metrics.update(
         syncs=opt.syncs,
         multisets_kept=opt.multisets_kept(),

@@ -467,7 +467,7 @@ def _train_round(model, cfg, splits, device, round_index: int, on_step, checkpoi
 
     def on_epoch(epoch: int, row: dict) -> None:
         if splits.validation is not None:
-            row["validation_accuracy"] = train.evaluate(model, splits.validation, device)["accuracy"]
+            row["validation_accuracy"] = train.evaluate(model, splits.validation, device, precision=cfg.train.precision)["accuracy"]
         model.train()
 
     optimizer = train.make_optimizer(model.parameters(), cfg)  # fresh each round: no stale momentum
@@ -476,7 +476,7 @@ def _train_round(model, cfg, splits, device, round_index: int, on_step, checkpoi
     for row in history:
         row["round"] = round_index
     validation = [row["validation_accuracy"] for row in history if "validation_accuracy" in row]
-    test = train.evaluate(model, splits.test, device)
+    test = train.evaluate(model, splits.test, device, precision=cfg.train.precision)
     masks = get_masks(model)
     total, per_layer = remaining(masks)
     return {

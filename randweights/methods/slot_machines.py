@@ -402,7 +402,7 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
             checkpoint.method_state = lambda: {"metrics": metrics}
         metrics["finetune_history"] = fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs,
                                           checkpoint=checkpoint, phase="finetune")
-        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device)["accuracy"]
+        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
     return model, metrics
 
 
@@ -433,7 +433,7 @@ def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> di
     history = fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores")
     for s in layers:
         s.track, s._last = False, None
-    selected = evaluate(model, splits.test, device)
+    selected = evaluate(model, splits.test, device, precision=cfg.train.precision)
     return {
         "history": history,
         "selected_test_accuracy": selected["accuracy"],
@@ -442,6 +442,8 @@ def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> di
         "selection_changed_per_epoch": [r["selection_changed"] for r in history],
         "step_swaps_per_epoch": [r["step_swaps"] for r in history],
     }
+
+
 # ---------------------------------------------------------------------------------------------- compact form
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each connection's chosen candidate in ``ceil(log2 K)`` bits."""
