@@ -54,6 +54,7 @@ def _saves(proc: subprocess.Popen) -> list[tuple[str, int]]:
 def _without_timing(record: dict) -> dict:
     record = dict(record)
     assert record.pop("train_seconds") >= 0
+    assert record.pop("checksum").startswith("sha256:")  # a checksum covers the timings too
     if "round_metrics" in record:
         record["round_metrics"] = [{k: v for k, v in r.items() if k != "seconds"} for r in record["round_metrics"]]
     return record
