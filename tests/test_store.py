@@ -284,3 +284,16 @@ def test_a_failed_run_leaves_no_folder_behind(tmp_path, monkeypatch):
     with pytest.raises(randweights.DatasetNotFound):
         runs.get_or_run(make_config("dense", epochs=1), root=tmp_path / "deep" / "results")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_what_ran_tables_show_the_code_that_trained_each_group(tmp_path, no_training):
+    for folder, *_ in OLD_RECORDS:
+        shutil.copytree(FIXTURES / folder, tmp_path, dirs_exist_ok=True)
+    records = [runs.get_or_run(cfg, root=tmp_path) for _, cfg, _, _ in OLD_RECORDS]
+    table = runs.what_ran(runs.frame(records), ["method"], runs=("run_id", "size"))
+    assert table.loc["slot", "code"] == "0.1.0 @ 87282a750a"
+    assert table.loc["laperm", "code"] == table.loc["edge-popup", "code"] == "not recorded"
+    # a frame without provenance columns (an analysis's rows) is looked up in the store by run_id
+    rows = runs.frame(records)[["run_id", "method", "test_accuracy"]]
+    assert runs.what_ran(rows, ["method"], root=tmp_path, accuracy=("test_accuracy", "first")).loc["slot", "code"] == "0.1.0 @ 87282a750a"
+    assert runs.code_label({"randweights_version": "0.2.0", "git_commit": "abcdef0123456789", "git_dirty": True}) == "0.2.0 @ abcdef0123 +changes"
