@@ -151,6 +151,9 @@ def build_book(root: Path) -> int:
 
 
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None) -> int:
+    from .config import check_device
+
+    check_device(device)
     root = repo_root(root)
     names = available_chapters(root)
     if only:
