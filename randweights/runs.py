@@ -74,14 +74,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None, tuples as lists and numpy scalars as Python numbers: what strict
+    """``obj`` with NaN and infinities as None, tuples as lists, numpy / torch values as Python ones: what strict
     JSON can hold, so that every reader (``jq``, JavaScript, pandas) reads it and a reload gives equal values."""
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
-        obj = obj.item()
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy / torch scalars and arrays
+        return json_safe(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

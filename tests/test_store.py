@@ -211,13 +211,13 @@ def test_records_are_strict_json_group_readable_with_provenance_and_no_stale_tem
     other.write_text("x")
     monkeypatch.setattr(randweights.train, "run", lambda cfg, device=None: (None, {
         "run_id": cfg.run_id, **cfg.flat(), "test_accuracy": 0.5, "test_loss": float("nan"), "train_loss": float("inf"),
-        "history": [{"epoch": 1, "train_loss": float("nan")}], "shape": (3, 4), "count": np.int64(7), "config": cfg.to_dict()}))
+        "history": [{"epoch": 1, "train_loss": float("nan")}], "shape": (3, 4), "count": np.int64(7), "sizes": np.array([1.5, np.nan]), "config": cfg.to_dict()}))
     record = runs.get_or_run(cfg, root=tmp_path)
     text = (folder / "record.json").read_text()
     stored = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in the record"))
     assert stored == record
     assert stored["test_loss"] is None and stored["train_loss"] is None and stored["history"][0]["train_loss"] is None
-    assert stored["shape"] == [3, 4] and stored["count"] == 7
+    assert stored["shape"] == [3, 4] and stored["count"] == 7 and stored["sizes"] == [1.5, None]
     for name in ("record.json", "config.json"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
     assert not stale.exists() and other.exists()
