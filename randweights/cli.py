@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; every finished run is stored, the next call resumes
+        sys.stderr.write("randweights: interrupted\n")
+        return 130
 
 
 def _train(args) -> int:

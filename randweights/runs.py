@@ -106,14 +106,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None, tuples as lists and numpy scalars as Python numbers: what strict
+    """``obj`` with NaN and infinities as None, tuples as lists, numpy / torch values as Python ones: what strict
     JSON can hold, so that every reader (``jq``, JavaScript, pandas) reads it and a reload gives equal values."""
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
-        obj = obj.item()
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy / torch scalars and arrays
+        return json_safe(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -382,3 +382,31 @@ def frame(records: Iterable[dict]):
     import pandas as pd
 
     return pd.DataFrame([{k: v for k, v in r.items() if k != "config"} for r in records])
+
+
+def code_label(record: dict) -> str:
+    """Which code trained a record: ``0.1.0 @ 1a2b3c4d5e`` (`` +changes`` when the checkout had uncommitted
+    changes), the version alone without git, or ``not recorded`` for records older than provenance."""
+    version, commit, dirty = (record.get(k) for k in ("randweights_version", "git_commit", "git_dirty"))
+    if not isinstance(version, str):
+        return "not recorded"
+    if not isinstance(commit, str):
+        return version
+    return f"{version} @ {commit[:10]}" + (" +changes" if dirty is True else "")
+
+
+def what_ran(frame, by: list[str], root=None, **columns):
+    """A chapter's "What ran" table: ``frame`` (records as rows) grouped by ``by`` with the named aggregations
+    ``columns`` (as ``DataFrame.agg`` takes them), plus ``code``: the version and commit that trained the runs.
+    Rows without provenance columns are looked up in the store by ``run_id``."""
+    rows = frame.to_dict("records")
+    labels = []
+    for row in rows:
+        if "randweights_version" not in row and isinstance(row.get("run_id"), str):
+            try:
+                row = json.loads((results_root(root) / row["run_id"] / RECORD).read_text())
+            except (OSError, ValueError):
+                pass
+        labels.append(code_label(row))
+    table = frame.assign(code=labels).groupby(by).agg(**columns, code=("code", lambda s: ", ".join(sorted(set(s)))))
+    return table
