@@ -32,6 +32,10 @@ INITS = (
     "xavier-normal",  # N(0, 2/(fan_in+fan_out))
 )
 MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# The fan of the scaled inits: "kept" = k * fan_in (the paper's stated intent: only kept inputs count) or
+# "code" = (1 - k) * fan_in (the released code, utils/builder.py, which produced the published figures;
+# hidden-networks#9). The two agree at k = 0.5.
+SCALED_FANS = ("kept", "code")
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,14 @@ class EdgePopupConfig(MethodConfig):
     name = "edge-popup"
     keep_fraction: float = 0.5
     init: str = "signed-constant"
+    scaled_fan: str = "kept"  # scaled inits: fan_in * k ("kept", the paper) or fan_in * (1 - k) ("code")
 
     def __post_init__(self):
         check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True)
         check_choice("init", self.init, INITS)
+        check_choice("scaled_fan", self.scaled_fan, SCALED_FANS)
+        if self.init.startswith("scaled-") and self.scaled_fan == "code" and self.keep_fraction >= 1:
+            check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True, high_open=True)
 
     def default_lr(self, arch: str) -> float:
         return 0.1
@@ -161,12 +169,14 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     return nn.init._calculate_fan_in_and_fan_out(weight)
 
 
-def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0) -> torch.Tensor:
-    """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain)."""
+def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, scaled_fan: str = "kept") -> torch.Tensor:
+    """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain). The
+    scaled inits use ``k * fan_in`` (``scaled_fan="kept"``) or the released code's ``(1 - k) * fan_in``."""
     check_choice("init", init, INITS)
+    check_choice("scaled_fan", scaled_fan, SCALED_FANS)
     fan_in, fan_out = fans(weight)
     if init.startswith("scaled-"):
-        fan_in = keep_fraction * fan_in  # the paper's intent: only kept inputs count (hidden-networks#9)
+        fan_in = (keep_fraction if scaled_fan == "kept" else 1.0 - keep_fraction) * fan_in
     std = math.sqrt(2.0 / fan_in)
     with torch.no_grad():
         if init.endswith("signed-constant") and init != "unsigned-constant":
@@ -192,13 +202,13 @@ def freeze_all(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant") -> nn.Module:
+def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant", scaled_fan: str = "kept") -> nn.Module:
     """Re-initialize every Linear/Conv weight with ``init``, freeze all parameters, attach a top-k mask with
     trainable scores to each weight. Returns the same model (modified in place)."""
     check_range("keep_fraction", keep_fraction, low=0, high=1, low_open=True)
     freeze_all(model)
     for layer in maskable_layers(model):
-        init_weight_(layer.weight, init, keep_fraction)
+        init_weight_(layer.weight, init, keep_fraction, scaled_fan)
         parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction), unsafe=True)
         layer.parametrizations.weight.original.requires_grad_(False)
     return model
@@ -226,7 +236,7 @@ def export(model: nn.Module) -> nn.Module:
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
-    apply(model, cfg.method.keep_fraction, cfg.method.init)
+    apply(model, cfg.method.keep_fraction, cfg.method.init, cfg.method.scaled_fan)
     return scores(model)
 
 

@@ -1,0 +1,68 @@
+"""`full` is each paper's recipe: the configurations the full presets plan (no training), and the settings that
+offer both readings where a paper and its released code disagree."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from randweights import make_config
+from randweights.experiments import edge_popup as ep
+from randweights.methods import edge_popup
+
+
+def test_scaled_inits_offer_the_paper_and_the_code_fan():
+    fan_in, k = 4000, 0.2
+    for reading, fan in (("kept", k * fan_in), ("code", (1 - k) * fan_in)):
+        w = edge_popup.init_weight_(torch.empty(300, fan_in), "scaled-signed-constant", k, reading)
+        assert torch.allclose(w.abs(), torch.full_like(w, math.sqrt(2 / fan)))
+    assert make_config("edge-popup").run_id == make_config("edge-popup", scaled_fan="kept").run_id  # default = before
+
+
+def test_full_edge_popup_runs_the_papers_networks_per_figure():
+    p = ep.preset("full")
+    inits = ep.init_configs(p)
+    assert {c.model.arch for c in inits} == {"conv4", "conv6"} and {c.data.dataset for c in inits} == {"cifar10"}
+    assert {"kaiming-uniform", "xavier-normal", "scaled-kaiming-normal"} <= {c.method.init for c in inits}
+    assert {c.method.scaled_fan for c in inits if c.method.init.startswith("scaled-")} == {"code"}
+    assert {c.model.arch for c in ep.bernoulli_configs(p)} == {"conv2", "conv4", "conv6", "conv8"}
+    widths = ep.width_configs(p)
+    assert {(c.model.arch, c.method.init) for c in widths if c.method.name == "edge-popup"} == {
+        (a, i) for a in ("conv4", "conv6") for i in ("signed-constant", "kaiming-normal")}
+    dense_resnet = [c for c in ep.keep_sweep_configs(p) if c.model.arch == "resnet18" and c.method.name == "dense"]
+    assert dense_resnet and all(c.model.affine_bn for c in dense_resnet)
+
+
+def test_fig5_keeps_the_same_number_of_weights_at_every_width():
+    p = ep.preset("full")
+    configs = ep.fixed_count_configs(p)
+    assert {c.model.arch for c in configs} == {"conv4", "conv6"}
+    for arch in ("conv4", "conv6"):
+        base = ep.maskable_weights(arch, "cifar10", 1.0)
+        for k1 in p.fixed_keep_fractions:
+            kept = {round(c.method.keep_fraction * ep.maskable_weights(arch, "cifar10", c.model.width) / base, 4)
+                    for c in configs if c.model.arch == arch and abs(c.method.keep_fraction * ep.maskable_weights(
+                        arch, "cifar10", c.model.width) / base - k1) < 1e-3}
+            assert kept == {k1}
+        assert max(c.method.keep_fraction for c in configs) < 1
+
+
+@pytest.mark.parametrize("plot", ["init", "width", "fixed", "bernoulli"])
+def test_full_figures_draw_one_panel_per_network(plot):
+    rows = []
+    for arch in ("conv4", "conv6"):
+        for w in (0.5, 1.0, 2.0):
+            for method, init in (("edge-popup", "signed-constant"), ("edge-popup", "kaiming-normal"), ("dense", "kaiming-normal"),
+                                 ("supermask-bernoulli", "signed-constant")):
+                rows.append({"arch": arch, "width": w, "method": method, "init": init, "keep_fraction": w / 4,
+                             "realized_keep_fraction": w / 4 + 0.01, "k1": 0.3, "test_accuracy": 0.5 + w / 10, "run_id": len(rows)})
+    df = pd.DataFrame(rows)
+    fig = {"init": lambda: ep.plot_init_sweep(df[df["method"] == "edge-popup"], "full"),
+           "width": lambda: ep.plot_width_sweep(df[df["method"] != "supermask-bernoulli"], "full"),
+           "fixed": lambda: ep.plot_fixed_count(df[df["method"] == "edge-popup"], "full"),
+           "bernoulli": lambda: ep.plot_bernoulli(df[df["init"] == "signed-constant"], "full")}[plot]()
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert sum("Conv-4" in ax.get_title() for ax in titled) == 1 and sum("Conv-6" in ax.get_title() for ax in titled) == 1
