@@ -17,7 +17,7 @@ from .errors import ConfigError, check_choice, check_range
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "constant", "exponential")
+SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
 
 
 @dataclass(frozen=True)

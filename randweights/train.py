@@ -157,11 +157,17 @@ def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
 
 
 EXPONENTIAL_DECAY = 0.95  # per epoch
+SGDR_RESTARTS = (25, 75)  # Slot Machines (Sec. 4): SGD with warm restarts at epochs 25 and 75
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, schedule: str) -> float:
     """Learning rate of ``epoch`` (0-based): cosine ``0.5 * (1 + cos(pi * e / E)) * lr``, exponential
-    ``lr * 0.95 ** e`` (LaPerm's MNIST notebooks) or constant."""
+    ``lr * 0.95 ** e`` (LaPerm's MNIST notebooks), constant, or ``sgdr``: the cosine restarted at epochs 25 and
+    75 (each cycle decays to 0 at the next restart, the last one at ``epochs``)."""
+    if schedule == "sgdr":
+        bounds = [0, *(r for r in SGDR_RESTARTS if r < epochs), max(1, epochs)]
+        start, end = next((a, b) for a, b in zip(bounds, bounds[1:]) if epoch < b or b == bounds[-1])
+        return 0.5 * (1 + math.cos(math.pi * (epoch - start) / (end - start))) * base_lr
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs))) * base_lr
     if schedule == "exponential":
@@ -194,10 +200,12 @@ def fit(
     on_epoch: Callable[[int, dict], None] | None = None,
     checkpoint: Checkpointer | None = None,
     phase: str = "train",
+    schedule_epochs: int | None = None,
 ) -> list[dict]:
     """Train for ``epochs`` (default: the config's) with the configured schedule. Returns per-epoch history
     (mean train loss and accuracy, learning rate). ``on_step(global_step)`` runs after every optimizer step.
-    With a ``checkpoint``, ``phase`` resumes from its file and is saved after every epoch (after ``on_epoch``)."""
+    With a ``checkpoint``, ``phase`` resumes from its file and is saved after every epoch (after ``on_epoch``).
+    ``schedule_epochs``: the length the lr schedule is planned for (default ``epochs``; longer: stop early in it)."""
     epochs = cfg.train.epochs if epochs is None else epochs
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -208,7 +216,7 @@ def fit(
         first_epoch, history, step = checkpoint.restore(phase, model, optimizer, generator)
     for epoch in progress(range(first_epoch, epochs), desc=cfg.method.name, leave=False):
         for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr_at(epoch, epochs, base, cfg.train.schedule)
+            group["lr"] = lr_at(epoch, schedule_epochs or epochs, base, cfg.train.schedule)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y in data_lib.batches(splits.train, cfg.train.batch_size, generator, augment):

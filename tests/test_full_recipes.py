@@ -66,3 +66,36 @@ def test_full_figures_draw_one_panel_per_network(plot):
            "bernoulli": lambda: ep.plot_bernoulli(df[df["init"] == "signed-constant"], "full")}[plot]()
     titled = [ax for ax in fig.axes if ax.get_title()]
     assert sum("Conv-4" in ax.get_title() for ax in titled) == 1 and sum("Conv-6" in ax.get_title() for ax in titled) == 1
+
+
+def test_sgdr_restarts_at_epochs_25_and_75():
+    from randweights.train import lr_at
+
+    lrs = [lr_at(e, 200, 0.2, "sgdr") for e in range(200)]
+    restarts = [e for e in range(1, 200) if lrs[e] > lrs[e - 1]]
+    assert restarts == [25, 75] and lrs[0] == lrs[25] == lrs[75] == 0.2
+    assert lrs[24] < 0.002 and lrs[74] < 0.001 and lrs[199] < 1e-4
+    assert [lr_at(e, 10, 1.0, "sgdr") for e in range(10)] == [lr_at(e, 10, 1.0, "cosine") for e in range(10)]
+
+
+def test_same_run_finetuning_starts_from_the_epoch_e1_state_of_the_full_run(tmp_path, mnist):
+    from randweights import runs
+
+    common = dict(num_slots=4, subset=400, batch_size=64, finetune_from="same-run")
+    finetuned = runs.get_or_run(make_config("slot", epochs=2, finetune_epochs=2, **common), root=tmp_path)
+    whole = runs.get_or_run(make_config("slot", epochs=4, **common), root=tmp_path)
+    assert finetuned["history"] == whole["history"][:2]  # the same schedule and state up to E1 = 2
+    separate = runs.get_or_run(make_config("slot", epochs=2, finetune_epochs=2, num_slots=4, subset=400, batch_size=64),
+                               root=tmp_path)
+    assert separate["history"][1]["lr"] < finetuned["history"][1]["lr"]  # a separate run has decayed already
+    assert len(finetuned["finetune_history"]) == 2
+
+
+def test_full_slot_machines_use_the_code_inits_warm_restarts_and_same_run_finetuning():
+    from randweights.experiments import slot_machines as sm
+
+    p = sm.preset("full")
+    slots = [c for c in sm.slots_configs(p) + sm.finetune_configs(p) if c.method.name == "slot"]
+    assert {(c.method.candidate_init, c.method.score_init, c.train.schedule, c.method.finetune_from) for c in slots} == {
+        ("code", "code", "sgdr", "same-run")}
+    assert all(c.train.schedule == "cosine" for c in sm.slots_configs(p) if c.method.name == "dense")
