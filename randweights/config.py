@@ -26,6 +26,7 @@ class DataConfig:
     subset: int | None = None  # class-balanced number of training images; None = all
     validation: int = 0  # images held out of the training split (class-balanced, fixed split seed)
     augment: bool = False  # random crop + flip (CIFAR only)
+    random_affine: bool = False  # random rotation +-10 deg, zoom +-10 %, shift +-10 % (LaPerm's Conv7 notebook)
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)

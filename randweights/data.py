@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -262,13 +263,39 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> 
     return out
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, augment: bool = False):
-    """Yield ``(x, y)`` batches; shuffled when a generator is given (training), in order otherwise."""
+def random_affine_batch(x: torch.Tensor, generator: torch.Generator, rotation: float = 10.0, zoom: float = 0.1,
+                        shift: float = 0.1) -> torch.Tensor:
+    """Per image a random rotation in +-``rotation`` degrees, zoom in 1 +- ``zoom`` (each axis) and shift in
+    +-``shift`` of the size (each axis), bilinear, edges repeated: Keras' ImageDataGenerator(rotation_range=10,
+    zoom_range=0.1, width_shift_range=0.1, height_shift_range=0.1) of LaPerm's Conv7 notebook."""
+    n = x.shape[0]
+    draw = torch.rand(n, 5, generator=generator) * 2 - 1  # rotation, zoom x, zoom y, shift x, shift y in [-1, 1)
+    angle = draw[:, 0] * math.radians(rotation)
+    zx, zy = 1 + zoom * draw[:, 1], 1 + zoom * draw[:, 2]
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * zx, -torch.sin(angle) * zy
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * zx, torch.cos(angle) * zy
+    theta[:, :, 2] = draw[:, 3:] * 2 * shift  # grid units: the image spans [-1, 1]
+    grid = torch.nn.functional.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augmentation(cfg: DataConfig) -> tuple[str, ...]:
+    """The training-time augmentations of ``cfg``: ``"crop-flip"`` (CIFAR's ``augment``), ``"affine"``."""
+    return (("crop-flip",) if cfg.augment and cfg.dataset == "cifar10" else ()) + (("affine",) if cfg.random_affine else ())
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, augment: bool | tuple = False):
+    """Yield ``(x, y)`` batches; shuffled when a generator is given (training), in order otherwise. ``augment``:
+    True (crop and flip) or the names of :func:`augmentation`."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         x = split.x[idx]
-        if augment and generator is not None:
+        kinds = ("crop-flip",) if augment is True else (augment or ())
+        if "crop-flip" in kinds and generator is not None:
             x = augment_batch(x, generator)
+        if "affine" in kinds and generator is not None:
+            x = random_affine_batch(x, generator)
         yield x, split.y[idx]

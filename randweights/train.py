@@ -209,7 +209,7 @@ def fit(
     epochs = cfg.train.epochs if epochs is None else epochs
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    augment = cfg.data.augment and cfg.data.dataset == "cifar10"
+    augment = data_lib.augmentation(cfg.data)
     history, step = [], 0
     first_epoch = 0
     if checkpoint is not None:

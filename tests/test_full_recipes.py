@@ -99,3 +99,46 @@ def test_full_slot_machines_use_the_code_inits_warm_restarts_and_same_run_finetu
     assert {(c.method.candidate_init, c.method.score_init, c.train.schedule, c.method.finetune_from) for c in slots} == {
         ("code", "code", "sgdr", "same-run")}
     assert all(c.train.schedule == "cosine" for c in sm.slots_configs(p) if c.method.name == "dense")
+
+
+def test_laperm_keras_bias_fan_and_hidden_kernel_l2():
+    from randweights import models
+    from randweights.methods import laperm
+
+    cfg = make_config("laperm", bias_fan="keras", l2_scope="hidden-kernels", weight_decay=2e-4)
+    model = laperm.build_initialized(cfg, (1, 28, 28), 10)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for layer, units in zip(layers, (300, 100, 10)):  # bounds sqrt(6/len(bias)): 0.141, 0.245, 0.775
+        assert layer.bias.abs().max() <= math.sqrt(6 / units) and layer.bias.abs().max() > 0.9 * math.sqrt(6 / units)
+    kernel = laperm.build_initialized(make_config("laperm"), (1, 28, 28), 10)
+    assert [m.bias.abs().max() <= math.sqrt(6 / m.in_features) for m in kernel.modules() if isinstance(m, torch.nn.Linear)] == [True] * 3
+    opt = laperm.make_laperm(model, cfg, steps_per_epoch=10)
+    decayed = [p for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert [tuple(p.shape) for p in decayed] == [(300, 784), (100, 300)]  # hidden kernels, not the output layer
+    assert sum(len(g["params"]) for g in opt.param_groups) == 6
+    conv2 = [type(m).__name__ for m in models.build("laperm-conv2", (3, 32, 32), 10)][-9:]
+    assert conv2 == ["Linear", "ReLU", "Dropout", "BatchNorm1d", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
+    conv13 = [type(m).__name__ for m in models.build("laperm-conv13", (3, 32, 32), 10)]
+    assert conv13[conv13.index("Flatten") - 2:conv13.index("Flatten")] == ["MaxPool2d", "Dropout"]
+
+
+def test_random_affine_augmentation_is_seeded_and_moves_pixels():
+    from randweights import data
+
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0
+    a = data.random_affine_batch(x, torch.Generator().manual_seed(0))
+    b = data.random_affine_batch(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
+    assert ((a - x).abs().sum((1, 2, 3)) > 0).all()  # every image moved
+    assert data.augmentation(make_config("laperm", random_affine=True).data) == ("affine",)
+    assert data.augmentation(make_config("laperm", dataset="cifar10", augment=True).data) == ("crop-flip",)
+
+
+def test_full_laperm_runs_the_conv7_notebook_recipe():
+    from randweights.experiments import laperm as lp
+
+    conv7 = [c for c in lp.paper_configs(lp.preset("full")) if c.model.arch == "laperm-conv7"][0]
+    assert (conv7.method.sync_period, conv7.method.inputs, conv7.train.schedule, conv7.data.random_affine) == (
+        20, "unit", "exponential", True)
+    assert conv7.lr == 1e-3 and conv7.method.bias_fan == "keras" and conv7.method.l2_scope == "hidden-kernels"
