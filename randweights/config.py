@@ -18,6 +18,7 @@ from .errors import ConfigError, check_choice, check_range
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
+SAMPLINGS = ("epoch", "replacement")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class TrainConfig:
     weight_decay: float | None = None  # None: the method's default
     schedule: str = "cosine"  # per-epoch cosine decay to 0, no warmup (the Edge-Popup recipe)
     seed: int = 0
+    sampling: str = "epoch"  # each epoch one shuffled pass, or "replacement": every batch drawn at random
+    steps_per_epoch: int | None = None  # None: ceil(training images / batch_size)
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)
@@ -70,6 +73,11 @@ class TrainConfig:
         if self.weight_decay is not None:
             check_range("weight_decay", self.weight_decay, low=0)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        if self.steps_per_epoch is not None:
+            check_range("steps_per_epoch", self.steps_per_epoch, low=1)
+            if self.sampling != "replacement":
+                raise ConfigError("steps_per_epoch", self.steps_per_epoch, "None unless sampling='replacement'")
 
 
 @dataclass(frozen=True)

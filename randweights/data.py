@@ -285,6 +285,23 @@ def augmentation(cfg: DataConfig) -> tuple[str, ...]:
     return (("crop-flip",) if cfg.augment and cfg.dataset == "cifar10" else ()) + (("affine",) if cfg.random_affine else ())
 
 
+def sampled_batches(split: Split, batch_size: int, steps: int, generator: torch.Generator, augment: bool | tuple = False):
+    """Yield ``steps`` batches, each of ``batch_size`` images drawn uniformly WITH replacement (the official IMP
+    code's ``np.random.choice(n, batch_size)``), so the number of steps does not depend on the data size."""
+    for _ in range(steps):
+        idx = torch.randint(len(split), (batch_size,), generator=generator)
+        yield _augmented(split.x[idx], split.y[idx], generator, augment)
+
+
+def _augmented(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, augment: bool | tuple):
+    kinds = ("crop-flip",) if augment is True else (augment or ())
+    if "crop-flip" in kinds:
+        x = augment_batch(x, generator)
+    if "affine" in kinds:
+        x = random_affine_batch(x, generator)
+    return x, y
+
+
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, augment: bool | tuple = False):
     """Yield ``(x, y)`` batches; shuffled when a generator is given (training), in order otherwise. ``augment``:
     True (crop and flip) or the names of :func:`augmentation`."""

@@ -219,7 +219,7 @@ def fit(
             group["lr"] = lr_at(epoch, schedule_epochs or epochs, base, cfg.train.schedule)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in data_lib.batches(splits.train, cfg.train.batch_size, generator, augment):
+        for x, y in training_batches(cfg, splits, generator, augment):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -241,6 +241,19 @@ def fit(
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base
     return history
+
+
+def steps_per_epoch(cfg: RunConfig, train_images: int) -> int:
+    """Optimizer steps in one epoch: ``steps_per_epoch`` when set, else one pass over the training images."""
+    return cfg.train.steps_per_epoch or math.ceil(train_images / cfg.train.batch_size)
+
+
+def training_batches(cfg: RunConfig, splits: data_lib.Splits, generator: torch.Generator, augment):
+    """One epoch of training batches: a shuffled pass, or ``steps_per_epoch`` batches drawn with replacement."""
+    if cfg.train.sampling == "replacement":
+        steps = steps_per_epoch(cfg, len(splits.train))
+        return data_lib.sampled_batches(splits.train, cfg.train.batch_size, steps, generator, augment)
+    return data_lib.batches(splits.train, cfg.train.batch_size, generator, augment)
 
 
 def build_model(cfg: RunConfig, splits: data_lib.Splits) -> nn.Module:

@@ -142,3 +142,19 @@ def test_full_laperm_runs_the_conv7_notebook_recipe():
     assert (conv7.method.sync_period, conv7.method.inputs, conv7.train.schedule, conv7.data.random_affine) == (
         20, "unit", "exponential", True)
     assert conv7.lr == 1e-3 and conv7.method.bias_fan == "keras" and conv7.method.l2_scope == "hidden-kernels"
+
+
+def test_less_data_keeps_the_steps_when_batches_are_drawn_with_replacement(tmp_path, mnist):
+    from randweights import runs
+    from randweights.errors import ConfigError
+    from randweights.experiments import fcn_to_cnn
+
+    full = fcn_to_cnn.configs(fcn_to_cnn.preset("full"))
+    steps = {label: c.train.epochs * c.train.steps_per_epoch for label, c in full.items()}
+    assert set(steps.values()) == {100_000} and full["less data"].data.subset < 20_000
+    common = dict(rounds=1, epochs=2, batch_size=50, sampling="replacement", steps_per_epoch=3, rewind_step=2)
+    records = [runs.get_or_run(make_config("imp", subset=s, **common), root=tmp_path) for s in (300, 100)]
+    assert [r["steps_per_round"] for r in records] == [6, 6]
+    assert [len(r["history"]) for r in records] == [4, 4]
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        make_config("imp", steps_per_epoch=3)

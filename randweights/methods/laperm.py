@@ -502,7 +502,7 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
     from .. import train
 
     model = build_initialized(cfg, splits.input_shape, splits.num_classes).to(device)
-    steps_per_epoch = math.ceil(len(splits.train) / cfg.train.batch_size)
+    steps_per_epoch = train.steps_per_epoch(cfg, len(splits.train))
     opt = make_laperm(model, cfg, steps_per_epoch)
     initial = [p.detach().clone() for p in opt.permutable]
     probe = None

@@ -348,7 +348,9 @@ def permute_first_layer_(model: nn.Module, seed: int, input_shape) -> None:
 
 
 def steps_per_round(cfg, splits) -> int:
-    return cfg.train.epochs * math.ceil(len(splits.train) / cfg.train.batch_size)
+    from ..train import steps_per_epoch
+
+    return cfg.train.epochs * steps_per_epoch(cfg, len(splits.train))
 
 
 def run(cfg, splits, device, checkpoint=None):
