@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, check_choice, check_range
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagenet32", "imagenet32-10", "imagenet32-mod10")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
 SAMPLINGS = ("epoch", "replacement")

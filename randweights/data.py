@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import imagenet32
 from .config import DataConfig
 from .errors import DatasetNotFound, check_choice
 
@@ -36,9 +37,11 @@ STATS = {  # per-channel mean and std of the training images, pixels in [0, 1]
     "mnist": ((0.1307,), (0.3081,)),
     "fashion-mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262)),
+    **dict.fromkeys(imagenet32.DATASETS, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),  # ImageNet's usual
 }
-NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10}
-SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, **imagenet32.DATASETS}
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+          **dict.fromkeys(imagenet32.DATASETS, (3, 32, 32))}
 IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -159,6 +162,8 @@ def load_arrays(dataset: str, root: str | None = None, download: bool | None = N
 @functools.lru_cache(maxsize=4)
 def _load_arrays(dataset: str, root: str, download: str):
     root_path = Path(root)
+    if dataset in imagenet32.DATASETS:  # no download: ImageNet needs an account
+        return imagenet32.load_arrays(dataset, root_path)
     tried: list[str] = []
     load = (lambda t: _load_cifar(root_path, t)) if dataset == "cifar10" else (lambda t: _load_idx(dataset, root_path, t))
     arrays = load(tried)
