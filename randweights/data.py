@@ -251,19 +251,36 @@ def load(cfg: DataConfig) -> Splits:
     )
 
 
+def to_device(splits: Splits, device: torch.device, max_fraction: float = 0.5) -> Splits:
+    """Move every split onto ``device`` once (CUDA), where the tensors take at most ``max_fraction`` of its free
+    memory, so batches are gathered there and no image crosses the bus again; otherwise ``splits`` unchanged."""
+    if device.type != "cuda":
+        return splits
+    parts = [s for s in (splits.train, splits.validation, splits.test) if s is not None]
+    size = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size() for s in parts)
+    free, _ = torch.cuda.mem_get_info(device)
+    if size > max_fraction * free:
+        return splits
+
+    def move(split: Split | None) -> Split | None:
+        return None if split is None else Split(split.x.to(device), split.y.to(device))
+
+    return Splits(move(splits.train), move(splits.validation), move(splits.test), splits.num_classes, splits.input_shape)
+
+
 # ----------------------------------------------------------------------------------------------- batches
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with ``pad`` zero padding, then a random horizontal flip, per image (the CIFAR recipe)."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w)
-    batch_idx = torch.arange(n).view(n, 1, 1, 1)
-    chan_idx = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)  # drawn on the CPU: same as before
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device).view(1, h)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device).view(1, w)).view(n, 1, 1, w)
+    batch_idx = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    chan_idx = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
     out = padded[batch_idx, chan_idx, rows, cols]
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     out[flip] = out[flip].flip(-1)
     return out
 
@@ -294,7 +311,7 @@ def sampled_batches(split: Split, batch_size: int, steps: int, generator: torch.
     """Yield ``steps`` batches, each of ``batch_size`` images drawn uniformly WITH replacement (the official IMP
     code's ``np.random.choice(n, batch_size)``), so the number of steps does not depend on the data size."""
     for _ in range(steps):
-        idx = torch.randint(len(split), (batch_size,), generator=generator)
+        idx = torch.randint(len(split), (batch_size,), generator=generator).to(split.x.device)
         yield _augmented(split.x[idx], split.y[idx], generator, augment)
 
 
@@ -312,6 +329,7 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
     True (crop and flip) or the names of :func:`augmentation`."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order.to(split.x.device)  # gather on the device the split lives on
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         x = split.x[idx]

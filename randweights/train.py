@@ -279,7 +279,9 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
     it has one (saving it after every epoch). Does not touch the run store."""
     dev = pick_device(device)
     seed_everything(cfg.train.seed)
-    splits = data_lib.load(cfg.data)
+    splits = data_lib.to_device(data_lib.load(cfg.data), dev)  # CUDA: whole splits on the GPU, once
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # conv nets: autotuned kernels (fixed shapes per run)
     method = method_module(cfg.method.name)
     start = time.perf_counter()
     runner = getattr(method, "run", standard_run)

@@ -293,7 +293,7 @@ def group_labels(y: torch.Tensor, dataset: str, grouping: str) -> torch.Tensor:
     """2-way labels: 1 for the classes of the meaningful (or random) group of ``dataset``, else 0."""
     check_choice("label_grouping", grouping, ("meaningful", "random"))
     table = MEANINGFUL_GROUPS if grouping == "meaningful" else RANDOM_GROUPS
-    group = torch.tensor(table[dataset])
+    group = torch.tensor(table[dataset], device=y.device)
     return torch.isin(y, group).long()
 
 
