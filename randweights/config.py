@@ -20,9 +20,10 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, check_choice, check_range
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagenet32", "imagenet32-10", "imagenet32-mod10")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "constant", "exponential")
+SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
+SAMPLINGS = ("epoch", "replacement")
 SEED_LIMIT = 2**32  # seeds (every field whose name ends in "seed") lie in [0, 2**32)
 
 
@@ -140,6 +141,8 @@ def check_device(device: str | None) -> None:
         return
     reason = "" if dev.type not in ("cuda", "mps") else f" (no {dev.type} device {device!r} on this machine)"
     raise ConfigError("device", device, allowed + reason)
+
+
 PRECISIONS = ("fp32", "bf16")  # bf16: forward pass autocast to bfloat16 (CPU AMX, CUDA); method tensors stay fp32
 
 
@@ -149,6 +152,7 @@ class DataConfig(Settings):
     subset: int | None = field(default=None, metadata={"help": "class-balanced number of training images; none: all"})
     validation: int = field(default=0, metadata={"help": "training images held out for validation (class-balanced, fixed split)"})
     augment: bool = field(default=False, metadata={"help": "random crop and horizontal flip (CIFAR-10 only)"})
+    random_affine: bool = field(default=False, metadata={"help": "random rotation +-10 deg, zoom +-10 %, shift +-10 % (LaPerm's Conv7 notebook)"})
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)
@@ -182,6 +186,8 @@ class TrainConfig(Settings):
     schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule (cosine: per-epoch decay to 0, no warmup, the Edge-Popup recipe)"})
     seed: int = field(default=0, metadata={"help": "random seed of the initialization, the data order and the method"})
     precision: str = field(default="fp32", metadata={"help": "bf16: autocast the forward pass to bfloat16 (train and evaluation), conv nets channels-last; method tensors stay fp32"})
+    sampling: str = field(default="epoch", metadata={"help": "each epoch one shuffled pass (epoch), or every batch drawn at random (replacement)"})
+    steps_per_epoch: int | None = field(default=None, metadata={"help": "steps per epoch with sampling=replacement; none: ceil(training images / batch size)"})
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)
@@ -194,6 +200,11 @@ class TrainConfig(Settings):
             check_range("weight_decay", self.weight_decay, low=0)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        if self.steps_per_epoch is not None:
+            check_range("steps_per_epoch", self.steps_per_epoch, low=1)
+            if self.sampling != "replacement":
+                raise ConfigError("steps_per_epoch", self.steps_per_epoch, "None unless sampling='replacement'")
 
 
 @dataclass(frozen=True)

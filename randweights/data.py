@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import imagenet32
 from .config import DataConfig
 from .errors import ConfigError, DatasetDamaged, DatasetNotFound, check_choice
 
@@ -35,9 +37,11 @@ STATS = {  # per-channel mean and std of the training images, pixels in [0, 1]
     "mnist": ((0.1307,), (0.3081,)),
     "fashion-mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262)),
+    **dict.fromkeys(imagenet32.DATASETS, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),  # ImageNet's usual
 }
-NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10}
-SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, **imagenet32.DATASETS}
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+          **dict.fromkeys(imagenet32.DATASETS, (3, 32, 32))}
 IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -173,6 +177,8 @@ def load_arrays(dataset: str, root: str | None = None, download: bool | None = N
 @functools.lru_cache(maxsize=4)
 def _load_arrays(dataset: str, root: str, download: str):
     root_path = Path(root)
+    if dataset in imagenet32.DATASETS:  # no download: ImageNet needs an account
+        return imagenet32.load_arrays(dataset, root_path)
     tried: list[str] = []
     load = (lambda t: _load_cifar(root_path, t)) if dataset == "cifar10" else (lambda t: _load_idx(dataset, root_path, t))
     arrays = load(tried)
@@ -261,30 +267,91 @@ def load(cfg: DataConfig) -> Splits:
     )
 
 
+def to_device(splits: Splits, device: torch.device, max_fraction: float = 0.5) -> Splits:
+    """Move every split onto ``device`` once (CUDA), where the tensors take at most ``max_fraction`` of its free
+    memory, so batches are gathered there and no image crosses the bus again; otherwise ``splits`` unchanged."""
+    if device.type != "cuda":
+        return splits
+    parts = [s for s in (splits.train, splits.validation, splits.test) if s is not None]
+    size = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size() for s in parts)
+    free, _ = torch.cuda.mem_get_info(device)
+    if size > max_fraction * free:
+        return splits
+
+    def move(split: Split | None) -> Split | None:
+        return None if split is None else Split(split.x.to(device), split.y.to(device))
+
+    return Splits(move(splits.train), move(splits.validation), move(splits.test), splits.num_classes, splits.input_shape)
+
+
 # ----------------------------------------------------------------------------------------------- batches
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with ``pad`` zero padding, then a random horizontal flip, per image (the CIFAR recipe)."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w)
-    batch_idx = torch.arange(n).view(n, 1, 1, 1)
-    chan_idx = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)  # drawn on the CPU: same as before
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device).view(1, h)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device).view(1, w)).view(n, 1, 1, w)
+    batch_idx = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    chan_idx = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
     out = padded[batch_idx, chan_idx, rows, cols]
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     out[flip] = out[flip].flip(-1)
     return out
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, augment: bool = False):
-    """Yield ``(x, y)`` batches; shuffled when a generator is given (training), in order otherwise."""
+def random_affine_batch(x: torch.Tensor, generator: torch.Generator, rotation: float = 10.0, zoom: float = 0.1,
+                        shift: float = 0.1) -> torch.Tensor:
+    """Per image a random rotation in +-``rotation`` degrees, zoom in 1 +- ``zoom`` (each axis) and shift in
+    +-``shift`` of the size (each axis), bilinear, edges repeated: Keras' ImageDataGenerator(rotation_range=10,
+    zoom_range=0.1, width_shift_range=0.1, height_shift_range=0.1) of LaPerm's Conv7 notebook."""
+    n = x.shape[0]
+    draw = torch.rand(n, 5, generator=generator) * 2 - 1  # rotation, zoom x, zoom y, shift x, shift y in [-1, 1)
+    angle = draw[:, 0] * math.radians(rotation)
+    zx, zy = 1 + zoom * draw[:, 1], 1 + zoom * draw[:, 2]
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * zx, -torch.sin(angle) * zy
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * zx, torch.cos(angle) * zy
+    theta[:, :, 2] = draw[:, 3:] * 2 * shift  # grid units: the image spans [-1, 1]
+    grid = torch.nn.functional.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augmentation(cfg: DataConfig) -> tuple[str, ...]:
+    """The training-time augmentations of ``cfg``: ``"crop-flip"`` (CIFAR's ``augment``), ``"affine"``."""
+    return (("crop-flip",) if cfg.augment and cfg.dataset == "cifar10" else ()) + (("affine",) if cfg.random_affine else ())
+
+
+def sampled_batches(split: Split, batch_size: int, steps: int, generator: torch.Generator, augment: bool | tuple = False):
+    """Yield ``steps`` batches, each of ``batch_size`` images drawn uniformly WITH replacement (the official IMP
+    code's ``np.random.choice(n, batch_size)``), so the number of steps does not depend on the data size."""
+    for _ in range(steps):
+        idx = torch.randint(len(split), (batch_size,), generator=generator).to(split.x.device)
+        yield _augmented(split.x[idx], split.y[idx], generator, augment)
+
+
+def _augmented(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, augment: bool | tuple):
+    kinds = ("crop-flip",) if augment is True else (augment or ())
+    if "crop-flip" in kinds:
+        x = augment_batch(x, generator)
+    if "affine" in kinds:
+        x = random_affine_batch(x, generator)
+    return x, y
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, augment: bool | tuple = False):
+    """Yield ``(x, y)`` batches; shuffled when a generator is given (training), in order otherwise. ``augment``:
+    True (crop and flip) or the names of :func:`augmentation`."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order.to(split.x.device)  # gather on the device the split lives on
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         x = split.x[idx]
-        if augment and generator is not None:
+        kinds = ("crop-flip",) if augment is True else (augment or ())
+        if "crop-flip" in kinds and generator is not None:
             x = augment_batch(x, generator)
+        if "affine" in kinds and generator is not None:
+            x = random_affine_batch(x, generator)
         yield x, split.y[idx]

@@ -136,10 +136,13 @@ def laperm_conv7(input_shape, num_classes, width=1.0, bias=False, affine_bn=Fals
     return nn.Sequential(*convs, nn.Dropout(0.4), nn.Linear(fan_in, num_classes, bias=bias))
 
 
-def laperm_vgg(stages: tuple[tuple[int, ...], ...], dense: tuple[int, ...]) -> Callable[..., nn.Sequential]:
-    """LaPerm's CIFAR nets Conv2/4/13 (Sec. 5.2): stages of 3x3 'same' convs, each conv -> ReLU -> BatchNorm
-    (dropout 0.3 in the first stage, 0.4 later, between the convs of a stage), 2x2 max-pooling after each stage;
-    then dense -> ReLU -> BatchNorm -> dropout 0.5 blocks and the classifier (ReLU before BN, as in the code)."""
+def laperm_vgg(stages: tuple[tuple[int, ...], ...], dense: tuple[int, ...], dropout_first: tuple[bool, ...] = (),
+               pool_dropout: float = 0.0) -> Callable[..., nn.Sequential]:
+    """LaPerm's CIFAR nets Conv2/4/13 (Sec. 5.2), layer for layer as the official notebooks build them: stages of
+    3x3 'same' convs, each conv -> ReLU -> BatchNorm (dropout 0.3 in the first stage, 0.4 later, between the
+    convs of a stage), 2x2 max-pooling after each stage (then dropout ``pool_dropout`` after the last one: Conv13's
+    0.5); then dense blocks dense -> ReLU -> dropout 0.5 -> BatchNorm where ``dropout_first`` says so (Conv2/4's
+    first block), else dense -> ReLU -> BatchNorm -> dropout 0.5; and the classifier."""
 
     def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
         channels, size, _ = input_shape
@@ -153,11 +156,15 @@ def laperm_vgg(stages: tuple[tuple[int, ...], ...], dense: tuple[int, ...]) -> C
                 channels = out
             layers.append(nn.MaxPool2d(2))
             size //= 2
+        if pool_dropout:
+            layers.append(nn.Dropout(pool_dropout))
         fan_in = channels * size * size
         layers.append(nn.Flatten())
-        for h in dense:
+        for b, h in enumerate(dense):
             h = _w(h, width)
-            layers += [nn.Linear(fan_in, h, bias=bias), nn.ReLU(), nn.BatchNorm1d(h, affine=affine_bn), nn.Dropout(0.5)]
+            norm, drop = nn.BatchNorm1d(h, affine=affine_bn), nn.Dropout(0.5)
+            first = dropout_first[b] if b < len(dropout_first) else False
+            layers += [nn.Linear(fan_in, h, bias=bias), nn.ReLU(), *((drop, norm) if first else (norm, drop))]
             fan_in = h
         layers.append(nn.Linear(fan_in, num_classes, bias=bias))
         return nn.Sequential(*layers)
@@ -263,9 +270,9 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     "f1": f1_net,  # LaPerm (Qiu & Suda 2020) from here on
     "f2": f2_net,
     "laperm-conv7": laperm_conv7,
-    "laperm-conv2": laperm_vgg(((64, 64),), (256, 256)),
-    "laperm-conv4": laperm_vgg(((64, 64), (128, 128)), (256, 256)),
-    "laperm-conv13": laperm_vgg(((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3), (512,)),
+    "laperm-conv2": laperm_vgg(((64, 64),), (256, 256), dropout_first=(True, False)),
+    "laperm-conv4": laperm_vgg(((64, 64), (128, 128)), (256, 256), dropout_first=(True, False)),
+    "laperm-conv13": laperm_vgg(((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3), (512,), pool_dropout=0.5),
     "resnet20-cifar": resnet_cifar(3),
     "resnet50-cifar": resnet_cifar(8),
     "slot-conv2": slot_conv_net(2),  # Slot Machines (Aladago & Torresani 2021)

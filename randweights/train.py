@@ -158,11 +158,17 @@ def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
 
 
 EXPONENTIAL_DECAY = 0.95  # per epoch
+SGDR_RESTARTS = (25, 75)  # Slot Machines (Sec. 4): SGD with warm restarts at epochs 25 and 75
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, schedule: str) -> float:
     """Learning rate of ``epoch`` (0-based): cosine ``0.5 * (1 + cos(pi * e / E)) * lr``, exponential
-    ``lr * 0.95 ** e`` (LaPerm's MNIST notebooks) or constant."""
+    ``lr * 0.95 ** e`` (LaPerm's MNIST notebooks), constant, or ``sgdr``: the cosine restarted at epochs 25 and
+    75 (each cycle decays to 0 at the next restart, the last one at ``epochs``)."""
+    if schedule == "sgdr":
+        bounds = [0, *(r for r in SGDR_RESTARTS if r < epochs), max(1, epochs)]
+        start, end = next((a, b) for a, b in zip(bounds, bounds[1:]) if epoch < b or b == bounds[-1])
+        return 0.5 * (1 + math.cos(math.pi * (epoch - start) / (end - start))) * base_lr
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs))) * base_lr
     if schedule == "exponential":
@@ -220,14 +226,16 @@ def fit(
     on_epoch: Callable[[int, dict], None] | None = None,
     checkpoint: Checkpointer | None = None,
     phase: str = "train",
+    schedule_epochs: int | None = None,
 ) -> list[dict]:
     """Train for ``epochs`` (default: the config's) with the configured schedule. Returns per-epoch history
     (mean train loss and accuracy, learning rate). ``on_step(global_step)`` runs after every optimizer step.
-    With a ``checkpoint``, ``phase`` resumes from its file and is saved after every epoch (after ``on_epoch``)."""
+    With a ``checkpoint``, ``phase`` resumes from its file and is saved after every epoch (after ``on_epoch``).
+    ``schedule_epochs``: the length the lr schedule is planned for (default ``epochs``; longer: stop early in it)."""
     epochs = cfg.train.epochs if epochs is None else epochs
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    augment = cfg.data.augment and cfg.data.dataset == "cifar10"
+    augment = data_lib.augmentation(cfg.data)
     history, step = [], 0
     precision = cfg.train.precision
     fmt = memory_format(model, precision)
@@ -236,10 +244,10 @@ def fit(
         first_epoch, history, step = checkpoint.restore(phase, model, optimizer, generator)
     for epoch in progress(range(first_epoch, epochs), desc=cfg.method.name, leave=False):
         for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr_at(epoch, epochs, base, cfg.train.schedule)
+            group["lr"] = lr_at(epoch, schedule_epochs or epochs, base, cfg.train.schedule)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in data_lib.batches(splits.train, cfg.train.batch_size, generator, augment):
+        for x, y in training_batches(cfg, splits, generator, augment):
             x, y = to_device(x, device, fmt), y.to(device, non_blocking=True)
             with autocast(precision, device):
                 logits = model(x)
@@ -262,6 +270,19 @@ def fit(
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base
     return history
+
+
+def steps_per_epoch(cfg: RunConfig, train_images: int) -> int:
+    """Optimizer steps in one epoch: ``steps_per_epoch`` when set, else one pass over the training images."""
+    return cfg.train.steps_per_epoch or math.ceil(train_images / cfg.train.batch_size)
+
+
+def training_batches(cfg: RunConfig, splits: data_lib.Splits, generator: torch.Generator, augment):
+    """One epoch of training batches: a shuffled pass, or ``steps_per_epoch`` batches drawn with replacement."""
+    if cfg.train.sampling == "replacement":
+        steps = steps_per_epoch(cfg, len(splits.train))
+        return data_lib.sampled_batches(splits.train, cfg.train.batch_size, steps, generator, augment)
+    return data_lib.batches(splits.train, cfg.train.batch_size, generator, augment)
 
 
 def build_model(cfg: RunConfig, splits: data_lib.Splits) -> nn.Module:
@@ -287,7 +308,9 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
     it has one (saving it after every epoch). Does not touch the run store."""
     dev = pick_device(device)
     seed_everything(cfg.train.seed)
-    splits = data_lib.load(cfg.data)
+    splits = data_lib.to_device(data_lib.load(cfg.data), dev)  # CUDA: whole splits on the GPU, once
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # conv nets: autotuned kernels (fixed shapes per run)
     method = method_module(cfg.method.name)
     start = time.perf_counter()
     runner = getattr(method, "run", standard_run)

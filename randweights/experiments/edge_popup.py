@@ -1,15 +1,17 @@
 """Edge-Popup chapter: the runs behind each figure, per preset, and the figures.
 
 Figure ids follow the paper (Ramanujan et al., 2020): Fig. 3 (accuracy vs fraction of weights kept, several
-architectures, with the dense baseline), Fig. 7 (weight initializations), Fig. 4 (width), Fig. 6 (Edge-Popup vs
-the Bernoulli supermask of Zhou et al.).
+architectures, with the dense baseline), Fig. 7 (weight initializations), Fig. 4 (width), Fig. 5 (width at a
+fixed number of kept weights), Fig. 6 (Edge-Popup vs the Bernoulli supermask of Zhou et al.).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pandas as pd
+import torch
 
 from .. import plots, runs
 from ..config import RunConfig, make_config
@@ -23,7 +25,10 @@ INIT_LABELS = {
     "scaled-signed-constant": "scaled signed Kaiming constant",
     "scaled-kaiming-normal": "scaled Kaiming normal",
     "unsigned-constant": "unsigned constant",
+    "kaiming-uniform": "Kaiming uniform",
+    "xavier-normal": "Xavier normal",
 }
+FIG7_CPU_INITS = ("signed-constant", "kaiming-normal", "scaled-signed-constant", "scaled-kaiming-normal", "unsigned-constant")
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,11 @@ class Family:
 
     arch: str
     settings: dict = field(default_factory=dict)
+    dense_settings: dict = field(default_factory=dict)  # extra settings of the dense baselines only
 
     def config(self, method: str, **overrides) -> RunConfig:
-        return make_config(method, arch=self.arch, **{**self.settings, **overrides})
+        extra = self.dense_settings if method == "dense" else {}
+        return make_config(method, arch=self.arch, **{**self.settings, **extra, **overrides})
 
     @property
     def label(self) -> str:
@@ -55,6 +62,13 @@ class Preset:
     widths: tuple[float, ...]  # Fig. 4
     bernoulli_keep_fractions: tuple[float, ...]  # Fig. 6
     dense_adam: bool = False  # also the "learned dense weights (Adam)" line
+    inits: tuple[str, ...] = FIG7_CPU_INITS  # Fig. 7
+    init_families: tuple[Family, ...] = ()  # Fig. 7 networks (default: the first family)
+    scaled_fan: str = "kept"  # Fig. 7's scaled inits: fan_in * k ("kept", the paper) or * (1 - k) ("code")
+    width_families: tuple[Family, ...] = ()  # Fig. 4/5 networks (default: width_family)
+    width_inits: tuple[str, ...] = (SKC,)  # Fig. 4/5 inits
+    fixed_keep_fractions: tuple[float, ...] = (0.5,)  # Fig. 5: k at width 1; wider nets keep the same count
+    bernoulli_families: tuple[Family, ...] = ()  # Fig. 6 networks (default: the first family)
 
 
 MNIST_QUICK = {"dataset": "mnist", "subset": 20000, "epochs": 3}
@@ -97,7 +111,8 @@ PRESETS: dict[str, Preset] = {
             Family("conv4", CIFAR_FULL),
             Family("conv6", CIFAR_FULL),
             Family("conv8", CIFAR_FULL),
-            Family("resnet18", {**CIFAR_FULL, "batch_size": 256, "weight_decay": 5e-4}),
+            # the official dense cResNet18 learns its BatchNorm (configs/smallscale/resnet18/resnet18-dense.yaml)
+            Family("resnet18", {**CIFAR_FULL, "batch_size": 256, "weight_decay": 5e-4}, {"affine_bn": True}),
         ),
         keep_fractions=(0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99),
         conv_keep_fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
@@ -107,6 +122,17 @@ PRESETS: dict[str, Preset] = {
         widths=(0.25, 0.5, 1.0, 2.0),
         bernoulli_keep_fractions=(0.1, 0.3, 0.5, 0.7, 0.9),
         dense_adam=True,
+        # The paper's networks per figure (official configs/smallscale): Fig. 7 on Conv-4 and Conv-6 with every
+        # init of the ablation (conv4initablation adds Kaiming uniform and Xavier normal), the scaled ones with the
+        # released code's fan (what produced the published figure); Figs. 4-5 on Conv-4/6 wide with Kaiming normal
+        # and the signed constant; Fig. 6 on Conv-2 to Conv-8.
+        inits=tuple(INIT_LABELS),
+        init_families=(Family("conv4", CIFAR_FULL), Family("conv6", CIFAR_FULL)),
+        scaled_fan="code",
+        width_families=(Family("conv4", CIFAR_FULL), Family("conv6", CIFAR_FULL)),
+        width_inits=(SKC, KN),
+        fixed_keep_fractions=(0.3, 0.5, 0.7),
+        bernoulli_families=tuple(Family(a, CIFAR_FULL) for a in ("conv2", "conv4", "conv6", "conv8")),
     ),
 }
 
@@ -156,11 +182,14 @@ def keep_sweep(preset_name: str, device=None) -> pd.DataFrame:
 
 
 def init_configs(p: Preset) -> list[RunConfig]:
-    fam = p.families[0]
+    def scaled(init: str) -> dict:  # the fan reading matters only to the scaled inits
+        return {"scaled_fan": p.scaled_fan} if init.startswith("scaled-") else {}
+
     return [
-        fam.config("edge-popup", keep_fraction=k, init=init, seed=seed)
+        fam.config("edge-popup", keep_fraction=k, init=init, seed=seed, **scaled(init))
+        for fam in (p.init_families or p.families[:1])
         for seed in p.seeds
-        for init in INIT_LABELS
+        for init in p.inits
         for k in p.init_keep_fractions
     ]
 
@@ -171,13 +200,51 @@ def init_sweep(preset_name: str, device=None) -> pd.DataFrame:
 
 
 def width_configs(p: Preset) -> list[RunConfig]:
-    fam = p.width_family
     out = []
-    for seed in p.seeds:
-        for w in p.widths:
-            out.append(fam.config("edge-popup", keep_fraction=0.5, width=w, seed=seed))
-            out.append(fam.config("dense", width=w, seed=seed))
+    for fam in p.width_families or (p.width_family,):
+        for seed in p.seeds:
+            for w in p.widths:
+                out += [fam.config("edge-popup", keep_fraction=0.5, width=w, init=init, seed=seed) for init in p.width_inits]
+                out.append(fam.config("dense", width=w, seed=seed))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def maskable_weights(arch: str, dataset: str, width: float) -> int:
+    """Weights Edge-Popup masks in ``arch`` on ``dataset`` at ``width`` (every Linear / Conv weight)."""
+    from .. import data, models
+    from ..methods.edge_popup import maskable_layers
+
+    with torch.device("meta"):  # shapes only, no memory, no init cost
+        model = models.build(arch, data.SHAPES[dataset], data.NUM_CLASSES[dataset], width)
+    return sum(layer.weight.numel() for layer in maskable_layers(model))
+
+
+def fixed_count_configs(p: Preset) -> list[RunConfig]:
+    """Fig. 5: per curve a fixed number of kept weights, ``k1 * P(1)``; at width w the network keeps the
+    fraction ``k_w = k1 * P(1) / P(w)`` (P: maskable weights), for every width where that is at most 1."""
+    out = []
+    for fam in p.width_families or (p.width_family,):
+        dataset = fam.settings.get("dataset", "mnist")
+        base = maskable_weights(fam.arch, dataset, 1.0)
+        for w in p.widths:
+            share = base / maskable_weights(fam.arch, dataset, w)
+            for k1 in p.fixed_keep_fractions:
+                k = round(k1 * share, 6)
+                if k < 1:
+                    out += [fam.config("edge-popup", keep_fraction=k, width=w, init=init, seed=seed)
+                            for seed in p.seeds for init in p.width_inits]
+    return out
+
+
+def fixed_count_sweep(preset_name: str, device=None) -> pd.DataFrame:
+    """Fig. 5: accuracy vs width at a fixed number of kept weights per curve; ``k1`` names the curve (the
+    kept fraction at width 1)."""
+    p = preset(preset_name)
+    df = _sweep(fixed_count_configs(p), device, "Fig. 5")
+    rows = zip(df["keep_fraction"], df["arch"], df["dataset"], df["width"])
+    df["k1"] = [round(k * maskable_weights(a, d, w) / maskable_weights(a, d, 1.0), 2) for k, a, d, w in rows]
+    return df
 
 
 def width_sweep(preset_name: str, device=None) -> pd.DataFrame:
@@ -186,12 +253,12 @@ def width_sweep(preset_name: str, device=None) -> pd.DataFrame:
 
 
 def bernoulli_configs(p: Preset) -> list[RunConfig]:
-    fam = p.families[0]
     out = []
-    for seed in p.seeds:
-        for k in p.bernoulli_keep_fractions:
-            out.append(fam.config("supermask-bernoulli", keep_fraction=k, seed=seed))
-            out.append(fam.config("edge-popup", keep_fraction=k, seed=seed))
+    for fam in p.bernoulli_families or p.families[:1]:
+        for seed in p.seeds:
+            for k in p.bernoulli_keep_fractions:
+                out.append(fam.config("supermask-bernoulli", keep_fraction=k, seed=seed))
+                out.append(fam.config("edge-popup", keep_fraction=k, seed=seed))
     return out
 
 
@@ -220,7 +287,9 @@ def best_init_by_k(df: pd.DataFrame) -> str:
 
 
 def width_gaps(df: pd.DataFrame) -> tuple[float, float]:
-    """Dense minus Edge-Popup accuracy (points) at the narrowest and the widest width."""
+    """Dense minus Edge-Popup (signed constant) accuracy (points) at the narrowest and the widest width, on the
+    first network of the sweep."""
+    df = df[(df["arch"] == df["arch"].iloc[0]) & ((df["method"] == "dense") | (df["init"] == SKC))]
     means = df.groupby(["width", "method"])["test_accuracy"].mean().unstack()
     gap = 100 * (means["dense"] - means["edge-popup"])
     return float(gap.iloc[0]), float(gap.iloc[-1])
@@ -231,10 +300,12 @@ def bernoulli_gap(df: pd.DataFrame) -> float:
     interpolated at each Bernoulli run's realized kept fraction."""
     import numpy as np
 
-    ep_curve = df[df["method"] == "edge-popup"].groupby("keep_fraction")["test_accuracy"].mean()
-    zb = df[df["method"] == "supermask-bernoulli"]
-    ep_at = np.interp(zb["realized_keep_fraction"], ep_curve.index, ep_curve.values)
-    return float(100 * (ep_at - zb["test_accuracy"]).mean())
+    gaps = []
+    for _, sub in df.groupby("arch", sort=False):
+        ep_curve = sub[sub["method"] == "edge-popup"].groupby("keep_fraction")["test_accuracy"].mean()
+        zb = sub[sub["method"] == "supermask-bernoulli"]
+        gaps += list(np.interp(zb["realized_keep_fraction"], ep_curve.index, ep_curve.values) - zb["test_accuracy"])
+    return float(100 * np.mean(gaps))
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -291,49 +362,82 @@ def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
 
 
 def plot_init_sweep(df: pd.DataFrame, preset_name: str):
-    fig, axes = plots.panels(1, width=6.0)
-    ax = axes[0]
-    stats = plots.mean_sd(df, ["init", "keep_fraction"])
-    stats["initialization"] = stats["init"].map(INIT_LABELS)
-    plots.sns.barplot(data=stats, x="keep_fraction", y="mean", hue="initialization", hue_order=list(INIT_LABELS.values()), ax=ax)
-    ax.set(xlabel="fraction of weights kept, k", ylabel="test accuracy", title=_arch_label(df))
-    ax.set_ylim(0, 1)
-    plots.percent_axis(ax)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="initialization")
+    archs = list(dict.fromkeys(df["arch"]))
+    fig, axes = plots.panels(len(archs), width=6.0)
+    inits = [i for i in INIT_LABELS if i in set(df["init"])]
+    for ax, arch in zip(axes, archs):
+        stats = plots.mean_sd(df[df["arch"] == arch], ["init", "keep_fraction"])
+        stats["initialization"] = stats["init"].map(INIT_LABELS)
+        plots.sns.barplot(data=stats, x="keep_fraction", y="mean", hue="initialization", hue_order=[INIT_LABELS[i] for i in inits], ax=ax)
+        ax.set(xlabel="fraction of weights kept, k", ylabel="test accuracy", title=_arch_label(df[df["arch"] == arch]))
+        ax.set_ylim(0, 1)
+        plots.percent_axis(ax)
+        ax.get_legend().remove()
+    axes[-1].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="initialization")
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
 
 
+def _width_label(method: str, init: str) -> str:
+    return "dense (SGD)" if method == "dense" else f"Edge-Popup (k = 0.5), {INIT_LABELS[init]}"
+
+
 def plot_width_sweep(df: pd.DataFrame, preset_name: str):
-    fig, axes = plots.panels(2, width=4.2)
-    stats = plots.mean_sd(df, ["method", "width"])
-    for method, g in stats.groupby("method"):
-        axes[0].errorbar(g["width"], g["mean"], yerr=g["sd"], marker="o", capsize=2, label="Edge-Popup (k = 0.5)" if method == "edge-popup" else "dense (SGD)")
-    axes[0].set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(df)}: accuracy vs width")
-    plots.log_ticks(axes[0], sorted(df["width"].unique()))
-    plots.percent_axis(axes[0])
-    axes[0].legend(fontsize=8)
-    pivot = stats.pivot(index="width", columns="method", values="mean")
-    gap = 100 * (pivot["dense"] - pivot["edge-popup"])
-    axes[1].plot(gap.index, gap.values, marker="o", color="0.3")
-    axes[1].set(xlabel="width multiplier", ylabel="dense minus Edge-Popup (points)", title="gap to dense")
-    plots.log_ticks(axes[1], sorted(df["width"].unique()))
+    archs = list(dict.fromkeys(df["arch"]))
+    fig, axes = plots.panels(len(archs) + 1, width=4.2)
+    df = df.assign(init=df["init"].where(df["method"] == "edge-popup", "-"))
+    for ax, arch in zip(axes, archs):
+        sub = df[df["arch"] == arch]
+        stats = plots.mean_sd(sub, ["method", "init", "width"])
+        for (method, init), g in stats.groupby(["method", "init"]):
+            ax.errorbar(g["width"], g["mean"], yerr=g["sd"], marker="o", capsize=2, label=_width_label(method, init))
+            if method == "edge-popup":
+                dense = stats[stats["method"] == "dense"].set_index("width")["mean"]
+                gap = 100 * (dense.reindex(g["width"]).values - g["mean"].values)
+                axes[-1].plot(g["width"], gap, marker="o", label=f"{_arch_label(sub)}, {INIT_LABELS[init]}")
+        ax.set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(sub)}: accuracy vs width")
+        plots.log_ticks(ax, sorted(sub["width"].unique()))
+        plots.percent_axis(ax)
+        ax.legend(fontsize=7)
+    axes[-1].set(xlabel="width multiplier", ylabel="dense minus Edge-Popup (points)", title="gap to dense")
+    plots.log_ticks(axes[-1], sorted(df["width"].unique()))
+    axes[-1].legend(fontsize=7)
+    plots.caption_preset(fig, preset_name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fixed_count(df: pd.DataFrame, preset_name: str):
+    """Fig. 5: one curve per fixed number of kept weights (named by its k at width 1)."""
+    archs = list(dict.fromkeys(df["arch"]))
+    fig, axes = plots.panels(len(archs), width=4.6)
+    for ax, arch in zip(axes, archs):
+        sub = df[df["arch"] == arch]
+        stats = plots.mean_sd(sub, ["k1", "init", "width"])
+        for (k1, init), g in stats.groupby(["k1", "init"]):
+            ax.errorbar(g["width"], g["mean"], yerr=g["sd"], marker="o", capsize=2, label=f"kept = {k1:g} x weights at width 1, {INIT_LABELS[init]}")
+        ax.set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(sub)}: fixed kept weights")
+        plots.log_ticks(ax, sorted(sub["width"].unique()))
+        plots.percent_axis(ax)
+        ax.legend(fontsize=7)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
 
 
 def plot_bernoulli(df: pd.DataFrame, preset_name: str):
-    fig, axes = plots.panels(1, width=5.0)
-    ax = axes[0]
-    ep = plots.mean_sd(df[df["method"] == "edge-popup"], ["keep_fraction"])
-    ax.errorbar(ep["keep_fraction"], ep["mean"], yerr=ep["sd"], marker="o", capsize=2, label="Edge-Popup")
-    zb = df[df["method"] == "supermask-bernoulli"]
-    ax.scatter(zb["realized_keep_fraction"], zb["test_accuracy"], marker="s", color=plots.sns.color_palette(plots.PALETTE)[3], label="Bernoulli supermask (Zhou et al.)\nat its realized kept fraction", zorder=3)
-    ax.set(xlabel="fraction of weights kept", ylabel="test accuracy", title=_arch_label(df), xlim=(0, 1))
-    plots.percent_axis(ax)
-    ax.legend(fontsize=8)
+    archs = list(dict.fromkeys(df["arch"]))
+    fig, axes = plots.panels(len(archs), width=5.0)
+    for ax, arch in zip(axes, archs):
+        sub = df[df["arch"] == arch]
+        ep = plots.mean_sd(sub[sub["method"] == "edge-popup"], ["keep_fraction"])
+        ax.errorbar(ep["keep_fraction"], ep["mean"], yerr=ep["sd"], marker="o", capsize=2, label="Edge-Popup")
+        zb = sub[sub["method"] == "supermask-bernoulli"]
+        ax.scatter(zb["realized_keep_fraction"], zb["test_accuracy"], marker="s", color=plots.sns.color_palette(plots.PALETTE)[3], label="Bernoulli supermask (Zhou et al.)\nat its realized kept fraction", zorder=3)
+        ax.set(xlabel="fraction of weights kept", ylabel="test accuracy", title=_arch_label(sub), xlim=(0, 1))
+        plots.percent_axis(ax)
+    axes[0].legend(fontsize=8)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig

@@ -32,6 +32,10 @@ INITS = (
     "xavier-normal",  # N(0, 2/(fan_in+fan_out))
 )
 MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# The fan of the scaled inits: "kept" = k * fan_in (the paper's stated intent: only kept inputs count) or
+# "code" = (1 - k) * fan_in (the released code, utils/builder.py, which produced the published figures;
+# hidden-networks#9). The two agree at k = 0.5.
+SCALED_FANS = ("kept", "code")
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,14 @@ class EdgePopupConfig(MethodConfig):
     name = "edge-popup"
     keep_fraction: float = field(default=0.5, metadata={"help": "fraction of each layer's weights KEPT by the top-k supermask"})
     init: str = field(default="signed-constant", metadata={"help": "the frozen random weights' distribution"})
+    scaled_fan: str = field(default="kept", metadata={"help": "scaled inits: fan_in * k (kept, the paper) or fan_in * (1 - k) (code, the released configs)"})
 
     def __post_init__(self):
         check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True)
         check_choice("init", self.init, INITS)
+        check_choice("scaled_fan", self.scaled_fan, SCALED_FANS)
+        if self.init.startswith("scaled-") and self.scaled_fan == "code" and self.keep_fraction >= 1:
+            check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True, high_open=True)
 
     def default_lr(self, arch: str) -> float:
         return 0.1
@@ -163,13 +171,16 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     return nn.init._calculate_fan_in_and_fan_out(weight)
 
 
-def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, generator: torch.Generator | None = None,
+                 scaled_fan: str = "kept") -> torch.Tensor:
     """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain), drawing
-    from ``generator`` (None: the global one)."""
+    from ``generator`` (None: the global one). The scaled inits use ``k * fan_in`` (``scaled_fan="kept"``) or the
+    released code's ``(1 - k) * fan_in``."""
     check_choice("init", init, INITS)
+    check_choice("scaled_fan", scaled_fan, SCALED_FANS)
     fan_in, fan_out = fans(weight)
     if init.startswith("scaled-"):
-        fan_in = keep_fraction * fan_in  # the paper's intent: only kept inputs count (hidden-networks#9)
+        fan_in = (keep_fraction if scaled_fan == "kept" else 1.0 - keep_fraction) * fan_in
     std = math.sqrt(2.0 / fan_in)
     if generator is not None and generator.device != weight.device:  # draw on the generator's device, then copy
         with torch.no_grad():
@@ -207,11 +218,12 @@ def apply(
     include: sel.Selector = None,
     exclude: sel.Selector = None,
     generator: torch.Generator | None = None,
+    scaled_fan: str = "kept",
 ) -> nn.Module:
     """Freeze all parameters and attach a top-k mask with trainable scores to every selected Linear/Conv weight
     (``include`` / ``exclude``: module names, globs or a predicate; default all). Each selected weight is
     re-drawn with ``init``, or kept as it is with ``init=None`` (a supermask inside pretrained or one's own
-    weights). Weights and scores are drawn from ``generator`` (None: the global generator). Returns the same
+    weights; ``scaled_fan`` as in :func:`init_weight_`). Weights and scores are drawn from ``generator`` (None: the global generator). Returns the same
     model (modified in place)."""
     from . import check_untransformed
 
@@ -220,11 +232,11 @@ def apply(
     chosen = sel.select(model, MASKABLE, include, exclude)
     freeze_all(model)
     replay = sel.generator_record(generator)
-    weights = {"init": init, **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
+    weights = {"init": init, "scaled_fan": scaled_fan, **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
     with sel.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
-                init_weight_(layer.weight, init, keep_fraction, g)
+                init_weight_(layer.weight, init, keep_fraction, g, scaled_fan)
             parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction, g), unsafe=True)
             layer.parametrizations.weight.original.requires_grad_(False)
     sel.tag(model, "edge-popup", [n for n, _ in chosen], keep_fraction=keep_fraction, weights=weights)
@@ -249,7 +261,7 @@ def export(model: nn.Module) -> nn.Module:
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
-    apply(model, cfg.method.keep_fraction, cfg.method.init)
+    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan)
     return scores(model)
 
 
@@ -278,7 +290,8 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     settings = header["settings"]
 
     def redo(scratch: nn.Module, generator: torch.Generator) -> None:
-        apply(scratch, settings["keep_fraction"], header["weights"]["init"], include=header["layers"], generator=generator)
+        apply(scratch, settings["keep_fraction"], header["weights"]["init"], include=header["layers"], generator=generator,
+              scaled_fan=header["weights"].get("scaled_fan", "kept"))
 
     for name, weight in sel.frozen_weights(model, header, redo).items():
         mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)

@@ -30,6 +30,8 @@ from . import layers as sel
 
 INITS = ("he-uniform", "random-sparse", "weight-agnostic")
 INNERS = ("adam", "sgd")
+BIAS_FANS = ("kernel", "keras")  # Keras' HeUniform on a bias of n units uses fan_in = n (the official notebooks)
+L2_SCOPES = ("all", "hidden-kernels")  # Keras kernel_regularizer sits on the conv and hidden dense kernels only
 BIASES = ("permute", "free", "none")
 INPUTS = ("standardized", "unit")
 IN_DEGREES = ("binomial", "fixed")
@@ -87,6 +89,8 @@ class LaPermConfig(MethodConfig):
     hold_zeros: bool = field(default=False, metadata={"help": "keep the init's zeros at zero after every step (the fixed-mask baseline)"})  # keep the init's zeros at zero after every step (the fixed-mask baseline)
     probe_every: int = field(default=0, metadata={"help": "steps between rank-substitution probes (0: none)"})  # steps between rank-substitution probes (0: none)
     probe_images: int = field(default=2000, metadata={"help": "first test images the probes use"})  # fixed first test images the probes use
+    bias_fan: str = field(default="kernel", metadata={"help": "He-uniform bias bound sqrt(6/fan): the kernel's fan_in (kernel) or len(bias) as Keras draws it (keras)"})
+    l2_scope: str = field(default="all", metadata={"help": "weight decay on every trained tensor (all) or on hidden kernels only (hidden-kernels, the notebooks' L2)"})
 
     def __post_init__(self):
         check_range("sync_period", self.sync_period, low=0)
@@ -102,6 +106,8 @@ class LaPermConfig(MethodConfig):
         check_range("logit_scale", self.logit_scale, low=0, low_open=True)
         check_range("probe_every", self.probe_every, low=0)
         check_range("probe_images", self.probe_images, low=1)
+        check_choice("bias_fan", self.bias_fan, BIAS_FANS)
+        check_choice("l2_scope", self.l2_scope, L2_SCOPES)
 
     def default_lr(self, arch: str) -> float:
         """Adam 1e-3 in every notebook of the paper; SGD (not in the paper) 0.1 for MLPs, 0.01 for conv nets."""
@@ -327,13 +333,16 @@ def apply(
 
 
 # ---------------------------------------------------------------------------------------------- initializations
-def he_uniform_(layer: nn.Module, generator: torch.Generator) -> None:
-    """Keras He-uniform U(+-sqrt(6 / fan_in)) for the kernel and (as in the MNIST notebooks) the bias."""
+def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "kernel") -> None:
+    """Keras He-uniform U(+-sqrt(6 / fan_in)) for the kernel and (as in the MNIST notebooks) the bias. The bias's
+    fan_in is the kernel's (``bias_fan="kernel"``) or, as Keras computes it for a 1-D tensor, its length
+    (``"keras"``: what the official notebooks draw)."""
     fan_in = rows(layer.weight).shape[1]
-    bound = math.sqrt(6.0 / fan_in)
     with torch.no_grad():
         for p in (layer.weight, layer.bias):
             if p is not None:
+                fan = len(p) if (p is layer.bias and bias_fan == "keras") else fan_in
+                bound = math.sqrt(6.0 / fan)
                 p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
 
 
@@ -355,7 +364,7 @@ def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
     if per_layer and len(per_layer) != len(layers):
         raise ConfigError("layer_sparsity", cfg.layer_sparsity, f"{len(layers)} values, one per weight layer")
     for i, layer in enumerate(layers):
-        he_uniform_(layer, generator)
+        he_uniform_(layer, generator, cfg.bias_fan)
         if cfg.init == "he-uniform":
             continue
         p = per_layer[i] if per_layer else cfg.init_sparsity
@@ -438,9 +447,14 @@ class Probe:
 
 
 # ---------------------------------------------------------------------------------------------- the run
-def make_inner(params, cfg) -> torch.optim.Optimizer:
-    """Adam (the paper's inner optimizer) or SGD with momentum, on every trainable parameter."""
+def make_inner(params, cfg, decayed: set[int] | None = None) -> torch.optim.Optimizer:
+    """Adam (the paper's inner optimizer) or SGD with momentum, on every trainable parameter. With ``decayed`` (ids
+    of tensors), weight decay reaches only those (``l2_scope="hidden-kernels"``)."""
     params = [p for p in params if p.requires_grad]
+    if decayed is not None:
+        groups = [{"params": [p for p in params if id(p) in decayed]},
+                  {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+        params = [g for g in groups if g["params"]]
     if cfg.method.inner == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.train.momentum, weight_decay=cfg.weight_decay)
@@ -503,7 +517,13 @@ def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
     named = permutable_named(model, skip_bias=m.biases != "permute", skip_bn=m.skip_bn)
     permutable = [t for _, t in named]
     sel.tag(model, "laperm", [n for n, _ in named], weights={"config": True})  # initial values: build_initialized(cfg)
-    return LaPerm(make_inner(model.parameters(), cfg), permutable, period, steps_per_epoch, m.hold_zeros)
+    decayed = {id(k) for k in hidden_kernels(model)} if m.l2_scope == "hidden-kernels" else None
+    return LaPerm(make_inner(model.parameters(), cfg, decayed), permutable, period, steps_per_epoch, m.hold_zeros)
+
+
+def hidden_kernels(model: nn.Module) -> list[torch.Tensor]:
+    """Weights of every Linear / Conv layer except the output layer (where the notebooks put their L2)."""
+    return [m.weight for m in model.modules() if isinstance(m, WEIGHTED)][:-1]
 
 
 def connectivity_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> float:
@@ -527,7 +547,7 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
     from .. import train
 
     model = build_initialized(cfg, splits.input_shape, splits.num_classes).to(device)
-    steps_per_epoch = math.ceil(len(splits.train) / cfg.train.batch_size)
+    steps_per_epoch = train.steps_per_epoch(cfg, len(splits.train))
     opt = make_laperm(model, cfg, steps_per_epoch)
     initial = [p.detach().clone() for p in opt.permutable]
     probe = None

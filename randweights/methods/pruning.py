@@ -341,7 +341,7 @@ def group_labels(y: torch.Tensor, dataset: str, grouping: str) -> torch.Tensor:
     """2-way labels: 1 for the classes of the meaningful (or random) group of ``dataset``, else 0."""
     check_choice("label_grouping", grouping, ("meaningful", "random"))
     table = MEANINGFUL_GROUPS if grouping == "meaningful" else RANDOM_GROUPS
-    group = torch.tensor(table[dataset])
+    group = torch.tensor(table[dataset], device=y.device)
     return torch.isin(y, group).long()
 
 
@@ -396,7 +396,9 @@ def permute_first_layer_(model: nn.Module, seed: int, input_shape) -> None:
 
 
 def steps_per_round(cfg, splits) -> int:
-    return cfg.train.epochs * math.ceil(len(splits.train) / cfg.train.batch_size)
+    from ..train import steps_per_epoch
+
+    return cfg.train.epochs * steps_per_epoch(cfg, len(splits.train))
 
 
 def run(cfg, splits, device, checkpoint=None):

@@ -51,6 +51,7 @@ SELECTIONS = ("greedy", "probabilistic")
 CANDIDATE_INITS = ("paper", "code")
 SCORE_INITS = ("paper", "code")
 CANDIDATE_BITS = (8, 16)
+FINETUNE_FROM = ("separate", "same-run")
 _LEVELS = {8: (127, torch.int8), 16: (32767, torch.int16)}
 
 
@@ -66,6 +67,9 @@ class SlotMachineConfig(MethodConfig):
     candidate_init: str = field(default="paper", metadata={"help": "candidate bound: sqrt(2/(fan_in+fan_out)) (paper) or sqrt(6/(fan_in+fan_out)) (code)"})  # bound sqrt(2/(fi+fo)) (paper) or sqrt(6/(fi+fo)) (code)
     score_init: str = field(default="paper", metadata={"help": "score init U(0, lambda*b): lambda 1 conv / 0.1 FC (paper) or 1 everywhere (code)"})  # U(0, lambda*b), lambda 1 conv / 0.1 FC (paper) or 1 everywhere (code)
     candidate_bits: int = field(default=8, metadata={"help": "bits per stored candidate code (8: 255 levels, 16: 65535 levels)"})  # storage of the candidate codes (8: 255 levels, 16: 65535 levels)
+    # finetuning starts from an `epochs`-epoch run whose schedule ends there ("separate"), or from the epoch-`epochs`
+    # state of the run planned for epochs + finetune_epochs ("same-run": the paper's and the code's checkpoints)
+    finetune_from: str = field(default="separate", metadata={"help": "finetune from a separate run whose schedule ended (separate) or from the same run's state at that epoch (same-run)"})
 
     def __post_init__(self):
         check_range("num_slots", self.num_slots, low=1)
@@ -74,6 +78,7 @@ class SlotMachineConfig(MethodConfig):
         check_range("finetune_lr", self.finetune_lr, low=0, low_open=True)
         check_choice("candidate_init", self.candidate_init, CANDIDATE_INITS)
         check_choice("score_init", self.score_init, SCORE_INITS)
+        check_choice("finetune_from", self.finetune_from, FINETUNE_FROM)
         if self.candidate_bits not in CANDIDATE_BITS:
             raise ConfigError("candidate_bits", self.candidate_bits, "8 or 16")
         if self.num_slots > _LEVELS[self.candidate_bits][0]:
@@ -397,6 +402,8 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
     if cfg.method.finetune_epochs > 0:
         to_dense(model)
         ft_cfg = cfg.replace(lr=cfg.method.finetune_lr)
+        if cfg.train.schedule == "sgdr":  # the restarts belong to the score phase; finetuning decays once
+            ft_cfg = ft_cfg.replace(schedule="cosine")
         optimizer = dense_optimizer(model.parameters(), ft_cfg)
         if checkpoint is not None:
             checkpoint.method_state = lambda: {"metrics": metrics}
@@ -430,7 +437,9 @@ def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> di
             s.changes, s.steps = 0.0, 0
         previous = current
 
-    history = fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores")
+    planned = cfg.train.epochs + cfg.method.finetune_epochs if cfg.method.finetune_from == "same-run" else None
+    history = fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores",
+                  schedule_epochs=planned)
     for s in layers:
         s.track, s._last = False, None
     selected = evaluate(model, splits.test, device, precision=cfg.train.precision)
