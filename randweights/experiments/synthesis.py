@@ -57,7 +57,7 @@ class Preset:
 
 
 MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 2}
-CIFAR_QUICK = {"dataset": "cifar10", "subset": 4000, "epochs": 2, "width": 0.25}
+CIFAR_QUICK = {"dataset": "cifar10", "subset": 3000, "epochs": 2, "width": 0.25}
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -182,8 +182,10 @@ def plot_tradeoff(df: pd.DataFrame, preset_name: str, x: str, xlabel: str, title
             ax.scatter(pts[x], pts["test_accuracy"], color=colors[method], s=22, label=LABELS[method], zorder=3)
             front = pareto(pts, x)
             ax.plot(front[x], front["test_accuracy"], color=colors[method], linewidth=1, alpha=0.8)
-        if log:
-            ax.set_xscale("log", base=2)
+        if log and x == "bits_per_weight":
+            plots.log_ticks(ax, [v for v in (0.5, 1, 2, 4, 8, 16, 32) if sub[x].min() / 1.5 <= v <= 48])
+        elif log:
+            ax.set_xscale("log")
         ax.set(xlabel=xlabel, ylabel="test accuracy", title=sub["family_label"].iloc[0])
         plots.percent_axis(ax)
     axes[-1].legend(fontsize=7, loc="lower right")
@@ -302,8 +304,12 @@ def plot_pieces(table: pd.DataFrame, preset_name: str):
         if not pts.empty:
             ax.errorbar(pts["active_neurons"], pts["pieces"], yerr=pts["pieces_sd"], fmt="o", color=colors[method],
                         label=LABELS[method], capsize=2, markersize=4)
-    top = max(table["active_neurons"].max(), table["pieces"].max()) * 1.1
-    ax.plot([0, top], [0, top], **plots.DENSE_STYLE, label="pieces = neurons")
+    lo, hi = table["active_neurons"].min(), table["active_neurons"].max()
+    span = max(20, 0.1 * (hi - lo))
+    xs = np.array([lo - span, hi + span])
+    ax.plot(xs, xs, **plots.DENSE_STYLE, label="pieces = neurons")
+    ax.set_xlim(*xs)
+    ax.set_ylim(0, max(float(table["pieces"].max()), hi) * 1.1)
     ax.set(xlabel="active hidden neurons", ylabel="linear pieces per segment (mean, sd)",
            title="Pieces between MNIST test images")
     ax.legend(fontsize=7)
@@ -331,7 +337,8 @@ def overlap_table(df: pd.DataFrame) -> pd.DataFrame:
                     continue
                 a = compact.unpack_bits(imp_arrays[f"mask/{key}"], shapes[key]).numpy()
                 b = compact.unpack_bits(ep_arrays[f"mask/{key[:-len('.weight')]}"], shapes[key]).numpy()
-                rows.append({"family": fam, "seed": seed, "layer": key[: -len(".weight")], "keep_fraction": imp["keep_fraction"],
+                layer = f"{int(np.prod(shapes[key][1:]))}\u2192{shapes[key][0]}"  # fan-in -> units
+                rows.append({"family": fam, "seed": seed, "layer": layer, "keep_fraction": imp["keep_fraction"],
                              "imp_kept": float(a.mean()), "overlap": float((a & b).sum() / max(1, a.sum())), "chance": float(b.mean())})
     return pd.DataFrame(rows)
 
