@@ -375,8 +375,12 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(df: pd.DataFrame, loc: pd.DataFrame, pieces: pd.DataFrame, overlap: pd.DataFrame) -> dict[str, str]:
-    """The numbers the chapter's text quotes (glued)."""
+def claims(df: pd.DataFrame, loc: pd.DataFrame | None = None, pieces: pd.DataFrame | None = None,
+           overlap: pd.DataFrame | None = None) -> dict[str, str]:
+    """The numbers the chapter's text quotes (glued); the analyses' numbers once their tables are given."""
+    loc = pd.DataFrame() if loc is None else loc
+    pieces = pd.DataFrame() if pieces is None else pieces
+    overlap = pd.DataFrame() if overlap is None else overlap
     first = df["family"].iloc[0]
     mnist = df[df["family"] == first]
     best = mnist.loc[mnist["test_accuracy"].idxmax()]
