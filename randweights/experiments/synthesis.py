@@ -182,13 +182,13 @@ def plot_tradeoff(df: pd.DataFrame, preset_name: str, x: str, xlabel: str, title
             ax.scatter(pts[x], pts["test_accuracy"], color=colors[method], s=22, label=LABELS[method], zorder=3)
             front = pareto(pts, x)
             ax.plot(front[x], front["test_accuracy"], color=colors[method], linewidth=1, alpha=0.8)
-        if log and x == "bits_per_weight":
-            plots.log_ticks(ax, [v for v in (0.5, 1, 2, 4, 8, 16, 32) if sub[x].min() / 1.5 <= v <= 48])
-        elif log:
-            ax.set_xscale("log")
+        if log:
+            grid = (0.5, 1, 2, 4, 8, 16, 32) if x == "bits_per_weight" else (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+            lo, hi = float(sub[x].min()), float(sub[x].max())
+            plots.log_ticks(ax, [v for v in grid if lo / 1.5 <= v <= hi * 1.5])
         ax.set(xlabel=xlabel, ylabel="test accuracy", title=sub["family_label"].iloc[0])
         plots.percent_axis(ax)
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title, fontsize=10)
     plots.caption_preset(fig, preset_name, "lines: each method's Pareto front")
     fig.tight_layout()
@@ -323,7 +323,7 @@ def overlap_table(df: pd.DataFrame) -> pd.DataFrame:
     """Fig. 5: per family, layer and IMP run, the share of IMP's kept weights that Edge-Popup (at the same keep
     fraction, same seed) also keeps, and its chance value (Edge-Popup's own kept share of the layer)."""
     rows = []
-    for (fam, seed), sub in df[df["compact_path"].notna()].groupby(["family", "seed"]):
+    for (fam, seed), sub in df[df["compact_path"].notna()].groupby(["family", "seed"], sort=False):
         popup = sub[sub["method"] == "edge-popup"]
         for _, imp in sub[sub["method"] == "imp"].iterrows():
             match = popup[np.isclose(popup["keep_fraction"], imp["keep_fraction"], atol=0.01)]
