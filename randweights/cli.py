@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", action="append", default=None, metavar="NAME", help="a notebook name; repeatable")
     rep.add_argument("--no-build", action="store_true", help="execute only; do not build the book")
     rep.add_argument("--device", default=None)
+    rep.add_argument("--train-missing", action=argparse.BooleanOptionalAction, default=None,
+                     help="train runs that are not stored (default: yes, except --preset full without CUDA, which builds "
+                     "the chapters from stored records and says on each page how many runs it has)")
     cli_scale.add_parsers(sub)
     return parser
 
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_scale.run(args)
         from .reproduce import reproduce
 
-        return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device)
+        return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device,
+                         train_missing=args.train_missing)
     except (ConfigError, DatasetNotFound, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2

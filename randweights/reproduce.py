@@ -69,7 +69,11 @@ def build_book(root: Path) -> int:
     return subprocess.call(cmd)
 
 
-def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None) -> int:
+def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,
+              train_missing: bool | None = None) -> int:
+    """Execute the chapters and build the book. ``train_missing``: train runs that are not stored (default: yes,
+    except ``full`` without CUDA, which builds from stored records and notes incomplete chapters on their page)."""
+    from . import coverage
     root = repo_root(root)
     names = available_chapters(root)
     if only:
@@ -81,6 +85,8 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
         names = [n for n in names if n in only]
     os.environ.setdefault("RANDWEIGHTS_RESULTS", str(root / "results"))
     os.environ["RANDWEIGHTS_PROGRESS"] = "0"
+    train = coverage.should_train(preset, device, train_missing)
+    os.environ[coverage.TRAIN_ENV] = "1" if train else "0"
     failures, timings = [], {}
     for name in names:
         start = time.perf_counter()
@@ -89,6 +95,11 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
         except Exception as err:  # noqa: BLE001 - report and go on with the next notebook
             failures.append(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}")
         timings[name] = time.perf_counter() - start
+        page = root / "book" / "chapters" / f"{name}.ipynb"
+        if not train and page.is_file() and name in coverage.plan.CHAPTERS:
+            stored = coverage.chapter_coverage(name, preset)
+            if coverage.note_page(page, stored):
+                print(f"[reproduce] {name}: {stored.present} of {stored.total} runs stored; page notes it", file=sys.stderr)
     for name, seconds in timings.items():
         status = "FAILED" if any(f.startswith(name + ":") for f in failures) else "ok"
         print(f"[reproduce] {name:16s} {preset:6s} {seconds:7.1f} s  {status}")
