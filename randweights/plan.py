@@ -11,6 +11,7 @@ To add a chapter: give ``randweights/experiments/<chapter>.py`` a ``plan`` funct
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import time
 import traceback
@@ -27,6 +28,7 @@ CHAPTERS: dict[str, str] = {
     "laperm": "randweights.experiments.laperm",
     "fcn_to_cnn": "randweights.experiments.fcn_to_cnn",
     "empirical_size": "randweights.experiments.empirical_size",
+    "synthesis": "randweights.experiments.synthesis",
 }
 PRESETS = ("smoke", "quick", "full")
 
@@ -67,14 +69,20 @@ class Entry:
         }
 
 
+def available_chapters() -> list[str]:
+    """The chapters of :data:`CHAPTERS` whose module is installed (a chapter may be listed before it lands)."""
+    return [name for name, module in CHAPTERS.items() if importlib.util.find_spec(module) is not None]
+
+
 def check_chapters(only: Iterable[str] | None) -> list[str]:
     """The chapters asked for (all, in book order, when ``only`` is empty); an unknown name is a ConfigError."""
+    names = available_chapters()
     if not only:
-        return list(CHAPTERS)
-    unknown = [name for name in only if name not in CHAPTERS]
+        return names
+    unknown = [name for name in only if name not in names]
     if unknown:
-        raise ConfigError("--only", ",".join(unknown), "one of " + ", ".join(CHAPTERS))
-    return [name for name in CHAPTERS if name in only]
+        raise ConfigError("--only", ",".join(unknown), "one of " + ", ".join(names))
+    return [name for name in names if name in only]
 
 
 def chapter_plan(chapter: str, preset_name: str) -> list[Planned]:
@@ -82,7 +90,10 @@ def chapter_plan(chapter: str, preset_name: str) -> list[Planned]:
     check_chapters([chapter])
     if preset_name not in PRESETS:
         raise ConfigError("--preset", preset_name, "one of " + ", ".join(PRESETS))
-    return list(importlib.import_module(CHAPTERS[chapter]).plan(preset_name))
+    module = importlib.import_module(CHAPTERS[chapter])
+    if not hasattr(module, "plan"):
+        raise NotImplementedError(f"{module.__name__} has no plan(preset_name) -> list[Planned] (see randweights/plan.py)")
+    return list(module.plan(preset_name))
 
 
 def plan(preset_name: str, only: Iterable[str] | None = None) -> list[Entry]:
