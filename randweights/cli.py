@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFound, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; every finished run is stored, the next call resumes
+        sys.stderr.write("randweights: interrupted\n")
+        return 130
 
 
 def _train(args) -> int:

@@ -162,7 +162,11 @@ def check_record(record: Any, cfg: RunConfig) -> str | None:
     decay agree with those settings, and that its accuracies are numbers in [0, 1]."""
     if not isinstance(record, dict):
         return "not a JSON object"
-    if "checksum" in record and record["checksum"] != checksum(record):
+    try:
+        actual = checksum(record)
+    except ValueError:
+        return "it holds NaN or an infinity (not strict JSON)"
+    if "checksum" in record and record["checksum"] != actual:
         return "checksum mismatch: the file was edited or damaged"
     try:
         stored = from_dict(record["config"])
@@ -373,3 +377,31 @@ def frame(records: Iterable[dict]):
     import pandas as pd
 
     return pd.DataFrame([{k: v for k, v in r.items() if k != "config"} for r in records])
+
+
+def code_label(record: dict) -> str:
+    """Which code trained a record: ``0.1.0 @ 1a2b3c4d5e`` (`` +changes`` when the checkout had uncommitted
+    changes), the version alone without git, or ``not recorded`` for records older than provenance."""
+    version, commit, dirty = (record.get(k) for k in ("randweights_version", "git_commit", "git_dirty"))
+    if not isinstance(version, str):
+        return "not recorded"
+    if not isinstance(commit, str):
+        return version
+    return f"{version} @ {commit[:10]}" + (" +changes" if dirty is True else "")
+
+
+def what_ran(frame, by: list[str], root=None, **columns):
+    """A chapter's "What ran" table: ``frame`` (records as rows) grouped by ``by`` with the named aggregations
+    ``columns`` (as ``DataFrame.agg`` takes them), plus ``code``: the version and commit that trained the runs.
+    Rows without provenance columns are looked up in the store by ``run_id``."""
+    rows = frame.to_dict("records")
+    labels = []
+    for row in rows:
+        if "randweights_version" not in row and isinstance(row.get("run_id"), str):
+            try:
+                row = json.loads((results_root(root) / row["run_id"] / RECORD).read_text())
+            except (OSError, ValueError):
+                pass
+        labels.append(code_label(row))
+    table = frame.assign(code=labels).groupby(by).agg(**columns, code=("code", lambda s: ", ".join(sorted(set(s)))))
+    return table
