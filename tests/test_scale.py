@@ -136,6 +136,8 @@ def test_a_bundle_renders_the_same_chapter_in_an_empty_results_folder(dask_resul
     empty = tmp_path / "empty"
     imported = bundles.import_bundle(tmp_path / "smoke.tar.gz", root=empty)
     assert sorted(imported.merged) == sorted(planned_ids()) and imported.refused == {}
+    compact = [p.relative_to(results) for p in results.glob("*/*.rwc")]  # the compact subnetwork files travel too
+    assert compact and all((empty / p).read_bytes() == (results / p).read_bytes() for p in compact)
     nb = execute_without_training(repo, empty)
     assert trainings(empty) == []
     assert text_outputs(nb) == text_outputs(reference)
