@@ -35,6 +35,15 @@ def test_a_failing_run_is_retried_once_reported_and_the_others_finish(tmp_path, 
     assert again.count("reused") == 2 and again.count("trained") == 0
 
 
+def test_an_executor_that_refuses_work_fails_its_runs_without_raising(tmp_path):
+    executor = cf.ThreadPoolExecutor(max_workers=1)
+    executor.shutdown()  # like a broken process pool or a lost cluster: submit raises
+    cfgs = [make_config("dense", seed=s, **TINY) for s in (0, 1)]
+    summary = runs.sweep(cfgs, root=tmp_path, executor=executor, retries=1)
+    assert [o.run_id for o in summary.failed] == [c.run_id for c in cfgs]
+    assert all(o.attempts == 2 and o.error.startswith("RuntimeError: cannot schedule new futures") for o in summary.failed)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "randweights.cli", *args], capture_output=True, text=True)
 
