@@ -3,8 +3,9 @@
 A bundle is a ``.tar.gz`` (or ``.zip``) holding ``manifest.json`` (preset, chapters, when and where it was made,
 the SHA-256 of every file) and ``runs/<run_id>/`` for each run of the preset's plan that is stored: its
 ``record.json``, ``config.json``, the small analysis files beside them (``*.json``) and its compact subnetwork
-file where the method wrote one (``*.rwc``, or the file the record names). Model weights (``model.pt``) travel
-only when asked for; checkpoints never do.
+file where the method wrote one (``*.rwc``, or the file the record names; ``max_compact_bits`` leaves out those
+that really hold trained weights, such as a dense network's). ``model.pt`` travels only when asked for;
+checkpoints never do.
 
 Importing verifies each run before it touches the results folder: the record's own checksum and settings (the
 run store's :func:`randweights.runs.check_record`), its folder name against its run key, and every file against
@@ -44,14 +45,19 @@ def _check_name(out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- export
-def run_files(folder: Path, record: dict, models: bool = False) -> list[Path]:
-    """The files of one run folder that a bundle carries (record last)."""
+def run_files(folder: Path, record: dict, models: bool = False, max_compact_bits: float | None = None) -> list[Path]:
+    """The files of one run folder that a bundle carries (record last): the JSON files, the compact subnetwork
+    file (unless it stores more than ``max_compact_bits`` bits per weight: a dense or finetuned network's file
+    holds its trained weights, about 32 bits each) and, with ``models``, ``model.pt`` and every compact file."""
+    bits = record.get("compact_bits_per_weight")
+    compact_ok = models or max_compact_bits is None or bits is None or bits <= max_compact_bits
     named = {record.get("compact_file")} - {None}
     keep = []
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.name.startswith(".") or path.name == "record.json":
             continue
-        if path.suffix == ".json" or path.suffix in COMPACT_SUFFIXES or path.name in named or (models and path.name == "model.pt"):
+        is_compact = path.suffix in COMPACT_SUFFIXES or path.name in named
+        if path.suffix == ".json" and not is_compact or is_compact and compact_ok or models and path.name == "model.pt":
             keep.append(path)
     return [*keep, folder / "record.json"]
 
@@ -90,12 +96,16 @@ class ExportReport:
         return out
 
 
-def export(preset: str, out: str | os.PathLike, root=None, only: Iterable[str] | None = None, models: bool = False) -> ExportReport:
-    """Write the stored runs of ``preset`` (chapters ``only``, default all) into the bundle ``out``."""
+def export(preset: str, out: str | os.PathLike, root=None, only: Iterable[str] | None = None, models: bool = False,
+           max_compact_bits: float | None = None) -> ExportReport:
+    """Write the stored runs of ``preset`` (chapters ``only``, default all) into the bundle ``out``; see
+    :func:`run_files` for what each run carries."""
     from . import plan, runs
 
     out = Path(out)
     _check_name(out)
+    if max_compact_bits is not None and not max_compact_bits > 0:
+        raise ConfigError("--max-compact-bits", max_compact_bits, "a number of bits per weight > 0")
     entries = plan.plan(preset, only)
     root = runs.results_root(root)
     members: dict[str, bytes] = {}
@@ -107,7 +117,7 @@ def export(preset: str, out: str | os.PathLike, root=None, only: Iterable[str] |
             missing.append(entry.run_id)
             continue
         files = {}
-        for path in run_files(folder, record, models):
+        for path in run_files(folder, record, models, max_compact_bits):
             data = path.read_bytes()
             members[f"runs/{entry.run_id}/{path.name}"] = data
             files[path.name] = _sha256(data)

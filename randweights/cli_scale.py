@@ -50,6 +50,9 @@ def _add_bundle(sub) -> None:
     export.add_argument("--preset", required=True, help="smoke, quick or full")
     export.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
     export.add_argument("--models", action="store_true", help="also the model weights (model.pt) of runs that keep them")
+    export.add_argument("--max-compact-bits", type=float, default=None, metavar="BITS",
+                        help="leave out compact files storing more than BITS bits per weight (dense and finetuned "
+                        "networks store about 32); default: every compact file")
     export.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
     export.add_argument("out", metavar="OUT", help="the bundle to write: NAME.tar.gz, NAME.tar or NAME.zip")
     imp = verbs.add_parser("import", help="merge a bundle into the results folder, verifying every record")
@@ -117,7 +120,8 @@ def _bundle(args) -> int:
     from . import bundles
 
     if args.verb == "export":
-        report = bundles.export(args.preset, args.out, root=args.results, only=args.only, models=args.models)
+        report = bundles.export(args.preset, args.out, root=args.results, only=args.only, models=args.models,
+                                max_compact_bits=args.max_compact_bits)
         print("\n".join(report.lines()))
         return 0
     report = bundles.import_bundle(args.file, root=args.results)

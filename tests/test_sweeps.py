@@ -117,6 +117,19 @@ def test_bundle_import_never_replaces_a_stored_record(tmp_path, mnist):
     assert (other / cfg.run_id / "record.json").read_text() == "{}"
 
 
+def test_a_bundle_carries_compact_files_unless_they_hold_dense_weights(tmp_path, mnist):
+    dense, popup = (make_config(m, arch="mlp-256-256", width=0.25, **TINY) for m in ("dense", "edge-popup"))
+    for cfg in (dense, popup):
+        runs.get_or_run(cfg, root=tmp_path / "r")
+    folders = {cfg.run_id: tmp_path / "r" / cfg.run_id for cfg in (dense, popup)}
+    assert all((f / "compact.rwc").is_file() for f in folders.values())
+    for bits, carried in ((None, {dense.run_id, popup.run_id}), (16, {popup.run_id})):
+        files = {run_id: bundles.run_files(folder, json.loads((folder / "record.json").read_text()), max_compact_bits=bits)
+                 for run_id, folder in folders.items()}
+        assert {run_id for run_id, paths in files.items() if any(p.name == "compact.rwc" for p in paths)} == carried
+        assert all(paths[-1].name == "record.json" for paths in files.values())
+
+
 def test_bundles_that_are_not_bundles_or_leave_the_folder_are_refused(tmp_path):
     evil = tmp_path / "evil.tar.gz"
     with tarfile.open(evil, "w:gz") as t:
