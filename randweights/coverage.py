@@ -45,14 +45,14 @@ class Coverage:
     preset: str
     present: int
     total: int
-    without_model: int = 0  # runs with a record whose chapter also needs the model weights, which are missing
+    without_model: int = 0  # runs with a record whose chapter also reads their model weights or compact file, missing
 
     @property
     def complete(self) -> bool:
         return self.present == self.total
 
     def sentence(self) -> str:
-        extra = f"; {self.without_model} more have a record but not the model weights a figure reads" if self.without_model else ""
+        extra = f"; {self.without_model} more have a record but not the model weights or compact file a figure reads" if self.without_model else ""
         return (f"{self.present} of {self.total} runs of preset `{self.preset}` are stored{extra}. This page shows only "
                 f"what they give: figures and numbers that need the missing runs are partial or absent. To complete it, "
                 f"import a bundle (`randweights bundle import FILE`) or train the rest "
@@ -62,7 +62,7 @@ class Coverage:
 
 def chapter_coverage(chapter: str, preset: str, root=None) -> Coverage:
     """How many runs of ``chapter``'s plan at ``preset`` have a verified record (and, where the chapter reads
-    the trained weights, ``model.pt``) in the results folder ``root``."""
+    the trained weights, ``model.pt`` or the compact file) in the results folder ``root``."""
     from . import runs
 
     entries = plan.plan(preset, [chapter])
@@ -72,7 +72,8 @@ def chapter_coverage(chapter: str, preset: str, root=None) -> Coverage:
         record, _ = runs.read_record(folder / runs.RECORD, entry.config)
         if record is None:
             continue
-        if entry.keep_model and not (folder / "model.pt").is_file():
+        compact = record.get("compact_file")
+        if entry.keep_model and not (folder / "model.pt").is_file() or entry.reads_compact and not (compact and (folder / compact).is_file()):
             without_model += 1
         else:
             present += 1

@@ -35,11 +35,13 @@ PRESETS = ("smoke", "quick", "full")
 
 @dataclass(frozen=True)
 class Planned:
-    """One run of a figure. ``keep_model``: the chapter also reads the trained model (``model.pt``)."""
+    """One run of a figure. ``keep_model``: the chapter also reads the trained model (``model.pt``);
+    ``reads_compact``: it reads the network back from the run's compact file."""
 
     figure: str
     config: RunConfig
     keep_model: bool = False
+    reads_compact: bool = False
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Entry:
     chapters: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     keep_model: bool = False
+    reads_compact: bool = False
 
     @property
     def run_id(self) -> str:
@@ -109,6 +112,7 @@ def plan(preset_name: str, only: Iterable[str] | None = None) -> list[Entry]:
             if label not in entry.figures:
                 entry.figures.append(label)
             entry.keep_model = entry.keep_model or item.keep_model
+            entry.reads_compact = entry.reads_compact or item.reads_compact
     return list(entries.values())
 
 
@@ -206,7 +210,24 @@ def dry_step(cfg: RunConfig, device: str = "cpu") -> dict:
             facts[name] = metrics[name]
     if "finetune_history" in metrics:
         facts["finetune_epochs"] = len(metrics["finetune_history"])
+    facts.update(_dry_compact(model))
     return facts
+
+
+def _dry_compact(model) -> dict:
+    """Write the run's compact file as the run store does after training (in a scratch folder); a network that
+    cannot be stored compactly fails the dry run."""
+    import tempfile
+
+    if importlib.util.find_spec("randweights.compact") is None:
+        return {}
+    from . import compact
+
+    with tempfile.TemporaryDirectory() as scratch:
+        fields = compact.save_for_run(model, scratch)
+    if fields.get("compact_error"):
+        raise RuntimeError(f"compact file: {fields['compact_error']}")
+    return {"compact_bytes": fields.get("compact_bytes")}
 
 
 @dataclass

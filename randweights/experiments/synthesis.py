@@ -158,7 +158,7 @@ def network(row) -> torch.nn.Module:
 def plan(preset_name: str) -> list[Planned]:
     """Every run of the chapter, without training (``randweights plan``, sweeps, bundles): all of them feed
     Figs. 1-2 and the table; the networks of Figs. 3-5 are read back from their compact files."""
-    return [Planned("Figs. 1-5", cfg) for _, _, _, cfg in configs(preset(preset_name))]
+    return [Planned("Figs. 1-5", cfg, reads_compact=True) for _, _, _, cfg in configs(preset(preset_name))]
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 1, 2
