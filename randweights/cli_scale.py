@@ -11,7 +11,7 @@ import sys
 
 from .errors import ConfigError
 
-COMMANDS = ("plan", "sweep")
+COMMANDS = ("plan", "sweep", "bundle")
 
 
 def add_parsers(sub) -> None:
@@ -22,6 +22,7 @@ def add_parsers(sub) -> None:
     plan.add_argument("--json", action="store_true", help="one JSON list of runs on stdout")
     plan.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe on the CPU")
     _add_sweep(sub)
+    _add_bundle(sub)
 
 
 def _add_sweep(sub) -> None:
@@ -42,12 +43,31 @@ def _add_sweep(sub) -> None:
     sweep.add_argument("--device", default=None, help="auto (default: CUDA when the worker has it), cpu, cuda")
 
 
+def _add_bundle(sub) -> None:
+    bundle = sub.add_parser("bundle", help="export the stored runs of a preset into one file, or import one")
+    verbs = bundle.add_subparsers(dest="verb", required=True, parser_class=type(bundle))
+    export = verbs.add_parser("export", help="write the stored runs of a preset (records, configs, provenance, compact files)")
+    export.add_argument("--preset", required=True, help="smoke, quick or full")
+    export.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
+    export.add_argument("--models", action="store_true", help="also the model weights (model.pt) of runs that keep them")
+    export.add_argument("--max-compact-bits", type=float, default=None, metavar="BITS",
+                        help="leave out compact files storing more than BITS bits per weight (dense and finetuned "
+                        "networks store about 32); default: every compact file")
+    export.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
+    export.add_argument("out", metavar="OUT", help="the bundle to write: NAME.tar.gz, NAME.tar or NAME.zip")
+    imp = verbs.add_parser("import", help="merge a bundle into the results folder, verifying every record")
+    imp.add_argument("file", metavar="FILE", help="a bundle written by `randweights bundle export`")
+    imp.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch one of :data:`COMMANDS`; bad input raises ConfigError (the CLI prints it, exit code 2)."""
     if args.command == "plan":
         return _plan(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "bundle":
+        return _bundle(args)
     raise ConfigError("command", args.command, "one of " + ", ".join(COMMANDS))
 
 
@@ -94,3 +114,16 @@ def _sweep(args) -> int:
         executor.shutdown()
     print("\n".join(summary.lines()), flush=True)
     return 1 if summary.failed else 0
+
+
+def _bundle(args) -> int:
+    from . import bundles
+
+    if args.verb == "export":
+        report = bundles.export(args.preset, args.out, root=args.results, only=args.only, models=args.models,
+                                max_compact_bits=args.max_compact_bits)
+        print("\n".join(report.lines()))
+        return 0
+    report = bundles.import_bundle(args.file, root=args.results)
+    print("\n".join(report.lines()))
+    return 1 if report.refused else 0

@@ -11,6 +11,7 @@ To add a chapter: give ``randweights/experiments/<chapter>.py`` a ``plan`` funct
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import time
 import traceback
@@ -27,17 +28,20 @@ CHAPTERS: dict[str, str] = {
     "laperm": "randweights.experiments.laperm",
     "fcn_to_cnn": "randweights.experiments.fcn_to_cnn",
     "empirical_size": "randweights.experiments.empirical_size",
+    "synthesis": "randweights.experiments.synthesis",
 }
 PRESETS = ("smoke", "quick", "full")
 
 
 @dataclass(frozen=True)
 class Planned:
-    """One run of a figure. ``keep_model``: the chapter also reads the trained model (``model.pt``)."""
+    """One run of a figure. ``keep_model``: the chapter also reads the trained model (``model.pt``);
+    ``reads_compact``: it reads the network back from the run's compact file."""
 
     figure: str
     config: RunConfig
     keep_model: bool = False
+    reads_compact: bool = False
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Entry:
     chapters: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     keep_model: bool = False
+    reads_compact: bool = False
 
     @property
     def run_id(self) -> str:
@@ -67,14 +72,20 @@ class Entry:
         }
 
 
+def available_chapters() -> list[str]:
+    """The chapters of :data:`CHAPTERS` whose module is installed (a chapter may be listed before it lands)."""
+    return [name for name, module in CHAPTERS.items() if importlib.util.find_spec(module) is not None]
+
+
 def check_chapters(only: Iterable[str] | None) -> list[str]:
     """The chapters asked for (all, in book order, when ``only`` is empty); an unknown name is a ConfigError."""
+    names = available_chapters()
     if not only:
-        return list(CHAPTERS)
-    unknown = [name for name in only if name not in CHAPTERS]
+        return names
+    unknown = [name for name in only if name not in names]
     if unknown:
-        raise ConfigError("--only", ",".join(unknown), "one of " + ", ".join(CHAPTERS))
-    return [name for name in CHAPTERS if name in only]
+        raise ConfigError("--only", ",".join(unknown), "one of " + ", ".join(names))
+    return [name for name in names if name in only]
 
 
 def chapter_plan(chapter: str, preset_name: str) -> list[Planned]:
@@ -82,7 +93,10 @@ def chapter_plan(chapter: str, preset_name: str) -> list[Planned]:
     check_chapters([chapter])
     if preset_name not in PRESETS:
         raise ConfigError("--preset", preset_name, "one of " + ", ".join(PRESETS))
-    return list(importlib.import_module(CHAPTERS[chapter]).plan(preset_name))
+    module = importlib.import_module(CHAPTERS[chapter])
+    if not hasattr(module, "plan"):
+        raise NotImplementedError(f"{module.__name__} has no plan(preset_name) -> list[Planned] (see randweights/plan.py)")
+    return list(module.plan(preset_name))
 
 
 def plan(preset_name: str, only: Iterable[str] | None = None) -> list[Entry]:
@@ -98,6 +112,7 @@ def plan(preset_name: str, only: Iterable[str] | None = None) -> list[Entry]:
             if label not in entry.figures:
                 entry.figures.append(label)
             entry.keep_model = entry.keep_model or item.keep_model
+            entry.reads_compact = entry.reads_compact or item.reads_compact
     return list(entries.values())
 
 
@@ -195,7 +210,24 @@ def dry_step(cfg: RunConfig, device: str = "cpu") -> dict:
             facts[name] = metrics[name]
     if "finetune_history" in metrics:
         facts["finetune_epochs"] = len(metrics["finetune_history"])
+    facts.update(_dry_compact(model))
     return facts
+
+
+def _dry_compact(model) -> dict:
+    """Write the run's compact file as the run store does after training (in a scratch folder); a network that
+    cannot be stored compactly fails the dry run."""
+    import tempfile
+
+    if importlib.util.find_spec("randweights.compact") is None:
+        return {}
+    from . import compact
+
+    with tempfile.TemporaryDirectory() as scratch:
+        fields = compact.save_for_run(model, scratch)
+    if fields.get("compact_error"):
+        raise RuntimeError(f"compact file: {fields['compact_error']}")
+    return {"compact_bytes": fields.get("compact_bytes")}
 
 
 @dataclass

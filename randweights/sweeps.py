@@ -105,7 +105,12 @@ def sweep(
 
     def submit(cfg: RunConfig) -> cf.Future:
         summary.outcomes[cfg.run_id].attempts += 1
-        return executor.submit(run_task, cfg, root, device, keeps(cfg), env)
+        try:
+            return executor.submit(run_task, cfg, root, device, keeps(cfg), env)
+        except Exception as err:  # noqa: BLE001 - a broken pool, a lost cluster: this run failed, report it
+            future: cf.Future = cf.Future()
+            future.set_result(Outcome(cfg.run_id, "failed", error=describe(err)))
+            return future
 
     pending = {submit(c): c.run_id for c in unique}
     finished = 0

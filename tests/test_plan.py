@@ -36,7 +36,7 @@ def test_plan_lists_each_run_once_with_every_figure_that_uses_it():
 def test_plan_covers_every_chapter_and_the_full_presets_are_paper_sized():
     full = plan.plan("full")
     per_chapter = Counter(c for e in full for c in e.chapters)
-    assert set(per_chapter) == set(plan.CHAPTERS)
+    assert set(per_chapter) == set(plan.available_chapters()) >= {"edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size"}
     assert len(full) > 5 * len(plan.plan("smoke"))
     rows = [e.row() for e in full]
     assert {"run_id", "method", "arch", "dataset", "epochs", "figures"} <= set(rows[0])
