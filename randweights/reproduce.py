@@ -67,25 +67,61 @@ def execute(name: str, root: Path, preset: str, device: str | None = None) -> Pa
         cwd=str(root),
         progress_bar=False,
         log_output=False,
+        extra_arguments=QUIET_KERNEL,
     )
+    hide_setup_cells(out)
     return out
 
 
-def write_toc(root: Path) -> list[str]:
-    """Write ``book/_toc.yml`` for the intro and every executed chapter, in book order."""
-    done = [n for n in CHAPTERS if (root / "book" / "chapters" / f"{n}.ipynb").is_file()]
-    lines = ["format: jb-book", "root: intro", "parts:", "  - caption: Papers", "    chapters:"]
-    lines += [f"      - file: chapters/{n}" for n in done]
-    lines += ["  - caption: Reference", "    chapters:", "      - file: references"]
-    (root / "book" / "_toc.yml").write_text("\n".join(lines) + "\n")
-    return done
+# The kernel's own log (not the notebook's output): its "running over TCP without encryption" warning is about a
+# kernel on this machine talking to papermill over localhost, printed once per chapter.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+
+
+def hide_setup_cells(path: Path) -> None:
+    """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: the book shows neither (the page
+    states its preset in words)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        nbformat.write(nb, path)
+
+
+def toc_files(root: Path) -> list[str]:
+    """The pages ``book/_toc.yml`` lists (``file:`` entries), in book order."""
+    import re
+
+    text = (root / "book" / "_toc.yml").read_text()
+    return re.findall(r"^\s*-?\s*(?:file|root):\s*(\S+)", text, flags=re.M)
 
 
 def build_book(root: Path) -> int:
-    write_toc(root)
+    """``jupyter-book build book -W -n --keep-going`` with the committed ``book/_toc.yml``; its output is passed
+    through line by line, less the kernel's "running over TCP without encryption" notices (pages that execute at
+    build time start a local kernel)."""
     launcher = "import sys; from jupyter_book.cli.main import main; sys.exit(main())"
     cmd = [sys.executable, "-c", launcher, "build", str(root / "book"), "-W", "-n", "--keep-going"]
-    return subprocess.call(cmd)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    for line in proc.stdout:
+        if KERNEL_NOTICE not in line:
+            sys.stdout.write(line)
+    return proc.wait()
+
+
+KERNEL_NOTICE = "Kernel is running over TCP without encryption"
+
+
+def say(message: str) -> None:
+    """One progress line, printed (and flushed) as it happens."""
+    print(f"[reproduce {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None) -> int:
@@ -101,17 +137,21 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
     os.environ.setdefault("RANDWEIGHTS_RESULTS", str(root / "results"))
     os.environ["RANDWEIGHTS_PROGRESS"] = "0"
     failures, timings = [], {}
-    for name in names:
+    for number, name in enumerate(names, 1):
         start = time.perf_counter()
+        say(f"{name} ({number}/{len(names)}, preset {preset}): started")
         try:
             execute(name, root, preset, device)
         except Exception as err:  # noqa: BLE001 - report and go on with the next notebook
             failures.append(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}")
         timings[name] = time.perf_counter() - start
+        status = "FAILED" if failures and failures[-1].startswith(name + ":") else "done"
+        say(f"{name} ({number}/{len(names)}): {status} in {timings[name]:.0f} s; {sum(timings.values()):.0f} s so far")
     for name, seconds in timings.items():
         status = "FAILED" if any(f.startswith(name + ":") for f in failures) else "ok"
         print(f"[reproduce] {name:16s} {preset:6s} {seconds:7.1f} s  {status}")
     if build:
+        say("building the book")
         code = build_book(root)
         if code != 0:
             failures.append(f"book build exited {code}")
