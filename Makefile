@@ -52,4 +52,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf book/_build book/chapters book/_toc.yml
+	rm -rf book/_build book/chapters book/figures

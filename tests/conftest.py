@@ -43,7 +43,7 @@ def smoke_chapters(tmp_path_factory):
     from randweights import reproduce
 
     root = tmp_path_factory.mktemp("repo")
-    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "_toc.yml"))
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "figures"))
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     done: dict[str, Path] = {}
 
