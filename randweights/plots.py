@@ -65,7 +65,7 @@ def log_ticks(ax, values) -> None:
 def percent_axis(ax, axis: str = "y") -> None:
     from matplotlib.ticker import PercentFormatter
 
-    fmt = PercentFormatter(xmax=1.0, decimals=0)
+    fmt = PercentFormatter(xmax=1.0, decimals=None)  # as many decimals as the range needs
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
