@@ -85,9 +85,10 @@ class Browser:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
 
-        def child_fds():
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
+        def child_fds():  # Chromium reads commands on fd 3 and writes replies on fd 4
+            a, b = os.dup(to_browser_r), os.dup(from_browser_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
 
         args = [
             exe, "--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
@@ -95,7 +96,7 @@ class Browser:
             "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
             "--allow-file-access-from-files", f"--window-size={width},{height}", "about:blank",
         ]
-        self.proc = subprocess.Popen(args, pass_fds=(to_browser_r, from_browser_w), preexec_fn=child_fds,
+        self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=child_fds,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_browser_r)
         os.close(from_browser_w)

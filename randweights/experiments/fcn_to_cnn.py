@@ -209,9 +209,12 @@ COLORS = dict(zip(RUNS, plots.sns.color_palette(plots.PALETTE, len(RUNS))))
 
 def _u_axis(ax) -> None:
     """Remaining weights on a log axis running from 100 % down (the paper's orientation)."""
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
     ax.invert_xaxis()
     plots.percent_axis(ax, "x")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
     ax.set_xlabel("remaining weights u (log)")
 
 
@@ -221,7 +224,7 @@ def plot_accuracy(frame: pd.DataFrame, preset_name: str):
     for label in ("IMP", "random pruning", "CNN (IMP)"):
         g = frame[frame["run"] == label]
         axes[0].plot(g["remaining_fraction"], g["best_validation_accuracy"], marker="o", ms=3, color=COLORS[label], label=label if label != "IMP" else "FCN, IMP")
-        axes[1].plot(g["remaining_fraction"], g["test_accuracy"], marker="o", ms=3, color=COLORS[label], label=label)
+        axes[1].plot(g["remaining_fraction"], g["test_accuracy"], marker="o", ms=3, color=COLORS[label], label=label if label != "IMP" else "FCN, IMP")
     imp = frame[frame["run"] == "IMP"]
     best = imp.loc[imp["best_validation_accuracy"].idxmax()]
     axes[0].scatter([best["remaining_fraction"]], [best["best_validation_accuracy"]], marker="*", s=160, color=COLORS["IMP"], zorder=4, label="best IMP round")
@@ -389,17 +392,18 @@ def plot_out_degree(record: dict, preset_name: str):
     fig, axes = plots.panels(3, width=3.6, height=3.4)
     rgb = out / out.max() if out.max() > 0 else out
     axes[0].imshow(rgb.transpose(1, 2, 0) if rgb.shape[0] == 3 else rgb[0], cmap=None if rgb.shape[0] == 3 else "gray", interpolation="nearest")
-    axes[0].set(title="out-degree per pixel (RGB)", xticks=[], yticks=[])
+    axes[0].set(title="units seeing each pixel\n(per channel, as RGB)", xticks=[], yticks=[])
     im = axes[1].imshow(out.sum(0), cmap="viridis", interpolation="nearest")
-    axes[1].set(title="out-degree, channels summed", xticks=[], yticks=[])
+    axes[1].set(title="units seeing each pixel\n(channels summed)", xticks=[], yticks=[])
     fig.colorbar(im, ax=axes[1], shrink=0.8)
     centers, radii = L.centroids_and_radii(m)
     ok = np.isfinite(radii)
     sc = axes[2].scatter(centers[ok, 1], centers[ok, 0], c=radii[ok], s=12, cmap="viridis_r")
-    axes[2].set(xlim=(-0.5, m.shape[3] - 0.5), ylim=(m.shape[2] - 0.5, -0.5), title="unit centroids (colour: RMS radius)", aspect="equal")
+    axes[2].set(xlim=(-0.5, m.shape[3] - 0.5), ylim=(m.shape[2] - 0.5, -0.5), title="unit centroids\n(colour: RMS radius)", aspect="equal")
     fig.colorbar(sc, ax=axes[2], shrink=0.8)
     for ax in axes:
         ax.grid(False)
+        ax.title.set_fontsize(9)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
@@ -453,7 +457,7 @@ def plot_controls(frame: pd.DataFrame, preset_name: str):
             ax.plot(g["remaining_fraction"], g[col], marker="o", ms=3, label=name, **style)
         ax.axhline(1.0, **plots.DENSE_STYLE)
         _u_axis(ax)
-        ax.set(title=title)
+        ax.set(title=title, xlabel="u (log)")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     axes[0].set_ylabel("locality ratio (random = 1)")
