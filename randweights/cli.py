@@ -16,7 +16,7 @@ import typing
 
 from . import __version__
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import ConfigError, DatasetNotFound
+from .errors import ConfigError, DatasetDamaged, DatasetNotFound
 from .methods import METHODS, method_config_class
 from .reproduce import NoCheckout
 
@@ -42,7 +42,7 @@ def _value_type(annotation) -> type:
 
 def _allowed(cls, f: dataclasses.Field, kind: type) -> str:
     """What the config accepts for ``f``, read from its own validation: build it with a value it must reject."""
-    probes = {str: "\x00?", int: -(10**18), float: float("-inf")}
+    probes = {str: "\x00?", int: -(10**18), float: -1e300}  # values every range check rejects
     if kind not in probes:
         return ""
     try:
@@ -177,16 +177,20 @@ def main(argv: list[str] | None = None) -> int:
 
         root = Path(args.root) if args.root else None
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root)
-    except (ConfigError, DatasetNotFound, NoCheckout) as err:
+    except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; every finished run is stored, the next call resumes
+        sys.stderr.write("randweights: interrupted\n")
+        return 130
 
 
 def _train(args) -> int:
-    from . import data, runs
+    from . import runs
 
     cfg = config_from_args(args)
-    data.load_arrays(cfg.data.dataset)  # fail on missing data before anything is written
+    # get_or_run checks the device and the results folder before loading data, and removes the folders it made
+    # when the run fails (missing or damaged data, a setting the data cannot meet): bad input writes nothing
     record = runs.get_or_run(cfg, root=args.results, device=args.device)
     print(json.dumps(record))
     return 0

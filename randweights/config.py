@@ -8,8 +8,13 @@ their defaults, so adding a new field with a default keeps every stored run vali
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -18,10 +23,127 @@ from .errors import ConfigError, check_choice, check_range
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential")
+SEED_LIMIT = 2**32  # seeds (every field whose name ends in "seed") lie in [0, 2**32)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+class Settings:
+    """Base of every settings dataclass. Before a class's own ``__post_init__`` checks (ranges, choices), every
+    field is checked against its annotated type and normalized, so new fields are covered without code:
+
+    * ``bool``: True/False only (numpy bools accepted); ``int``: integers only (no bools, no 1.5, no 500.0, no
+      "3"), numpy integers become ``int``; ``float``: any finite real number (no NaN, no infinities, no bools,
+      no strings), stored as ``float`` so ``1`` and ``1.0`` give one run_id; ``str``: strings only;
+      ``X | None``: None or an X. Fields named ``*seed`` lie in [0, 2**32).
+
+    The error is a :class:`ConfigError` naming the field, the same for the CLI, the Python API and notebooks."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "_normalizes", False):
+
+            def __post_init__(self, _own=own):
+                normalize_fields(self)
+                _own(self)
+
+            __post_init__._normalizes = True
+            cls.__post_init__ = __post_init__
+
+    def __post_init__(self):
+        normalize_fields(self)
+
+
+@functools.cache
+def _field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
+    """``{field: (type, None allowed)}`` from the class's annotations."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+        allowed = [a for a in args if a is not type(None)] or [hint]
+        kinds[name] = (allowed[0], type(None) in args)
+    return kinds
+
+
+def normalize_fields(settings: Any) -> None:
+    """Check and normalize every field of a (frozen) settings dataclass in place; see :class:`Settings`."""
+    kinds = _field_kinds(type(settings))
+    for f in fields(settings):
+        kind, optional = kinds[f.name]
+        value = getattr(settings, f.name)
+        normal = normalize_value(f.name, value, kind, optional)
+        if normal is not value:
+            object.__setattr__(settings, f.name, normal)
+
+
+_WHAT = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def normalize_value(name: str, value: Any, kind: type, optional: bool = False) -> Any:
+    """``value`` as a plain ``kind`` (see :class:`Settings`), or a ConfigError naming ``name``."""
+    if kind not in _WHAT:
+        return value
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(name, value, _WHAT[kind])
+    what = _WHAT[kind] + (" or None" if optional else "")
+    is_bool = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    if kind is bool:
+        if not is_bool:
+            raise ConfigError(name, value, what)
+        return bool(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(name, value, what)
+        return str(value)
+    if is_bool or isinstance(value, (str, bytes)):
+        raise ConfigError(name, value, what)
+    if kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise ConfigError(name, value, what)
+        value = int(value)
+        if name.endswith("seed"):
+            if not 0 <= value < SEED_LIMIT:
+                raise ConfigError(name, value, "an integer in [0, 2**32)")
+        return value
+    if not isinstance(value, numbers.Real):
+        raise ConfigError(name, value, what)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(name, value, what)
+    return number
+
+
+def check_device(device: str | None) -> None:
+    """``None``/``"auto"``, ``"cpu"``, or a CUDA / MPS device that this machine has; else a ConfigError."""
+    if device is None or device == "auto":
+        return
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    allowed = "auto, cpu" + (f", cuda, cuda:0..cuda:{gpus - 1}" if gpus else "")
+    if not isinstance(device, str):
+        raise ConfigError("device", device, allowed)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError("device", device, allowed) from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda" and torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count()):
+        return
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return
+    reason = "" if dev.type not in ("cuda", "mps") else f" (no {dev.type} device {device!r} on this machine)"
+    raise ConfigError("device", device, allowed + reason)
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Settings):
     dataset: str = field(default="mnist", metadata={"help": "the dataset"})
     subset: int | None = field(default=None, metadata={"help": "class-balanced number of training images; none: all"})
     validation: int = field(default=0, metadata={"help": "training images held out for validation (class-balanced, fixed split)"})
@@ -31,11 +153,11 @@ class DataConfig:
         check_choice("dataset", self.dataset, DATASETS)
         if self.subset is not None:
             check_range("subset", self.subset, low=10)
-        check_range("validation", self.validation, low=0)
+        check_range("validation", self.validation, low=0)  # the upper limit depends on the dataset: data.load
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Settings):
     arch: str = field(default="lenet-300-100", metadata={"help": "the network architecture"})
     width: float = field(default=1.0, metadata={"help": "multiplier of every hidden width and channel count"})
     bias: bool = field(default=False, metadata={"help": "give Linear and Conv2d layers a bias (the supermask papers use none)"})
@@ -49,7 +171,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     epochs: int = field(default=10, metadata={"help": "passes over the training images"})
     batch_size: int = field(default=128, metadata={"help": "images per step"})
     optimizer: str = field(default="sgd", metadata={"help": "the optimizer of the trained parameters"})
@@ -72,7 +194,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class MethodConfig:
+class MethodConfig(Settings):
     """Base of every method's settings. Subclasses set ``name`` and may override the default lr / weight decay."""
 
     name: ClassVar[str] = ""
@@ -88,6 +210,11 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        for name, cls in (("method", MethodConfig), ("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), cls) or (name == "method" and not self.method.name):
+                raise ConfigError(name, getattr(self, name), f"a {cls.__name__}" + (" of a method (make_config)" if name == "method" else ""))
 
     @property
     def lr(self) -> float:

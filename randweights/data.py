@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import DataConfig
-from .errors import DatasetNotFound, check_choice
+from .errors import ConfigError, DatasetDamaged, DatasetNotFound, check_choice
 
 SPLIT_SEED = 20200  # fixed: validation split and subsets never depend on the run's seed
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -54,12 +54,21 @@ def download_allowed() -> bool:
 
 # ----------------------------------------------------------------------------------------------- raw arrays
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (plain or gzip), the format of MNIST and Fashion-MNIST."""
+    """Read an IDX file (plain or gzip), the format of MNIST and Fashion-MNIST. A file that is truncated or not
+    IDX raises :class:`DatasetDamaged` naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:  # gzip: truncated stream or not gzip at all
+        raise DatasetDamaged(path, f"cannot be read: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise DatasetDamaged(path, "not an IDX file of unsigned bytes")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DatasetDamaged(path, f"{len(raw)} bytes, its header says {expected}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -90,11 +99,14 @@ def _load_cifar(root: Path, tried: list[str]):
     npz = root / "cifar10.npz"
     tried.append(str(npz))
     if npz.is_file():
-        d = np.load(npz)
-        return {
-            "train": (d["x_train"], d["y_train"].astype(np.int64)),
-            "test": (d["x_test"], d["y_test"].astype(np.int64)),
-        }
+        try:
+            d = np.load(npz)
+            return {
+                "train": (d["x_train"], d["y_train"].astype(np.int64)),
+                "test": (d["x_test"], d["y_test"].astype(np.int64)),
+            }
+        except Exception as err:  # noqa: BLE001 - zip, pickle or key errors all mean the same: a bad file
+            raise DatasetDamaged(npz, f"{type(err).__name__}: {err}") from None
     folder = root / "cifar-10-batches-py"
     tried.append(str(folder))
     if (folder / "test_batch").is_file():
@@ -103,10 +115,13 @@ def _load_cifar(root: Path, tried: list[str]):
         for split, names in parts.items():
             xs, ys = [], []
             for name in names:
-                with open(folder / name, "rb") as f:
-                    batch = pickle.load(f, encoding="latin1")
-                xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-                ys.append(np.asarray(batch["labels"], dtype=np.int64))
+                try:
+                    with open(folder / name, "rb") as f:
+                        batch = pickle.load(f, encoding="latin1")
+                    xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+                    ys.append(np.asarray(batch["labels"], dtype=np.int64))
+                except Exception as err:  # noqa: BLE001 - truncated pickle, wrong keys or shapes: a bad file
+                    raise DatasetDamaged(folder / name, f"{type(err).__name__}: {err}") from None
             out[split] = (np.concatenate(xs), np.concatenate(ys))
         return out
     return None
@@ -166,15 +181,16 @@ class Splits:
     input_shape: tuple[int, int, int]
 
 
-def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` indices with the classes as equal as possible (the first classes get the remainder)."""
-    classes = np.unique(labels)
+def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator, parameter: str = "subset") -> np.ndarray:
+    """``count`` indices with the classes as equal as possible (the first classes get the remainder). More than
+    the classes allow is a ConfigError naming ``parameter``."""
+    classes, sizes = np.unique(labels, return_counts=True)
     per_class = [count // len(classes) + (i < count % len(classes)) for i in range(len(classes))]
     picked = []
     for c, n in zip(classes, per_class):
         members = np.flatnonzero(labels == c)
         if n > len(members):
-            raise ValueError(f"subset: class {c} has {len(members)} images, {n} requested")
+            raise ConfigError(parameter, count, f"at most {len(classes) * int(sizes.min())} (class-balanced: class {c} has {len(members)} images)")
         picked.append(rng.permutation(members)[:n])
     return np.sort(np.concatenate(picked))
 
@@ -196,12 +212,12 @@ def load(cfg: DataConfig) -> Splits:
     order = np.arange(len(y_train))
     val_idx = np.array([], dtype=np.int64)
     if cfg.validation:
-        val_idx = balanced_indices(y_train, cfg.validation, rng)
+        if cfg.validation >= len(y_train):
+            raise ConfigError("validation", cfg.validation, f"fewer than the {len(y_train)} training images of {cfg.dataset}")
+        val_idx = balanced_indices(y_train, cfg.validation, rng, "validation")
         order = np.setdiff1d(order, val_idx)
     if cfg.subset is not None:
         if cfg.subset > len(order):
-            from .errors import ConfigError
-
             raise ConfigError("subset", cfg.subset, f"at most {len(order)} for {cfg.dataset}")
         order = order[balanced_indices(y_train[order], cfg.subset, rng)]
 

@@ -19,6 +19,14 @@ class DatasetNotFound(FileNotFoundError):
     """A dataset is not on disk and could not (or may not) be downloaded."""
 
 
+class DatasetDamaged(ValueError):
+    """A dataset file is on disk but cannot be read as what it should be (truncated, wrong format); names the file."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = path
+        super().__init__(f"{path}: damaged dataset file ({problem}); delete it and put a good copy in its place")
+
+
 def check_choice(parameter: str, value: str, allowed) -> None:
     if value not in allowed:
         raise ConfigError(parameter, value, "one of " + ", ".join(sorted(allowed)))

@@ -3,6 +3,12 @@
 One failing notebook does not stop the others; the summary names every failure and the call returns 1.
 Notebooks run with the repository as working directory, ``RANDWEIGHTS_RESULTS=<repo>/results`` (so a rerun
 reuses every stored run) and progress bars off.
+
+A broken chapter is never published: each notebook executes into a temporary file that replaces
+``book/chapters/<name>.ipynb`` only when every cell ran. A chapter that fails keeps its last good page, with a
+warning at its top that the latest execution failed and why (with no good page yet, a short page says so).
+Ctrl-C stops cleanly: the summary of what ran, no traceback, exit code 130; the page being executed is left as
+it was, and the next call resumes from the stored runs.
 """
 
 from __future__ import annotations
@@ -50,26 +56,39 @@ def available_chapters(root: Path) -> list[str]:
     return [name for name in CHAPTERS if (root / "notebooks" / f"{name}.ipynb").is_file()]
 
 
+def chapter_path(root: Path, name: str) -> Path:
+    return root / "book" / "chapters" / f"{name}.ipynb"
+
+
 def execute(name: str, root: Path, preset: str, device: str | None = None) -> Path:
-    """Run ``notebooks/<name>.ipynb`` with papermill into ``book/chapters/<name>.ipynb``."""
+    """Run ``notebooks/<name>.ipynb`` with papermill into a temporary file that replaces
+    ``book/chapters/<name>.ipynb`` only on success; on failure or interruption the chapter is left untouched."""
     import papermill
 
-    out = root / "book" / "chapters" / f"{name}.ipynb"
+    out = chapter_path(root, name)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{name}.executing-*.ipynb"):  # left by a killed earlier call
+        stale.unlink(missing_ok=True)
+    tmp = out.with_name(f".{name}.executing-{os.getpid()}.ipynb")
     parameters = {"preset": preset}
     if device:
         parameters["device"] = device
-    papermill.execute_notebook(
-        str(root / "notebooks" / f"{name}.ipynb"),
-        str(out),
-        parameters=parameters,
-        kernel_name=KERNEL,
-        cwd=str(root),
-        progress_bar=False,
-        log_output=False,
-        extra_arguments=QUIET_KERNEL,
-    )
-    hide_setup_cells(out)
+    try:
+        papermill.execute_notebook(
+            str(root / "notebooks" / f"{name}.ipynb"),
+            str(tmp),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            cwd=str(root),
+            progress_bar=False,
+            log_output=False,
+            shutdown_kernel="immediate",  # no interrupt sent to a busy kernel on Ctrl-C (it would print a traceback)
+            extra_arguments=QUIET_KERNEL,
+        )
+        hide_setup_cells(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -93,6 +112,68 @@ def hide_setup_cells(path: Path) -> None:
             changed = True
     if changed:
         nbformat.write(nb, path)
+
+
+FAILED_TAG = "randweights-execution-failed"
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line: ``ValueError: what went wrong`` (the notebook's own error where papermill reports one)."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename:
+        text = f"{ename}: {evalue}" if evalue else ename
+    else:
+        lines = str(err).strip().splitlines()
+        text = f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
+    return " ".join(text.split())[:500]
+
+
+def _interrupted(err: BaseException) -> bool:
+    return isinstance(err, KeyboardInterrupt) or getattr(err, "ename", None) == "KeyboardInterrupt"
+
+
+def mark_failed(name: str, root: Path, preset: str, reason: str) -> None:
+    """Keep the last good page of a failed chapter under a warning saying the latest execution failed and why;
+    with no good page, write a short page saying so. Written atomically; the source notebook is not touched."""
+    import nbformat
+
+    out = chapter_path(root, name)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if out.is_file():
+        nb = nbformat.read(str(out), as_version=4)
+        nb.cells = [c for c in nb.cells if FAILED_TAG not in c.get("metadata", {}).get("tags", [])]
+        note = "This page shows the last execution that succeeded; its numbers may be out of date."
+    else:
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": KERNEL, "display_name": "Python 3", "language": "python"}})
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {chapter_title(root, name)}")]
+        note = "No execution of this chapter has succeeded yet, so it has no results to show."
+    banner = (
+        f"```{{warning}}\nThe latest execution of this chapter failed (preset `{preset}`, {when}):\n"
+        f"`{reason.replace('`', chr(39))}`.\n{note} Run `randweights reproduce --only {name}` to retry.\n```"
+    )
+    cell = nbformat.v4.new_markdown_cell(banner, metadata={"tags": [FAILED_TAG]})
+    nb.cells.insert(1 if not out.is_file() else 0, cell)
+    tmp = out.with_name(f".{name}.failed-{os.getpid()}.ipynb")
+    try:
+        nbformat.write(nb, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def chapter_title(root: Path, name: str) -> str:
+    """The first ``# `` heading of the chapter's source notebook (else its name)."""
+    import json
+
+    try:
+        cells = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        for cell in cells:
+            for line in "".join(cell["source"]).splitlines() if cell["cell_type"] == "markdown" else []:
+                if line.startswith("# "):
+                    return line[2:].strip()
+    except (OSError, ValueError, KeyError):
+        pass
+    return name.replace("_", " ").capitalize()
 
 
 def toc_files(root: Path) -> list[str]:
@@ -125,6 +206,9 @@ def say(message: str) -> None:
 
 
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None) -> int:
+    from .config import check_device
+
+    check_device(device)
     root = repo_root(root)
     names = available_chapters(root)
     if only:
@@ -136,20 +220,34 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
         names = [n for n in names if n in only]
     os.environ.setdefault("RANDWEIGHTS_RESULTS", str(root / "results"))
     os.environ["RANDWEIGHTS_PROGRESS"] = "0"
-    failures, timings = [], {}
+    failures, timings, interrupted = [], {}, None
     for number, name in enumerate(names, 1):
         start = time.perf_counter()
         say(f"{name} ({number}/{len(names)}, preset {preset}): started")
         try:
             execute(name, root, preset, device)
-        except Exception as err:  # noqa: BLE001 - report and go on with the next notebook
-            failures.append(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}")
+        except (Exception, KeyboardInterrupt) as err:  # report and go on with the next notebook; stop on Ctrl-C
+            if _interrupted(err):
+                interrupted = name
+                timings[name] = time.perf_counter() - start
+                break
+            reason = failure_reason(err)
+            failures.append(f"{name}: {reason}")
+            mark_failed(name, root, preset, reason)
         timings[name] = time.perf_counter() - start
         status = "FAILED" if failures and failures[-1].startswith(name + ":") else "done"
         say(f"{name} ({number}/{len(names)}): {status} in {timings[name]:.0f} s; {sum(timings.values()):.0f} s so far")
     for name, seconds in timings.items():
-        status = "FAILED" if any(f.startswith(name + ":") for f in failures) else "ok"
+        failed = any(f.startswith(name + ":") for f in failures)
+        status = "INTERRUPTED" if name == interrupted else "FAILED (last good page kept, with a warning)" if failed else "ok"
         print(f"[reproduce] {name:16s} {preset:6s} {seconds:7.1f} s  {status}")
+    if interrupted is not None:
+        skipped = names[names.index(interrupted) + 1 :]
+        if skipped:
+            print(f"[reproduce] not run: {', '.join(skipped)}")
+        print("[reproduce] interrupted: the chapter pages are as they were and every finished run is stored; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     if build:
         say("building the book")
         code = build_book(root)

@@ -20,7 +20,7 @@ with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing; i
 
 from . import data as data_lib
 from . import models
-from .config import RunConfig
+from .config import RunConfig, check_device
 from .methods import method_module
 
 
@@ -32,7 +32,8 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when present, else CPU."""
+    """``None``/``"auto"``: CUDA when present, else CPU. A device this machine lacks is a ConfigError."""
+    check_device(device)
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

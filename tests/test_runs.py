@@ -106,3 +106,86 @@ def test_a_killed_process_leaves_whole_records_and_the_sweep_resumes(tmp_path, m
 def test_frame_has_one_row_per_record():
     df = runs.frame([{"run_id": "a", "test_accuracy": 0.5, "config": {}}, {"run_id": "b", "test_accuracy": 0.7, "config": {}}])
     assert list(df["run_id"]) == ["a", "b"] and "config" not in df
+
+
+# ------------------------------------------------------------------------------------------ one run, one trainer
+COUNTING_WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+
+    import randweights.train as train
+    from randweights import make_config, runs
+
+    root, marker, gate, started, mode = sys.argv[1:6]
+    real_run = train.run
+
+    def counted_run(cfg, device=None):
+        with open(marker, "a") as f:  # one line per training, appended by whichever process trains
+            f.write(f"{cfg.run_id} {os.getpid()}\\n")
+        while not os.path.exists(gate):  # hold the lock until the test has every worker waiting
+            time.sleep(0.02)
+        return real_run(cfg, device)
+
+    train.run = counted_run
+    cfgs = [make_config("edge-popup", keep_fraction=k, subset=200, epochs=1, batch_size=100) for k in (0.3, 0.5, 0.7)]
+    Path(started, str(os.getpid())).touch()
+    if mode == "one":
+        print(json.dumps(runs.get_or_run(cfgs[0], root=root)))
+    else:
+        print(json.dumps(runs.sweep(cfgs, root=root)))
+    """
+)
+
+
+def _start_workers(tmp_path, n, mode):
+    started = tmp_path / "started"
+    started.mkdir()
+    args = [str(tmp_path / "results"), str(tmp_path / "trained.txt"), str(tmp_path / "gate"), str(started), mode]
+    env = {**os.environ, "RANDWEIGHTS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTING_WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+    deadline = time.time() + 120
+    while time.time() < deadline and (len(list(started.iterdir())) < n or not (tmp_path / "trained.txt").exists()):
+        time.sleep(0.05)
+    time.sleep(1.0)  # every worker is past its start marker: now in get_or_run, waiting or training
+    (tmp_path / "gate").touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    trained = (tmp_path / "trained.txt").read_text().split("\n")[:-1]
+    return [json.loads(out) for out, _ in outs], [line.split()[0] for line in trained]
+
+
+def test_three_processes_asking_for_one_run_train_it_once_and_return_the_stored_record(tmp_path, mnist):
+    records, trained = _start_workers(tmp_path, 3, "one")
+    assert len(trained) == 1
+    stored = json.loads((tmp_path / "results" / trained[0] / "record.json").read_text())
+    assert records == [stored, stored, stored]
+    assert runs.run_lock(tmp_path / "results" / trained[0]).lock_file == str(tmp_path / "results" / trained[0] / ".lock")
+
+
+def test_three_workers_on_one_sweep_train_each_run_once(tmp_path, mnist):
+    sweeps, trained = _start_workers(tmp_path, 3, "sweep")
+    assert len(trained) == 3 and len(set(trained)) == 3  # three runs, each trained by exactly one worker
+    assert sweeps[0] == sweeps[1] == sweeps[2]
+    assert {r["run_id"] for r in sweeps[0]} == set(trained)
+
+
+def test_a_lock_held_by_a_dead_process_is_free(tmp_path):
+    """The lock is an OS file lock: it dies with its holder, so a killed trainer never blocks the run forever."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from pathlib import Path; from randweights import runs; import time\n"
+         f"lock = runs.run_lock(Path({str(folder)!r})); lock.acquire(); print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    from filelock import Timeout
+
+    with pytest.raises(Timeout):
+        runs.run_lock(folder, blocking=False).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with runs.run_lock(folder, blocking=False):
+        pass

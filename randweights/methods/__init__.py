@@ -43,3 +43,13 @@ def method_config_class(name: str):
         if isinstance(value, type) and issubclass(value, MethodConfig) and value.name == name:
             return value
     raise LookupError(f"method module {module.__name__} defines no config named {name!r}")
+
+
+def check_untransformed(model) -> None:
+    """A method's ``apply`` needs a model no method has transformed yet: a second mask stacked on the first would
+    train something else silently. ``export(model)`` (or a fresh model) is the way to start again."""
+    from torch.nn.utils import parametrize
+
+    done = [name or type(model).__name__ for name, module in model.named_modules() if parametrize.is_parametrized(module)]
+    if done:
+        raise ConfigError("model", f"{type(model).__name__} already transformed (layer {done[0]!r})", "a model no method has transformed yet: build a new one, or export() this one first")

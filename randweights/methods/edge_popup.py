@@ -195,7 +195,10 @@ def freeze_all(model: nn.Module) -> None:
 def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant") -> nn.Module:
     """Re-initialize every Linear/Conv weight with ``init``, freeze all parameters, attach a top-k mask with
     trainable scores to each weight. Returns the same model (modified in place)."""
-    check_range("keep_fraction", keep_fraction, low=0, high=1, low_open=True)
+    from . import check_untransformed
+
+    keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init).keep_fraction  # the config's checks
+    check_untransformed(model)
     freeze_all(model)
     for layer in maskable_layers(model):
         init_weight_(layer.weight, init, keep_fraction)

@@ -220,10 +220,11 @@ def apply(
 
     Biases and BatchNorm parameters (the papers' nets have none that learn) stay frozen. The layer's own weight
     is replaced by a 0-size stub so that it costs no memory; ``layer.weight`` yields the selected weights."""
-    check_range("num_slots", num_slots, low=1)
-    check_choice("selection", selection, SELECTIONS)
-    check_choice("candidate_init", candidate_init, CANDIDATE_INITS)
-    check_choice("score_init", score_init, SCORE_INITS)
+    from . import check_untransformed
+
+    num_slots = SlotMachineConfig(num_slots=num_slots, selection=selection, candidate_init=candidate_init,
+                                  score_init=score_init, candidate_bits=candidate_bits).num_slots  # the config's checks
+    check_untransformed(model)
     freeze_all(model)
     for layer in maskable_layers(model):
         shape, fans = layer.weight.shape, _fans(layer)

@@ -60,6 +60,10 @@ class BernoulliMask(nn.Module):
 
 
 def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant", eval_mask: str = "sample") -> nn.Module:
+    from . import check_untransformed
+
+    keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init, eval_mask=eval_mask).keep_fraction  # checks
+    check_untransformed(model)
     freeze_all(model)
     for layer in maskable_layers(model):
         init_weight_(layer.weight, init, keep_fraction)
