@@ -245,3 +245,11 @@ def ahead(diff: float, first: str, second: str, paper_first: bool | None = None,
     if leader_first == paper_first:
         return text + ", as in the paper"
     return text + f": the reverse of the paper, which has {first if paper_first else second} ahead"
+
+
+def glue_markdown(key: str, text: str) -> None:
+    """Glue ``text`` as Markdown (a page shows it with ``{glue:md}`key```), not as a quoted string."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(key, Markdown(text), display=False)
