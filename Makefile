@@ -14,7 +14,7 @@ export RANDWEIGHTS_DATA
 # torch and torchvision pinned to the builds on this machine's disk; pyproject.toml accepts a range (Colab).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book test unit smoke bench fashion-mnist lint clean
+.PHONY: setup book test unit smoke bench fashion-mnist chromium lint clean
 
 setup: $(STAMP)
 
@@ -31,10 +31,17 @@ fashion-mnist:
 	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist"; \
 	else echo "Fashion-MNIST not installed: see data/README.md"; fi
 
+# Chromium for the browser test of the built book (Debian's package, where apt-get can run as root).
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium"; \
+	else echo "Chromium not installed: the browser test will skip"; fi
+
 book: setup fashion-mnist
 	$(BIN)/randweights reproduce --preset $(PRESET)
 
-test: setup fashion-mnist
+test: setup fashion-mnist chromium
 	$(BIN)/python -m pytest -q
 
 # the unit loop: everything but the notebook, book and package tests (about a minute)
@@ -52,4 +59,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf book/_build book/chapters book/_toc.yml
+	rm -rf book/_build book/chapters book/figures

@@ -42,7 +42,7 @@ def _value_type(annotation) -> type:
 
 def _allowed(cls, f: dataclasses.Field, kind: type) -> str:
     """What the config accepts for ``f``, read from its own validation: build it with a value it must reject."""
-    probes = {str: "\x00?", int: -(10**18), float: float("-inf")}
+    probes = {str: "\x00?", int: -(10**18), float: -1e300}  # values every range check rejects
     if kind not in probes:
         return ""
     try:

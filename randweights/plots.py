@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
@@ -29,7 +32,8 @@ def _inline_in_kernel() -> None:
 
 
 def panels(n: int, width: float = 4.0, height: float = 3.2, sharey: bool = False):
-    """A row of ``n`` axes."""
+    """A row of ``n`` axes, at most the text column's 7 inches wide in all."""
+    width = min(width, MAX_WIDTH_IN / n)
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), sharey=sharey, squeeze=False)
     return fig, list(axes[0])
 
@@ -61,10 +65,191 @@ def log_ticks(ax, values) -> None:
 def percent_axis(ax, axis: str = "y") -> None:
     from matplotlib.ticker import PercentFormatter
 
-    fmt = PercentFormatter(xmax=1.0, decimals=0)
+    fmt = PercentFormatter(xmax=1.0, decimals=None)  # as many decimals as the range needs
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
 def caption_preset(fig, preset: str, note: str = "") -> None:
     """Say in the figure which preset made it."""
     fig.text(0.995, 0.005, f"preset: {preset}" + (f" · {note}" if note else ""), ha="right", va="bottom", fontsize=7, color="0.4")
+
+
+# ---------------------------------------------------------------------------------------------- book figures
+MAX_WIDTH_IN = 7.0  # the book's text column
+
+
+def figures_dir(chapter: str) -> Path:
+    """Where a chapter's figure files go: ``$RANDWEIGHTS_FIGURES/<chapter>``, else ``book/figures/<chapter>`` of the
+    checkout holding the working directory (the chapters run there), else ``figures/<chapter>``."""
+    if os.environ.get("RANDWEIGHTS_FIGURES"):
+        return Path(os.environ["RANDWEIGHTS_FIGURES"]) / chapter
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "book" / "_config.yml").is_file():
+            return folder / "book" / "figures" / chapter
+    return here / "figures" / chapter
+
+
+def fit_width(fig, max_width: float = MAX_WIDTH_IN) -> None:
+    """Shrink ``fig`` (keeping its aspect) to at most ``max_width`` inches: text keeps its point size, so a wide
+    figure stays readable in the text column instead of being scaled down as an image."""
+    width, height = fig.get_size_inches()
+    if width > max_width:
+        fig.set_size_inches(max_width, height * max_width / width)
+
+
+def figure(fig, name: str, chapter: str) -> Path:
+    """Finish a book figure: fit it to the text column, save it as ``<name>.png`` and ``<name>.svg`` under
+    :func:`figures_dir`, glue it as ``name`` (the page shows it with a numbered, captioned ``{glue:figure}``) and
+    close it so the cell shows nothing else. Returns the PNG's path."""
+    fit_width(fig)
+    folder = figures_dir(chapter)
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / f"{name}.png"
+    fig.savefig(png)
+    fig.savefig(folder / f"{name}.svg")
+    try:
+        from myst_nb import glue
+    except ImportError:  # outside the book's environment: the files are the result
+        plt.close(fig)
+        return png
+    glue(name, fig, display=False)
+    plt.close(fig)
+    return png
+
+
+def legend_outside(fig_or_ax, where: str = "right", **kwargs):
+    """One legend for the figure (or axes), outside the data: to the ``right`` of the axes or ``below`` them."""
+    if where == "right":
+        kw = {"loc": "center left", "bbox_to_anchor": (1.0, 0.5)}
+    else:
+        kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.02), "ncol": 4}
+    if hasattr(fig_or_ax, "legend") and hasattr(fig_or_ax, "axes") and not hasattr(fig_or_ax, "plot"):
+        fig = fig_or_ax
+        handles = {}
+        for ax in fig.axes:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                if label not in handles and not label.startswith("_"):
+                    handles[label] = h
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        if where == "right":
+            kw["bbox_to_anchor"] = (1.0, 0.5)
+        return fig.legend(list(handles.values()), list(handles), frameon=False, **{**kw, **kwargs})
+    return fig_or_ax.legend(frameon=False, **{**kw, **kwargs})
+
+
+def run_note(frame, preset: str, results=None) -> str:
+    """One Markdown sentence naming the preset, device(s) and date(s) of the runs in ``frame`` (the dates are
+    those of the stored records)."""
+    import datetime
+
+    from .runs import results_root
+
+    root = results_root(results)
+    devices = sorted({str(d) for d in frame["device"].dropna()}) if "device" in frame else []
+    stamps = [
+        (root / rid / "record.json").stat().st_mtime
+        for rid in frame.get("run_id", [])
+        if (root / rid / "record.json").is_file()
+    ]
+    days = sorted({datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d") for t in stamps})
+    when = days[0] if len(days) == 1 else (f"{days[0]} to {days[-1]}" if days else "an unknown date")
+    minutes = frame["train_seconds"].sum() / 60 if "train_seconds" in frame else float("nan")
+    return (
+        f"**The runs on this page:** preset `{preset}`, {len(frame)} runs ({minutes:.1f} min of training) on "
+        f"{', '.join(devices) or 'an unknown device'}, stored {when}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- book tables
+# Names a reader knows, for the ids the code uses (architectures, methods, settings).
+READABLE = {
+    "lenet-300-100": "LeNet-300-100", "mlp-256-256": "MLP 256-256", "conv2": "Conv-2", "conv4": "Conv-4",
+    "conv6": "Conv-6", "conv8": "Conv-8", "resnet18": "ResNet-18", "resnet20-cifar": "ResNet-20",
+    "resnet50-cifar": "ResNet-50", "vgg19": "VGG-19", "fcn": "FCN", "f1": "F1 (784-10)",
+    "f2": "F2 (784-128-64-10)", "laperm-conv2": "Conv-2 (LaPerm)", "laperm-conv4": "Conv-4 (LaPerm)",
+    "laperm-conv7": "Conv-7 (LaPerm)", "laperm-conv13": "Conv-13 (LaPerm)", "slot-conv2": "Conv-2 (Slot Machines)",
+    "slot-conv4": "Conv-4 (Slot Machines)", "slot-conv6": "Conv-6 (Slot Machines)", "edge-popup": "Edge-Popup",
+    "supermask-bernoulli": "Bernoulli supermask", "dense": "dense", "imp": "IMP", "slot": "Slot Machines",
+    "laperm": "LaPerm", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+    "he-uniform": "He uniform", "weight-agnostic": "weight-agnostic", "random-sparse": "random sparse",
+    "signed-constant": "signed constant", "kaiming-normal": "Kaiming normal", "sgd": "SGD", "adam": "Adam",
+}
+
+
+def readable(value):
+    """The reader's name for an id (``"laperm-conv7"`` -> ``"Conv-7 (LaPerm)"``); anything else unchanged."""
+    return READABLE.get(value, value) if isinstance(value, str) else value
+
+
+def column_name(name) -> str:
+    """``"test_accuracy"`` -> ``"test accuracy"``; names that already read well are kept."""
+    return str(readable(name)).replace("_", " ") if isinstance(name, str) else ", ".join(map(str, name))
+
+
+def book_table(df, percent: tuple | list = (), points: tuple | list = (), decimals: int = 1, index: bool = False,
+               caption: str | None = None):
+    """A table formatted for reading: no index (unless ``index``: it becomes the first column), "-" for a missing
+    value, the ``percent`` columns (fractions in [0, 1]) and the ``points`` columns (already in %) as percentages,
+    whole numbers without decimals, other numbers with ``decimals``, ids as the names readers know. Returns a
+    pandas Styler (renders as HTML)."""
+    import numbers
+
+    import pandas as pd
+
+    frame = df.reset_index() if index or not isinstance(df.index, pd.RangeIndex) else df.copy()
+    if isinstance(frame.columns, pd.MultiIndex):
+        frame.columns = [" ".join(str(p) for p in c if str(p)) for c in frame.columns]
+    frame = frame.map(readable)
+    percent = {column_name(c) for c in percent}
+    points = {column_name(c) for c in points}
+    frame.columns = [column_name(c) for c in frame.columns]
+
+    def fmt(column):
+        def one(v):
+            if v is None or (isinstance(v, float) and v != v):
+                return "-"
+            if isinstance(v, bool) or not isinstance(v, numbers.Number):
+                return str(v)
+            if column in percent:
+                return f"{100 * v:.{decimals}f}%"
+            if column in points:
+                return f"{v:.{decimals}f}%"
+            if float(v).is_integer():
+                return f"{int(v):,}" if abs(v) >= 10000 else f"{int(v)}"
+            return f"{v:.{decimals}f}" if abs(v) >= 0.1 else f"{v:.3g}"
+
+        return one
+
+    styler = frame.style.format({c: fmt(c) for c in frame.columns}).hide(axis="index")
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler.set_table_attributes('class="book-table"')
+
+
+def ahead(diff: float, first: str, second: str, paper_first: bool | None = None, unit: str = "points") -> str:
+    """A sentence on which of two is ahead by ``diff = first - second`` (in ``unit``), and whether that agrees with
+    the paper (``paper_first``: the paper has ``first`` ahead)."""
+    if abs(diff) < 0.05:
+        text = f"{first} and {second} are level"
+        leader_first = None
+    else:
+        leader, other = (first, second) if diff > 0 else (second, first)
+        text = f"{leader} is {abs(diff):.1f} {unit} ahead of {other}"
+        leader_first = diff > 0
+    if paper_first is None:
+        return text
+    if leader_first is None:
+        return text + f" (the paper has {first if paper_first else second} ahead)"
+    if leader_first == paper_first:
+        return text + ", as in the paper"
+    return text + f": the reverse of the paper, which has {first if paper_first else second} ahead"
+
+
+def glue_markdown(key: str, text: str) -> None:
+    """Glue ``text`` as Markdown (a page shows it with ``{glue:md}`key```), not as a quoted string."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(key, Markdown(text), display=False)

@@ -83,11 +83,35 @@ def execute(name: str, root: Path, preset: str, device: str | None = None) -> Pa
             progress_bar=False,
             log_output=False,
             shutdown_kernel="immediate",  # no interrupt sent to a busy kernel on Ctrl-C (it would print a traceback)
+            extra_arguments=QUIET_KERNEL,
         )
+        hide_setup_cells(tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+# The kernel's own log (not the notebook's output): its "running over TCP without encryption" warning is about a
+# kernel on this machine talking to papermill over localhost, printed once per chapter.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+
+
+def hide_setup_cells(path: Path) -> None:
+    """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: the book shows neither (the page
+    states its preset in words)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        nbformat.write(nb, path)
 
 
 FAILED_TAG = "randweights-execution-failed"
@@ -152,21 +176,33 @@ def chapter_title(root: Path, name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def write_toc(root: Path) -> list[str]:
-    """Write ``book/_toc.yml`` for the intro and every executed chapter, in book order."""
-    done = [n for n in CHAPTERS if (root / "book" / "chapters" / f"{n}.ipynb").is_file()]
-    lines = ["format: jb-book", "root: intro", "parts:", "  - caption: Papers", "    chapters:"]
-    lines += [f"      - file: chapters/{n}" for n in done]
-    lines += ["  - caption: Reference", "    chapters:", "      - file: references"]
-    (root / "book" / "_toc.yml").write_text("\n".join(lines) + "\n")
-    return done
+def toc_files(root: Path) -> list[str]:
+    """The pages ``book/_toc.yml`` lists (``file:`` entries), in book order."""
+    import re
+
+    text = (root / "book" / "_toc.yml").read_text()
+    return re.findall(r"^\s*-?\s*(?:file|root):\s*(\S+)", text, flags=re.M)
 
 
 def build_book(root: Path) -> int:
-    write_toc(root)
+    """``jupyter-book build book -W -n --keep-going`` with the committed ``book/_toc.yml``; its output is passed
+    through line by line, less the kernel's "running over TCP without encryption" notices (pages that execute at
+    build time start a local kernel)."""
     launcher = "import sys; from jupyter_book.cli.main import main; sys.exit(main())"
     cmd = [sys.executable, "-c", launcher, "build", str(root / "book"), "-W", "-n", "--keep-going"]
-    return subprocess.call(cmd)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    for line in proc.stdout:
+        if KERNEL_NOTICE not in line:
+            sys.stdout.write(line)
+    return proc.wait()
+
+
+KERNEL_NOTICE = "Kernel is running over TCP without encryption"
+
+
+def say(message: str) -> None:
+    """One progress line, printed (and flushed) as it happens."""
+    print(f"[reproduce {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,
@@ -191,8 +227,9 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
     train = coverage.should_train(preset, device, train_missing)
     os.environ[coverage.TRAIN_ENV] = "1" if train else "0"
     failures, timings, interrupted = [], {}, None
-    for name in names:
+    for number, name in enumerate(names, 1):
         start = time.perf_counter()
+        say(f"{name} ({number}/{len(names)}, preset {preset}): started")
         try:
             execute(name, root, preset, device)
         except (Exception, KeyboardInterrupt) as err:  # report and go on with the next notebook; stop on Ctrl-C
@@ -209,6 +246,8 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
             stored = coverage.chapter_coverage(name, preset)
             if coverage.note_page(page, stored):
                 print(f"[reproduce] {name}: {stored.present} of {stored.total} runs stored; page notes it", file=sys.stderr)
+        status = "FAILED" if failures and failures[-1].startswith(name + ":") else "done"
+        say(f"{name} ({number}/{len(names)}): {status} in {timings[name]:.0f} s; {sum(timings.values()):.0f} s so far")
     for name, seconds in timings.items():
         failed = any(f.startswith(name + ":") for f in failures)
         status = "INTERRUPTED" if name == interrupted else "FAILED (last good page kept, with a warning)" if failed else "ok"
@@ -221,6 +260,7 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
               "run the same command again to resume", file=sys.stderr)
         return 130
     if build:
+        say("building the book")
         code = build_book(root)
         if code != 0:
             failures.append(f"book build exited {code}")

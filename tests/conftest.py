@@ -43,7 +43,7 @@ def smoke_chapters(tmp_path_factory):
     from randweights import reproduce
 
     root = tmp_path_factory.mktemp("repo")
-    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "_toc.yml"))
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "figures"))
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     done: dict[str, Path] = {}
 
@@ -84,3 +84,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "smoke_chapters" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def built_book(smoke_chapters):
+    """Every available chapter executed at the smoke preset and the book built from them, once per session:
+    ``(exit code of the build, the html folder)``. The book test and the browser test share it."""
+    from randweights import reproduce
+
+    root = smoke_chapters.root
+    for name in reproduce.available_chapters(root):
+        smoke_chapters(name)
+    code = reproduce.build_book(root)
+    return code, root / "book" / "_build" / "html"

@@ -144,3 +144,23 @@ def test_reproduce_outside_a_checkout_is_one_line_with_how_to_get_the_notebooks(
     assert len(lines) == 1, out.stderr
     assert "git clone https://github.com/randweights/randweights" in lines[0] and "--root DIR" in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reproduce_prints_each_chapter_as_it_starts_and_ends(monkeypatch, capsys):
+    from randweights import reproduce
+
+    seen = []
+
+    def fake_execute(name, root, preset, device=None):
+        seen.append(capsys.readouterr().out)  # what was printed before this chapter ran
+        if name == "slot_machines":
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(reproduce, "execute", fake_execute)
+    monkeypatch.setattr(reproduce, "mark_failed", lambda *args: None)  # the failed page's banner is tested elsewhere
+    code = reproduce.reproduce(preset="smoke", only=["edge_popup", "slot_machines"], build=False, root=reproduce.repo_root())
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "edge_popup (1/2, preset smoke): started" in seen[0]
+    assert "edge_popup (1/2): done in" in seen[1] and "slot_machines (2/2, preset smoke): started" in seen[1]
+    assert "slot_machines (2/2): FAILED in" in out

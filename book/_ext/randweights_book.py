@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -46,6 +47,27 @@ def _set_footer(app, config) -> None:
     config.html_theme_options = options
 
 
+_LITERAL = re.compile(r"(``.*?``|`[^`]*`)")
+
+
+def plain_text_docstring(lines: list[str]) -> None:
+    """Our docstrings are plain text with ````code```` spans, not reStructuredText: outside literals, ``|d|`` is
+    a norm (not a substitution) and ``*args`` a star (not emphasis). Escape both, in place."""
+    for i, line in enumerate(lines):
+        parts = _LITERAL.split(line)
+        for j in range(0, len(parts), 2):  # even parts are outside literals
+            text = parts[j].replace("|", "\\|")
+            if text.count("*") % 2 or "**" not in text:
+                text = re.sub(r"(?<![*\\])\*(?=[A-Za-z_(])", r"\\*", text)
+            parts[j] = text
+        lines[i] = "".join(parts)
+
+
+def _escape_docstring(app, what, name, obj, options, lines) -> None:
+    plain_text_docstring(lines)
+
+
 def setup(app):
     app.connect("config-inited", _set_footer)
+    app.connect("autodoc-process-docstring", _escape_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -282,8 +282,22 @@ def best_init_by_k(df: pd.DataFrame) -> str:
     parts = []
     for k, group in means.groupby(level=0):
         init = group.droplevel(0).idxmax()
-        parts.append(f"k = {k:g}: {INIT_LABELS[init]} ({100 * group.max():.1f}%)")
+        parts.append(f"k = {100 * k:g}%: {INIT_LABELS[init]} ({100 * group.max():.1f}%)")
     return "; ".join(parts)
+
+
+def peak_sentence(sweep: pd.DataFrame) -> str:
+    """Where each network's Edge-Popup curve peaks: inside the k range (the paper's inverted U) or at an end."""
+    inside, parts = 0, []
+    for family, group in sweep[sweep["method"] == "edge-popup"].groupby("family", sort=False):
+        curve = group.groupby("keep_fraction")["test_accuracy"].mean()
+        best = curve.idxmax()
+        interior = curve.index[0] < best < curve.index[-1]
+        inside += interior
+        parts.append(f"{family} at k = {100 * best:g}%" + ("" if interior else " (an end of the range)"))
+    total = len(parts)
+    verdict = "as in the paper" if inside == total else f"the paper's inverted U shows in {inside} of {total}"
+    return f"The curves peak inside the range of k for {inside} of {total} networks ({verdict}): " + "; ".join(parts) + "."
 
 
 def width_gaps(df: pd.DataFrame) -> tuple[float, float]:
@@ -318,14 +332,14 @@ def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
         dense = group[(group["method"] == "dense") & (group["optimizer"] == "sgd")]["test_accuracy"].mean()
         best_k, best_init = ep.idxmax()
         paper = PAPER_FIG3.get(arch, {})
-        rows.append(  # "—": the paper reports no such number
+        rows.append(  # None ("-" in the book): the paper reports no such number
             {
                 "network": family,
                 f"Edge-Popup, ours ({preset_name})": round(100 * ep.max(), 1),
                 "best k (ours)": best_k,
-                "Edge-Popup, paper": paper.get("edge-popup", "—"),
+                "Edge-Popup, paper": paper.get("edge-popup"),
                 f"dense SGD, ours ({preset_name})": round(100 * dense, 1),
-                "dense SGD, paper": paper.get("dense", "—"),
+                "dense SGD, paper": paper.get("dense"),
                 "training images (ours)": int(group["train_images"].iloc[0]),
                 "epochs (ours)": int(group["epochs"].iloc[0]),
             }
@@ -355,9 +369,9 @@ def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
         ax.set(title=family, xlabel="fraction of weights kept, k", xlim=(0, 1))
         plots.percent_axis(ax)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=7, loc="lower center")
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=3)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -399,12 +413,11 @@ def plot_width_sweep(df: pd.DataFrame, preset_name: str):
         ax.set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(sub)}: accuracy vs width")
         plots.log_ticks(ax, sorted(sub["width"].unique()))
         plots.percent_axis(ax)
-        ax.legend(fontsize=7)
     axes[-1].set(xlabel="width multiplier", ylabel="dense minus Edge-Popup (points)", title="gap to dense")
     plots.log_ticks(axes[-1], sorted(df["width"].unique()))
-    axes[-1].legend(fontsize=7)
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -420,9 +433,9 @@ def plot_fixed_count(df: pd.DataFrame, preset_name: str):
         ax.set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(sub)}: fixed kept weights")
         plots.log_ticks(ax, sorted(sub["width"].unique()))
         plots.percent_axis(ax)
-        ax.legend(fontsize=7)
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -437,7 +450,7 @@ def plot_bernoulli(df: pd.DataFrame, preset_name: str):
         ax.scatter(zb["realized_keep_fraction"], zb["test_accuracy"], marker="s", color=plots.sns.color_palette(plots.PALETTE)[3], label="Bernoulli supermask (Zhou et al.)\nat its realized kept fraction", zorder=3)
         ax.set(xlabel="fraction of weights kept", ylabel="test accuracy", title=_arch_label(sub), xlim=(0, 1))
         plots.percent_axis(ax)
-    axes[0].legend(fontsize=8)
+    plots.legend_outside(axes[-1], "right", fontsize=8)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig

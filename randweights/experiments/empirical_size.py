@@ -179,7 +179,6 @@ def plot_init_counts(df: pd.DataFrame, preset_name: str):
     ticks = sorted(stats["neurons"].unique())
     ax.set_xticks(ticks, [str(t) for t in ticks], minor=False)
     ax.set_xticks([], minor=True)
-    ax.legend(fontsize=7)
     ax = axes[1]
     stats["ratio"] = stats["mean"] / stats["neurons"]
     ax.bar(stats["arch"], stats["ratio"], color=[colors[d - 1] for d in stats["depth"]])
@@ -187,9 +186,9 @@ def plot_init_counts(df: pd.DataFrame, preset_name: str):
     ax.axhspan(0.85, 1.15, color="0.85", zorder=0, label="within 15%")
     ax.set(ylabel="mean knots / #neurons", title="knots per neuron")
     ax.tick_params(axis="x", rotation=60, labelsize=7)
-    ax.legend(fontsize=7)
     plots.caption_preset(fig, preset_name, f"{df['seed'].nunique()} seeds, He-normal weights, N(0, 2/fan_in) biases")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 
@@ -258,11 +257,10 @@ def plot_pieces_through_training(df: pd.DataFrame, preset_name: str):
     axes[0].axhline(neurons, color="0.3", linestyle="--", label=f"#neurons = {neurons}")
     bound = regions.max_pieces_bound(p.hidden) - 1
     axes[0].set(xscale="log", xlabel="training step (0 plotted at 0.5)", ylabel="knots in [-1, 1]", title=f"C2: knots on the data domain (bound {bound:.0f})")
-    axes[0].legend(fontsize=7)
     axes[1].set(xscale="log", yscale="log", xlabel="training step", ylabel="test MSE", title="fit")
-    axes[1].legend(fontsize=7)
     plots.caption_preset(fig, preset_name, f"1-{'-'.join(map(str, p.hidden))}-1, Adam lr {p.lr:g}, {p.train_points} points")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 
@@ -304,13 +302,15 @@ def plot_splines(curves: dict, preset_name: str):
     ax.plot(f["knots"].clip(lower=0.5), f["test_mse"], marker="s", label="LS spline, free knots")
     ax.scatter(e["net_knots"].clip(lower=0.5), e["net_test_mse"], color="k", zorder=3, label="network at checkpoints")
     for i, (_, r) in enumerate(e.iterrows()):
-        ax.annotate(f"step {int(r['step'])}", (max(r["net_knots"], 0.5), r["net_test_mse"]), fontsize=6, xytext=(4, 6 if i % 2 else -8), textcoords="offset points")
+        if i in (0, len(e) - 1):  # the first and last checkpoint named; the ones between would overlap
+            ax.annotate(f"step {int(r['step'])}", (max(r["net_knots"], 0.5), r["net_test_mse"]), fontsize=7,
+                        xytext=(6, 4), textcoords="offset points")
         if r["uniform_knots"] is not None and not pd.isna(r["uniform_knots"]):
             ax.plot([max(r["uniform_knots"], 0.5), max(r["net_knots"], 0.5)], [r["net_test_mse"]] * 2, color="0.6", linewidth=0.8, linestyle=":")
     ax.set(xscale="log", yscale="log", xlabel="knots (0 plotted at 0.5)", ylabel="test MSE", title="C3: network vs linear splines")
-    ax.legend(fontsize=7)
     plots.caption_preset(fig, preset_name, "dotted: from the spline-equivalent size to the net's knots")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 
@@ -329,7 +329,6 @@ def plot_knot_locations(df: pd.DataFrame, preset_name: str):
         top = ax.get_ylim()[1]
         ax.plot(xs, curv / curv.max() * top, color="0.3", linewidth=0.8, label="|f''| (scaled)")
         ax.set(xlabel="x", ylabel="knots per bin", title=f"C4: bias init {b}")
-        ax.legend(fontsize=7)
     ax = axes[2]
     last = df.sort_values("step").groupby(["bias_init", "lr", "weight_scale"]).tail(1)
     for b, g in last[last["weight_scale"] == 1.0].groupby("bias_init"):
@@ -338,9 +337,9 @@ def plot_knot_locations(df: pd.DataFrame, preset_name: str):
     ax.plot(scales["weight_scale"] * p.lr, scales["knots"], marker="s", linestyle=":", label=f"weight scale (x {p.lr:g}), bias normal, lr {p.lr:g}")
     ax.axhline(sum(p.hidden), color="0.3", linestyle="--", label="#neurons")
     ax.set(xscale="log", xlabel="lr (solid) / weight scale x base lr (dotted)", ylabel=f"knots in [-1, 1] at step {p.steps}", title="counts vs lr and scale")
-    ax.legend(fontsize=6)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 
@@ -379,12 +378,10 @@ def plot_noisy(res: dict, preset_name: str):
         axes[0].axhline(r["test_mse"], color=c, linestyle="--", linewidth=1, label=f"{r['spline']}: test")
     axes[0].axhline(p.noise**2, color="tab:red", linestyle=":", linewidth=1, label="noise variance")
     axes[0].set(xscale="log", yscale="log", xlabel="step", ylabel="MSE", title="C5: noisy targets")
-    axes[0].legend(fontsize=6)
     axes[1].plot(step, net["knots"], marker="o", color="k")
     axes[1].axhline(res["net"]["neurons"], color="0.3", linestyle="--", label="#neurons")
     axes[1].axhline(p.noisy_points - 2, color="tab:red", linestyle=":", label="knots to interpolate")
     axes[1].set(xscale="log", xlabel="step", ylabel="knots in [-1, 1]", title="net knots")
-    axes[1].legend(fontsize=7)
     xs = np.linspace(*DOMAIN, p.test_points)
     x, y = np.array(res["x"]), np.array(res["y"])
     axes[2].scatter(x, y, s=8, color="0.3", label="noisy data")
@@ -392,9 +389,9 @@ def plot_noisy(res: dict, preset_name: str):
     axes[2].plot(xs, res["net"]["final_prediction"], label=f"net, step {int(net['step'].iloc[-1])}")
     axes[2].plot(x, y, linewidth=0.6, alpha=0.7, label="interpolating spline")
     axes[2].set(xlabel="x", ylabel="y", title="fits")
-    axes[2].legend(fontsize=6)
     plots.caption_preset(fig, preset_name, f"{p.noisy_points} points, noise sd {p.noise}")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 
@@ -486,9 +483,9 @@ def plot_regions_2d(res: dict, preset_name: str):
     n1 = p.hidden_2d[0]
     axes[2].axhline(1 + n1 + n1 * (n1 - 1) // 2, color="0.3", linestyle="--", label=f"max for {n1} lines: 1+n+C(n,2)")
     axes[2].set(xscale="log", yscale="log", xlabel="step (0 at 0.5)", ylabel="regions in the window", title="region count vs step")
-    axes[2].legend(fontsize=6)
     plots.caption_preset(fig, preset_name, f"2-{'-'.join(map(str, p.hidden_2d))}-1, {p.resolution}x{p.resolution} grid; black: f = 0")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 
@@ -555,6 +552,33 @@ def segment_counts(preset_name: str, device=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def regions_summary(res: dict, preset_name: str) -> str:
+    """C6 in one sentence: regions hit by the grid at init and at the last step, against the first layer's
+    maximum for its lines."""
+    p = preset(preset_name)
+    df = pd.DataFrame(res["rows"])
+    first, last = df.iloc[0], df.iloc[-1]
+    n1 = p.hidden_2d[0]
+    most = 1 + n1 + n1 * (n1 - 1) // 2
+    change = "more" if last["regions"] > first["regions"] else "fewer"
+    return (f"The grid meets {int(first['regions'])} activation regions at init and {int(last['regions'])} at step "
+            f"{int(last['step'])} ({change} after training), against at most {most} for the first layer's {n1} lines "
+            f"alone: the network uses a small fraction of the regions its size allows.")
+
+
+def segments_summary(df: pd.DataFrame) -> str:
+    """C7 in one sentence: pieces per segment of the first and the last stored run of each method, against the
+    number of neurons."""
+    parts = []
+    for method, g in df.groupby("method", sort=False):
+        means = g.groupby("epochs")["activation_pieces"].mean()
+        parts.append(f"{plots.readable(method)}: {means.iloc[0]:.0f} pieces per segment after {means.index[0]} epochs"
+                     + (f", {means.iloc[-1]:.0f} after {means.index[-1]}" if len(means) > 1 else ""))
+    return ("; ".join(parts) + f" (the nets have {int(df['neurons'].iloc[0])} hidden neurons): "
+            + ("far fewer pieces than neurons along a segment." if df["activation_pieces"].mean() < df["neurons"].iloc[0]
+               else "as many pieces as neurons or more along a segment."))
+
+
 def plot_segments(df: pd.DataFrame, preset_name: str):
     fig, axes = plots.panels(2, width=4.6, height=3.4)
     long = df.melt(id_vars=["method", "epochs"], value_vars=["activation_pieces", "function_pieces"], var_name="count", value_name="pieces")
@@ -562,15 +586,14 @@ def plot_segments(df: pd.DataFrame, preset_name: str):
     plots.sns.pointplot(data=long, x="epochs", y="pieces", hue="series", errorbar="sd", dodge=0.3, ax=axes[0], markersize=4)
     axes[0].axhline(df["neurons"].iloc[0], color="0.3", linestyle="--", label="#neurons")
     axes[0].set(ylabel="pieces per segment (mean, sd)", xlabel="epochs trained", title="C7: pieces between MNIST test images")
-    axes[0].legend(fontsize=6)
     acc = df.groupby(["method", "epochs"])["test_accuracy"].first().reset_index()
     for m, g in acc.groupby("method"):
         axes[1].plot(g["epochs"], g["test_accuracy"], marker="o", label=m)
     axes[1].set(xlabel="epochs trained", ylabel="test accuracy", title="accuracy of the same runs")
     plots.percent_axis(axes[1])
-    axes[1].legend(fontsize=7)
     plots.caption_preset(fig, preset_name, f"{df['segment'].nunique()} segments, exact counts")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=3)
     return fig
 
 

@@ -222,7 +222,7 @@ def comparison_table(records: dict[str, dict], preset_name: str) -> pd.DataFrame
             "paper (ImageNet32, 1000 classes)": [PAPER["best_round"], PAPER["remaining_percent"], PAPER["best_validation_accuracy"], PAPER["final_top1"]],
             f"ours ({preset_name}, CIFAR-10, 10 classes)": [int(best["round"]), round(100 * best["remaining_fraction"], 2), round(100 * best["best_validation_accuracy"], 2), round(100 * best["test_accuracy"], 2)],
         },
-        index=["best IMP round", "remaining weights at best round (%)", "best validation accuracy (%)", "final-weights accuracy (%)"],
+        index=pd.Index(["best IMP round", "remaining weights at best round (%)", "best validation accuracy (%)", "final-weights accuracy (%)"], name="measure"),
     )
 
 
@@ -232,9 +232,12 @@ COLORS = dict(zip(RUNS, plots.sns.color_palette(plots.PALETTE, len(RUNS))))
 
 def _u_axis(ax) -> None:
     """Remaining weights on a log axis running from 100 % down (the paper's orientation)."""
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
     ax.invert_xaxis()
     plots.percent_axis(ax, "x")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
     ax.set_xlabel("remaining weights u (log)")
 
 
@@ -244,7 +247,7 @@ def plot_accuracy(frame: pd.DataFrame, preset_name: str):
     for label in ("IMP", "random pruning", "CNN (IMP)"):
         g = frame[frame["run"] == label]
         axes[0].plot(g["remaining_fraction"], g["best_validation_accuracy"], marker="o", ms=3, color=COLORS[label], label=label if label != "IMP" else "FCN, IMP")
-        axes[1].plot(g["remaining_fraction"], g["test_accuracy"], marker="o", ms=3, color=COLORS[label], label=label)
+        axes[1].plot(g["remaining_fraction"], g["test_accuracy"], marker="o", ms=3, color=COLORS[label], label=label if label != "IMP" else "FCN, IMP")
     imp = frame[frame["run"] == "IMP"]
     best = imp.loc[imp["best_validation_accuracy"].idxmax()]
     axes[0].scatter([best["remaining_fraction"]], [best["best_validation_accuracy"]], marker="*", s=160, color=COLORS["IMP"], zorder=4, label="best IMP round")
@@ -252,9 +255,10 @@ def plot_accuracy(frame: pd.DataFrame, preset_name: str):
         _u_axis(ax)
         plots.percent_axis(ax)
         ax.set(title=title, ylabel="accuracy")
-    axes[0].legend(fontsize=8)
-    plots.caption_preset(fig, preset_name)
+        ax.title.set_fontsize(9)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=4)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -305,17 +309,22 @@ def plot_displacement(record: dict, preset_name: str):
     divided by its expectation for random masks with the same counts on the same support."""
     masks = masks_of(record)
     picks = pick_rounds(record)
-    fig, axes = plots.plt.subplots(3, len(picks), figsize=(3.3 * len(picks), 9.4), squeeze=False)
+    from matplotlib.colors import TwoSlopeNorm
+
+    col_width = min(3.3, plots.MAX_WIDTH_IN / len(picks))
+    fig, axes = plots.plt.subplots(3, len(picks), figsize=(col_width * len(picks), 3 * col_width * 0.95), squeeze=False)
     for col, i in enumerate(picks):
         m = masks[i]
         sc, dc = L.displacement_maps(m)
         expected = L.random_displacement_map(m)
         u = 100 * record["round_metrics"][i]["remaining_fraction"]
-        _show_map(axes[0, col], sc, f"S_sc, u = {u:.1f}%")
-        _show_map(axes[1, col], dc, f"S_dc, u = {u:.1f}%")
+        _show_map(axes[0, col], sc, f"$S_{{sc}}$, u = {u:.1f}%")
+        _show_map(axes[1, col], dc, f"$S_{{dc}}$, u = {u:.1f}%")
         ratio = np.divide(sc, expected, out=np.ones_like(expected), where=expected > 0.5)
-        im = axes[2, col].imshow(ratio, cmap="coolwarm", vmin=0, vmax=max(2.0, float(ratio.max())), extent=(-31.5, 31.5, 31.5, -31.5) if m.shape[-1] == 32 else None, interpolation="nearest")
-        axes[2, col].set_title(f"S_sc / random expectation, u = {u:.1f}%", fontsize=9)
+        norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(2.0, float(ratio.max())))  # white = 1 = random
+        h, w = (ratio.shape[0] + 1) // 2, (ratio.shape[1] + 1) // 2
+        im = axes[2, col].imshow(ratio, cmap="coolwarm", norm=norm, extent=(-w + 0.5, w - 0.5, h - 0.5, -h + 0.5), interpolation="nearest")
+        axes[2, col].set_title(f"S_sc / random, u = {u:.1f}%", fontsize=9)
         axes[2, col].grid(False)
         fig.colorbar(im, ax=axes[2, col], shrink=0.7)
     for ax in axes[:, 0]:
@@ -340,38 +349,63 @@ def plot_locality_rounds(frame: pd.DataFrame, preset_name: str):
     axes[2].axhline(1.0, **plots.DENSE_STYLE)
     for ax in axes:
         _u_axis(ax)
-    axes[0].legend(fontsize=8)
-    plots.caption_preset(fig, preset_name, "measures are ours, not the paper's")
+        ax.yaxis.label.set_fontsize(8)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=3)
+    plots.caption_preset(fig, preset_name, "measures are ours, not the paper's")
     return fig
 
 
 def plot_degrees(record: dict, preset_name: str, n_bins: int = 4):
-    """P5: in-degree histogram and degree-resolved locality at the last round."""
+    """P5: in-degree histogram and degree-resolved locality at the last round (top), and the same-channel
+    displacement map of each in-degree bin (bottom)."""
     m = masks_of(record)[-1]
     deg = L.in_degree(m)
     bins = L.degree_bins(deg, n_bins)
     ratios = L.locality_ratios(m, L.support(m))
-    fig, axes = plots.plt.subplots(1, 2 + len(bins), figsize=(3.6 * 2 + 2.2 * len(bins), 3.2), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1.6] + [1] * len(bins)})
-    axes = axes[0]
-    axes[0].hist(deg, bins=np.arange(0, deg.max() + 3, 2 if deg.max() < 200 else max(2, deg.max() // 60)), color=COLORS["IMP"], log=True)
-    axes[0].set(xlabel="in-degree (connections per unit)", ylabel="units (log)", title="in-degree, last round")
+    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 5.6))
+    grid = fig.add_gridspec(2, 2 * len(bins), height_ratios=(1.2, 1))
+    top = [fig.add_subplot(grid[0, : len(bins)]), fig.add_subplot(grid[0, len(bins):])]
+    top[0].hist(deg, bins=np.arange(0, deg.max() + 3, 2 if deg.max() < 200 else max(2, deg.max() // 60)), color=COLORS["IMP"], log=True)
+    top[0].set(xlabel="in-degree (connections per unit)", ylabel="units (log)", title="in-degree, last round")
     labels, values = [], []
     for lo, hi in bins:
         sel = (deg >= lo) & (deg < hi)
         labels.append(f"[{lo},{hi})")
         values.append(float(np.nanmean(ratios[sel])) if sel.any() else np.nan)
-    axes[1].bar(labels, values, color=COLORS["IMP"])
-    axes[1].axhline(1.0, **plots.DENSE_STYLE)
-    axes[1].set(xlabel="in-degree bin", ylabel="mean locality ratio", title="locality by degree")
-    axes[1].tick_params(axis="x", labelsize=7)
-    for ax, (lo, hi) in zip(axes[2:], bins):
+    top[1].bar(labels, values, color=COLORS["IMP"])
+    top[1].axhline(1.0, **plots.DENSE_STYLE)
+    top[1].set(xlabel="in-degree bin", ylabel="mean locality ratio", title="locality by degree (random = 1)")
+    top[1].tick_params(axis="x", labelsize=7)
+    for b, (lo, hi) in enumerate(bins):
+        ax = fig.add_subplot(grid[1, 2 * b : 2 * b + 2])
         sc, _ = L.displacement_maps(m, np.flatnonzero((deg >= lo) & (deg < hi)))
-        _show_map(ax, sc, f"S_sc, degree [{lo},{hi})")
+        _show_map(ax, sc, f"$S_{{sc}}$, degree [{lo},{hi})")
         ax.set(xticks=[], yticks=[])
-    plots.caption_preset(fig, preset_name)
+    for ax in top:
+        ax.title.set_fontsize(9)
     fig.tight_layout()
+    plots.caption_preset(fig, preset_name)
     return fig
+
+
+def degree_summary(record: dict, n_bins: int = 4) -> str:
+    """P5 in one sentence: the spread of in-degrees at the last round and the locality of the least and most
+    connected units."""
+    m = masks_of(record)[-1]
+    deg = L.in_degree(m)
+    bins = L.degree_bins(deg, n_bins)
+    ratios = L.locality_ratios(m, L.support(m))
+    means = [float(np.nanmean(ratios[(deg >= lo) & (deg < hi)])) for lo, hi in bins if ((deg >= lo) & (deg < hi)).any()]
+    alive = deg[deg > 0]
+    text = (f"At the last round {100 * (deg == 0).mean():.0f}% of the first-layer units have no connection left and "
+            f"the others keep between {alive.min() if len(alive) else 0} and {alive.max() if len(alive) else 0} "
+            f"(median {int(np.median(alive)) if len(alive) else 0}).")
+    if len(means) >= 2:
+        text += (f" The least connected units have a mean locality ratio of {means[0]:.2f}, the most connected "
+                 f"{means[-1]:.2f} (1 = random): " + ("the better-connected units are the more local ones." if means[-1] < means[0]
+                                                      else "the better-connected units are not the more local ones."))
+    return text
 
 
 def plot_out_degree(record: dict, preset_name: str):
@@ -381,20 +415,39 @@ def plot_out_degree(record: dict, preset_name: str):
     fig, axes = plots.panels(3, width=3.6, height=3.4)
     rgb = out / out.max() if out.max() > 0 else out
     axes[0].imshow(rgb.transpose(1, 2, 0) if rgb.shape[0] == 3 else rgb[0], cmap=None if rgb.shape[0] == 3 else "gray", interpolation="nearest")
-    axes[0].set(title="out-degree per pixel (RGB)", xticks=[], yticks=[])
+    axes[0].set(title="units seeing each pixel\n(per channel, as RGB)", xticks=[], yticks=[])
     im = axes[1].imshow(out.sum(0), cmap="viridis", interpolation="nearest")
-    axes[1].set(title="out-degree, channels summed", xticks=[], yticks=[])
+    axes[1].set(title="units seeing each pixel\n(channels summed)", xticks=[], yticks=[])
     fig.colorbar(im, ax=axes[1], shrink=0.8)
     centers, radii = L.centroids_and_radii(m)
     ok = np.isfinite(radii)
     sc = axes[2].scatter(centers[ok, 1], centers[ok, 0], c=radii[ok], s=12, cmap="viridis_r")
-    axes[2].set(xlim=(-0.5, m.shape[3] - 0.5), ylim=(m.shape[2] - 0.5, -0.5), title="unit centroids (colour: RMS radius)", aspect="equal")
+    axes[2].set(xlim=(-0.5, m.shape[3] - 0.5), ylim=(m.shape[2] - 0.5, -0.5), title="unit centroids\n(colour: RMS radius)", aspect="equal")
     fig.colorbar(sc, ax=axes[2], shrink=0.8)
     for ax in axes:
         ax.grid(False)
+        ax.title.set_fontsize(9)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
+
+
+def out_degree_summary(record: dict) -> str:
+    """P6 in one sentence: how much of the image the last round still sees, and whether the units' centroids
+    gather towards the centre (their mean distance from it against a uniform spread over the image)."""
+    m = masks_of(record)[-1]
+    out = L.out_degree_map(m).sum(0)
+    centers, radii = L.centroids_and_radii(m)
+    ok = np.isfinite(radii)
+    h, w = m.shape[2], m.shape[3]
+    yy, xx = np.mgrid[0:h, 0:w]
+    middle = ((h - 1) / 2, (w - 1) / 2)
+    uniform = float(np.hypot(yy - middle[0], xx - middle[1]).mean())
+    ours = float(np.hypot(centers[ok, 0] - middle[0], centers[ok, 1] - middle[1]).mean()) if ok.any() else float("nan")
+    verdict = "closer to the centre than" if ours < uniform else "no closer to the centre than"
+    return (f"At the last round {100 * (out == 0).mean():.0f}% of the pixels feed no first-layer unit; the units' "
+            f"centroids lie {ours:.1f} pixels from the image centre on average, {verdict} a uniform spread "
+            f"({uniform:.1f} pixels).")
 
 
 def plot_ablation(df: pd.DataFrame, preset_name: str):
@@ -405,7 +458,7 @@ def plot_ablation(df: pd.DataFrame, preset_name: str):
         axes[0].plot(g["units_ablated"], g["test_accuracy"], marker="o", ms=4, label=names[how])
     axes[0].set(xlabel="first-layer units ablated", ylabel="test accuracy", title="node ablation, last IMP round")
     plots.percent_axis(axes[0])
-    axes[0].legend(fontsize=8)
+    plots.legend_outside(axes[0], "right", fontsize=8)
     plots.caption_preset(fig, preset_name)
     fig.tight_layout()
     return fig
@@ -427,11 +480,12 @@ def plot_controls(frame: pd.DataFrame, preset_name: str):
             ax.plot(g["remaining_fraction"], g[col], marker="o", ms=3, label=name, **style)
         ax.axhline(1.0, **plots.DENSE_STYLE)
         _u_axis(ax)
-        ax.set(title=title)
-        ax.legend(fontsize=8)
+        ax.set(title=title, xlabel="u (log)")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     axes[0].set_ylabel("locality ratio (random = 1)")
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -440,7 +494,24 @@ def controls_table(frame: pd.DataFrame) -> pd.DataFrame:
     last = frame.sort_values("round").groupby("run", sort=False).tail(1).set_index("run")
     cols = ["round", "remaining_fraction", "best_validation_accuracy", "test_accuracy", "locality_ratio", "near_origin_excess", "rms_radius"]
     out = last[[c for c in cols if c in last]].copy()
-    return out.drop(index=[r for r in ("CNN (IMP)",) if r in out.index]).round(3)
+    return out.drop(index=[r for r in ("CNN (IMP)",) if r in out.index])
+
+
+def one_shot_summary(frame: pd.DataFrame) -> str:
+    """P9 in one sentence: the locality ratio (lower = more local) of one-shot pruning against IMP at the same
+    final u, with the paper's claim (IMP distils local features better)."""
+    one = frame[frame["run"] == "one-shot"].iloc[-1]
+    imp = frame[frame["run"] == "IMP"]
+    imp_last = imp.iloc[(np.abs(np.log(imp["remaining_fraction"]) - np.log(one["remaining_fraction"]))).argmin()]
+    diff = float(one["locality_ratio"] - imp_last["locality_ratio"])
+    if abs(diff) < 0.005:
+        verdict = "the two are equally local (the paper has IMP the more local)"
+    elif diff > 0:
+        verdict = "IMP is the more local, as the paper reports"
+    else:
+        verdict = "one-shot pruning is the more local, the reverse of the paper's finding"
+    return (f"At u = {100 * one['remaining_fraction']:.1f}% the locality ratio is {imp_last['locality_ratio']:.3f} "
+            f"after iterative pruning and {one['locality_ratio']:.3f} after one shot (lower is more local): {verdict}.")
 
 
 def plot_one_shot(frame: pd.DataFrame, preset_name: str):
@@ -448,11 +519,12 @@ def plot_one_shot(frame: pd.DataFrame, preset_name: str):
     one = frame[frame["run"] == "one-shot"].iloc[-1]
     imp = frame[frame["run"] == "IMP"]
     imp_last = imp.iloc[(np.abs(np.log(imp["remaining_fraction"]) - np.log(one["remaining_fraction"]))).argmin()]
-    fig, axes = plots.panels(3, width=3.0)
-    for ax, (col, name) in zip(axes, [("locality_ratio", "locality ratio"), ("near_origin_excess", "pairs at |d| <= 2 / random"), ("best_validation_accuracy", "best validation accuracy")]):
+    fig, axes = plots.panels(3, width=2.3)
+    for ax, (col, name) in zip(axes, [("locality_ratio", "locality ratio"), ("near_origin_excess", "near pairs / random"), ("best_validation_accuracy", "best val. accuracy")]):
         ax.bar(["iterative (IMP)", "one-shot"], [imp_last[col], one[col]], color=[COLORS["IMP"], COLORS["one-shot"]])
         ax.set(title=name)
-        ax.tick_params(axis="x", labelsize=8)
+        ax.title.set_fontsize(9)
+        ax.tick_params(axis="x", labelsize=7)
     axes[0].axhline(1.0, **plots.DENSE_STYLE)
     plots.percent_axis(axes[2])
     plots.caption_preset(fig, preset_name, f"u = {100 * one['remaining_fraction']:.1f}%")

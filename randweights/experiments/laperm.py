@@ -64,7 +64,7 @@ SMOKE_DATA = {"dataset": "mnist", "subset": 1000, "epochs": 1}
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         seeds=(0,), mlp=SMOKE_DATA, sync_periods=(5,), sparse_sync_period=5, sparsities=(0.5,),
-        probe_every=2, probe_images=500,
+        probe_every=2, probe_images=500, conv={"arch": "conv2", "width": 0.25, "dataset": "mnist", "subset": 200, "epochs": 1},
         f1={**F1, "subset": 2000, "sync_period": 4}, f2={**F2, "subset": 2000, "epochs": 1, "sync_period": 4},
         f2_official={**F2_OFFICIAL, "subset": 2000, "epochs": 1, "sync_period": 4}, ablation_seeds=(0,),
         logreg={**LOGREG, "subset": 1000, "epochs": 1, "sync_period": 4},
@@ -188,7 +188,7 @@ def plot_profiles(initial: list[torch.Tensor], trained: list[torch.Tensor], pres
     (bottom), one column per layer; the first row of each layer is also drawn unsorted (grey) in the trained
     panel, to show the noise that sorting removes."""
     n = len(initial)
-    fig, axes = plots.plt.subplots(2, n, figsize=(3.4 * n, 5.2), squeeze=False)
+    fig, axes = plots.plt.subplots(2, n, figsize=(min(3.4, plots.MAX_WIDTH_IN / n) * n, 5.2), squeeze=False)
     for j, (w0, w) in enumerate(zip(initial, trained)):
         for i, (tensor, when) in enumerate(((w0, "at init"), (w, "trained"))):
             ax = axes[i][j]
@@ -197,16 +197,16 @@ def plot_profiles(initial: list[torch.Tensor], trained: list[torch.Tensor], pres
             if i == 1:
                 ax.plot(x, r[0].numpy(), color="0.75", lw=0.4, label="one unit, unsorted")
             ax.plot(x, r.sort(dim=1).values.numpy().T, lw=0.5, alpha=0.35)
-            ax.set(title=f"layer {j + 1} ({tuple(laperm.rows(tensor).shape)}), {when}", xlabel="rank / fan-in")
+            units, fan_in = laperm.rows(tensor).shape
+            ax.set(title=f"layer {j + 1}, {when}\n{units} units x {fan_in} inputs", xlabel="rank / fan-in")
             ax.title.set_fontsize(8)
-            if i == 1 and j == 0:
-                ax.legend(fontsize=7, loc="upper left")
         axes[0][j].sharey(axes[1][j])
     axes[0][0].set_ylabel("weight value")
     axes[1][0].set_ylabel("weight value")
     fig.suptitle(title, fontsize=10)
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -233,13 +233,13 @@ def plot_rank_substitution(record: dict, probes: pd.DataFrame, preset_name: str)
     plots.hline(ax, start["init_permuted"], r"$\theta_0$, rows shuffled", linestyle=":")
     ax.set(xlabel="training step", ylabel=f"accuracy ({record['probe_images']} test images)", ylim=(0, 1), title="locations vs values")
     plots.percent_axis(ax)
-    ax.legend(fontsize=7, loc="center right")
     ax = axes[1]
     later = probes[probes["step"] > 0]
     ax.plot(later["step"], later["distance_ratio"], marker=".", color="0.3")
     ax.set(xlabel="training step", ylabel=r"$\|\mathrm{sync}(\theta_t)-\theta_t\| \,/\, \|\theta_t-\theta_0\|$", title="how far the projection moves", ylim=(0, None))
-    plots.caption_preset(fig, preset_name, "LeNet-300-100, Adam")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name, "LeNet-300-100, Adam")
     return fig
 
 
@@ -255,10 +255,23 @@ def sync_period_sweep(preset_name: str, device=None) -> pd.DataFrame:
     return df
 
 
+def sawtooth_period(df: pd.DataFrame, min_syncs: int = 3) -> int:
+    """The largest sync period k whose probed run has at least ``min_syncs`` syncs inside the probed steps (so the
+    right panel of F-L3 shows syncs at all); the smallest k when none has."""
+    best = None
+    for k in sorted(k for k in df["sync_period"].unique() if k):
+        r = df[(df["sync_period"] == k) & (df["seed"] == df["seed"].min())].iloc[0]
+        probes = r.get("probes") if isinstance(r.get("probes"), list) else []
+        steps = max((p["step"] for p in probes), default=0)
+        if probes and steps >= min_syncs * k:
+            best = k
+    return int(best if best is not None else min(k for k in df["sync_period"].unique() if k))
+
+
 def plot_sync_periods(df: pd.DataFrame, preset_name: str, sawtooth_k: int | None = None):
     """Left: synced test accuracy after every epoch. Middle: final accuracy vs k. Right: accuracy of the
     inner optimizer's unconstrained weights between syncs for one large k (drops at each sync)."""
-    fig, axes = plots.panels(3, width=4.2)
+    fig, axes = plots.panels(3, width=4.2, height=3.0)
     colors = plots.sns.color_palette("viridis", len(df["sync_period"].unique()))
     periods = sorted(k for k in df["sync_period"].unique() if k)
     for color, k in zip(colors, periods):
@@ -269,26 +282,26 @@ def plot_sync_periods(df: pd.DataFrame, preset_name: str, sawtooth_k: int | None
         h = pd.DataFrame(r["history"])
         axes[0].plot(h["epoch"], h["test_accuracy"], color="0.2", ls="--", lw=1.5, label="Adam" if r["seed"] == df["seed"].min() else None)
     axes[0].set(xlabel="epoch", ylabel="test accuracy (synced weights)", title="LaPerm vs Adam")
-    axes[0].legend(fontsize=7)
     plots.percent_axis(axes[0])
     lap = df[df["sync_period"] > 0].groupby("sync_period")["test_accuracy"].agg(["mean", "std"]).reset_index()
     axes[1].errorbar(lap["sync_period"], lap["mean"], yerr=lap["std"].fillna(0), marker="o", capsize=2, label="LaPerm")
     plots.hline(axes[1], df[df["sync_period"] == 0]["test_accuracy"].mean(), "Adam")
     axes[1].set(xscale="log", xlabel="sync period k (steps)", ylabel="final test accuracy", title="effect of k")
-    axes[1].legend(fontsize=8)
     plots.percent_axis(axes[1])
-    k = sawtooth_k or max(periods)
+    k = sawtooth_k or sawtooth_period(df)
     r = df[(df["sync_period"] == k) & (df["seed"] == df["seed"].min())].iloc[0]
     pr = pd.DataFrame(r["probes"])
-    axes[2].plot(pr["step"], pr["current"], marker=".", label="inner (Adam) weights")
-    axes[2].plot(pr["step"], pr["synced"], marker=".", alpha=0.7, label="synced copy")
+    axes[2].plot(pr["step"], pr["current"], marker=".", color="C3", label="inner (Adam) weights between syncs")
+    axes[2].plot(pr["step"], pr["synced"], marker=".", alpha=0.7, color="C4", label="synced copy")
     for s in range(k, int(pr["step"].max()) + 1, k):
         axes[2].axvline(s, color="0.6", lw=0.6, ls=":")
-    axes[2].set(xlabel="training step (dotted: syncs)", ylabel="probe accuracy", title=f"between syncs, k = {k}")
-    axes[2].legend(fontsize=7)
+    axes[2].set(xlabel="step (dotted: syncs)", ylabel="probe accuracy", title=f"between syncs, k = {k}")
     plots.percent_axis(axes[2])
-    plots.caption_preset(fig, preset_name, f"LeNet-300-100, {int(df['train_images'].iloc[0])} images")
+    for ax in axes:
+        ax.title.set_fontsize(9)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=7, ncol=4)
+    plots.caption_preset(fig, preset_name, f"LeNet-300-100, {int(df['train_images'].iloc[0])} images")
     return fig
 
 
@@ -315,18 +328,19 @@ def plot_sparse(df: pd.DataFrame, preset_name: str):
     for label, g in df.groupby("label"):
         s = g.groupby("init_sparsity")["test_accuracy"].agg(["mean", "std"]).reset_index()
         axes[0].errorbar(s["init_sparsity"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=2, label=label)
-    axes[0].set(xlabel="p, fraction of zeros drawn per layer (input layer at most 20 %)", ylabel="test accuracy", title="sparse init")
+    axes[0].set(xlabel="p, zeros drawn per layer\n(input layer at most 20%)", ylabel="test accuracy", title="sparse init")
     axes[0].xaxis.label.set_fontsize(8)
     plots.percent_axis(axes[0])
-    axes[0].legend(fontsize=8)
+    plots.percent_axis(axes[0], "x")
     lap = df[~df["hold_zeros"]].groupby("init_sparsity")[["connectivity_change", "init_zero_fraction"]].mean().reset_index()
     axes[1].plot(lap["init_sparsity"], lap["connectivity_change"], marker="o", label="entries whose zero / non-zero status changed")
     axes[1].plot(lap["init_sparsity"], lap["init_zero_fraction"], marker="s", ls="--", label="zeros in the kernels (overall)")
     axes[1].set(xlabel="p", ylabel="fraction of kernel entries", title="LaPerm rewires", ylim=(0, None))
     plots.percent_axis(axes[1])
-    axes[1].legend(fontsize=7)
-    plots.caption_preset(fig, preset_name, "LeNet-300-100")
+    plots.percent_axis(axes[1], "x")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name, "LeNet-300-100")
     return fig
 
 
@@ -388,7 +402,7 @@ def f2_logit_spreads(preset_name: str) -> dict[str, float]:
 def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
     """Left: synced test accuracy per epoch (mean over seeds, band: min to max) for F1 and both F2 recipes, with
     the paper's numbers. Right: F1's ten class rows after training, as 28x28 maps (white: v, black: 0)."""
-    fig = plots.plt.figure(figsize=(11, 3.6))
+    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 3.4))
     grid = fig.add_gridspec(2, 7)
     ax = fig.add_subplot(grid[:, :2])
     for i, (net, g) in enumerate(df.groupby("net", sort=False)):
@@ -400,7 +414,7 @@ def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
         plots.hline(ax, PAPER_ACCURACY[(arch, 0.0)] / 100, f"{arch.upper()}, paper", linestyle=":", color=color)
     ax.set(xlabel="epoch", ylabel="synced test accuracy", title="weight-agnostic nets", ylim=(0, 1))
     plots.percent_axis(ax)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0.0, -0.22), ncol=2, frameon=False)
     _, trained = initial_and_trained(f1_cfg)
     maps = trained[0].view(10, 28, 28).numpy()
     for c in range(10):
@@ -408,8 +422,8 @@ def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
         a.imshow(maps[c], cmap="gray", interpolation="nearest")
         a.set_title(f"class {c}", fontsize=8)
         a.axis("off")
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -425,7 +439,7 @@ def plot_class_maps(cfg: RunConfig, preset_name: str, arrows: int = 40):
     initial, trained = initial_and_trained(cfg)
     w0, w = initial[0].view(10, 28, 28).numpy(), trained[0].view(10, 28, 28).numpy()
     lim = float(np.abs(w0).max())
-    fig = plots.plt.figure(figsize=(11, 5.6))
+    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 4.6))
     grid = fig.add_gridspec(3, 10, height_ratios=(1, 1, 1.6))
     for c in range(10):
         for row, maps in ((0, w0), (1, w)):
@@ -451,7 +465,7 @@ def plot_class_maps(cfg: RunConfig, preset_name: str, arrows: int = 40):
         ax.plot(np.sort(w[c].ravel()), lw=0.8, ls="--", color="k" if c == 0 else "0.5", label=f"class {c}, trained")
     ax.set(xlabel="rank", ylabel="value", title="sorted rows: identical multisets")
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     plots.caption_preset(fig, preset_name, "784-10 logistic regression, He-uniform, LaPerm k = 250")
     return fig
 
@@ -511,11 +525,11 @@ def comparison_table(preset_name: str, frames: list[pd.DataFrame]) -> pd.DataFra
 def _row(arch: str, q: float, paper: float, g: pd.DataFrame, preset_name: str, method: str = "LaPerm") -> dict:
     run = len(g) > 0
     return {
-        "network": arch, "method": method, "p (zeros at init)": q, "paper (best, %)": paper,
+        "network": plots.readable(arch), "method": method, "p (zeros at init)": q, "paper (best)": paper,
         f"ours best ({preset_name})": round(100 * g["best_test_accuracy"].mean(), 2) if run else "full preset",
         f"ours final ({preset_name})": round(100 * g["test_accuracy"].mean(), 2) if run else "full preset",
         "k": int(g["sync_period"].iloc[0]) if run else PAPER_RECIPES.get(arch, {}).get("sync_period", 250),
-        "epochs": int(g["epochs"].iloc[0]) if run else PAPER_RECIPES.get(arch, {}).get("epochs", ""),
-        "training images": int(g["train_images"].iloc[0]) if run else "",
+        "epochs": int(g["epochs"].iloc[0]) if run else PAPER_RECIPES.get(arch, {}).get("epochs"),
+        "training images": int(g["train_images"].iloc[0]) if run else None,
         "seeds": len(g),
     }

@@ -215,15 +215,42 @@ def comparison_table(sweep: pd.DataFrame, selection: pd.DataFrame, preset_name: 
                 "network": LABELS.get(arch, arch),
                 "K": int(k),
                 f"GS, ours ({preset_name})": _pct(gs),
-                "GS, paper": PAPER_GS.get(arch, {}).get(int(k), float("nan")),
+                "GS, paper": PAPER_GS.get(arch, {}).get(int(k)),
                 f"PS, ours ({preset_name})": _pct(ps),
-                "PS, paper": PAPER_PS.get(arch, {}).get(int(k), float("nan")),
+                "PS, paper": PAPER_PS.get(arch, {}).get(int(k)),
                 f"learned, ours ({preset_name})": _pct(dense),
-                "learned, paper": PAPER_LEARNED.get(arch, float("nan")),
+                "learned, paper": PAPER_LEARNED.get(arch),
                 "images (ours)": int(group["train_images"].iloc[0]),
                 "epochs (ours)": int(at["epochs"].max()),
             })
     return pd.DataFrame(rows)
+
+
+def selection_gap(selection: pd.DataFrame) -> str:
+    """GS minus PS per network (mean over K and seeds), as a sentence against the paper (GS ahead)."""
+    slot = selection[selection["method"] == "slot"]
+    parts = []
+    for family, group in slot.groupby("family", sort=False):
+        acc = group.groupby("selection")["test_accuracy"].mean()
+        if {"greedy", "probabilistic"} <= set(acc.index):
+            gap = 100 * (acc["greedy"] - acc["probabilistic"])
+            parts.append(f"on {family} " + plots.ahead(gap, "GS", "PS", paper_first=True))
+    return "; ".join(parts) + "." if parts else "No PS runs at this preset."
+
+
+def finetune_sentence(df: pd.DataFrame) -> str:
+    """What finetuning did in our runs: the finetuned net against the slot machine and learned weights at equal
+    total epochs (the paper: finetuned slot machines at least as good as learned weights)."""
+    parts = []
+    for family, sub in df.groupby("family", sort=False):
+        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)]
+        if not len(ft):
+            continue
+        fine = ft["finetuned_test_accuracy"].mean()
+        learned = sub[sub["method"] == "dense"]["test_accuracy"].mean()
+        gap = 100 * (fine - learned)
+        parts.append(f"on {family} " + plots.ahead(gap, "the finetuned slot machine", "learned weights", paper_first=True))
+    return "; ".join(parts) + "." if parts else "No finetuning runs at this preset."
 
 
 def gain_2_to_8(sweep: pd.DataFrame, arch: str = "lenet-300-100") -> float:
@@ -249,7 +276,7 @@ def _k_axis(ax, ks) -> None:
 
 
 def plot_slots(df: pd.DataFrame, preset_name: str):
-    """Accuracy vs K (log axis, K >= 2), learned weights dashed, the untrained K = 1 network's accuracy as text."""
+    """Accuracy vs K (log axis), learned weights dashed, the untrained K = 1 network (the random network) dotted."""
     families = list(dict.fromkeys(df["family"]))
     fig, axes = plots.panels(len(families), width=3.8)
     for ax, family in zip(axes, families):
@@ -259,16 +286,15 @@ def plot_slots(df: pd.DataFrame, preset_name: str):
         ax.errorbar(st["num_slots"], st["mean"], yerr=st["sd"], marker="o", ms=4, capsize=2, label="slot machine (GS)")
         plots.hline(ax, sub[sub["method"] == "dense"]["test_accuracy"].mean(), "learned weights")
         k1 = slot[slot["num_slots"] == 1]["test_accuracy"]
-        if len(k1):  # as text: a line at chance level would squash the curve
-            ax.text(0.98, 0.04, f"K = 1 (the random network): {100 * k1.mean():.1f}%", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=7, color="0.35")
+        if len(k1):
+            plots.hline(ax, k1.mean(), "K = 1: the random network", linestyle=":", color="0.45")
         _k_axis(ax, st["num_slots"])
         ax.set(title=family, xlabel="candidates per connection, K")
         _percent(ax)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=7, loc="center right")
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=3)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -284,34 +310,45 @@ def plot_selection(df: pd.DataFrame, preset_name: str):
         ax.set(title=family, xlabel="candidates per connection, K")
         _percent(ax)
     axes[0].set_ylabel("test accuracy (greedy at test)")
-    axes[0].legend(fontsize=8)
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
 def plot_finetune(df: pd.DataFrame, preset_name: str):
-    """Final accuracy at equal total epochs: finetuned after E1 epochs of selection vs the slot machine trained
-    all epochs vs learned weights; the selected network's accuracy at the switch is shown too."""
+    """Final accuracy at equal total epochs, as bars per switch epoch: the selected network at the switch, the same
+    network after finetuning, the slot machine trained all epochs, and learned weights trained all epochs."""
     families = list(dict.fromkeys(df["family"]))
     fig, axes = plots.panels(len(families), width=4.2)
-    colors = plots.sns.color_palette(plots.PALETTE, 3)
+    colors = plots.sns.color_palette(plots.PALETTE, 4)
     for ax, family in zip(axes, families):
         sub = df[df["family"] == family]
-        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)].sort_values("epochs")
-        total = int((ft["epochs"] + ft["finetune_epochs"]).max()) if len(ft) else int(sub["epochs"].max())
-        ax.plot(ft["epochs"], ft["finetuned_test_accuracy"], marker="o", color=colors[0], label="finetuned slot machine (final)")
-        ax.plot(ft["epochs"], ft["selected_test_accuracy"], marker="x", linestyle="none", color=colors[0], alpha=0.6,
-                label="selected network at the switch")
+        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)]
+        ft = ft.groupby("epochs")[["selected_test_accuracy", "finetuned_test_accuracy", "finetune_epochs"]].mean()
+        total = int((ft.index + ft["finetune_epochs"]).max()) if len(ft) else int(sub["epochs"].max())
         plain = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] == 0)]["test_accuracy"].mean()
-        plots.hline(ax, plain, f"slot machine, {total} epochs", color=colors[1], linestyle="-.")
-        plots.hline(ax, sub[sub["method"] == "dense"]["test_accuracy"].mean(), f"learned weights, {total} epochs")
-        ax.set(title=f"{family}, K = 8", xlabel=f"epochs of selection before finetuning (total {total})", xlim=(0, total))
+        learned = sub[sub["method"] == "dense"]["test_accuracy"].mean()
+        bars = [
+            ("selected network at the switch", ft["selected_test_accuracy"]),
+            ("after finetuning (final)", ft["finetuned_test_accuracy"]),
+            (f"slot machine, all {total} epochs", pd.Series(plain, index=ft.index)),
+            (f"learned weights, all {total} epochs", pd.Series(learned, index=ft.index)),
+        ]
+        width = 0.8 / len(bars)
+        for b, (label, values) in enumerate(bars):
+            x = np.arange(len(ft)) + (b - (len(bars) - 1) / 2) * width
+            ax.bar(x, values.values, width=width, color=colors[b], label=label)
+        ax.set_xticks(np.arange(len(ft)), [f"switch after {int(e)} of {total}" for e in ft.index])
+        ax.set(title=f"{family}, K = 8", xlabel="epochs of selection before finetuning")
+        lows = [v.min() for _, v in bars if len(v)]
+        if lows:
+            ax.set_ylim(max(0.0, min(lows) - 0.05), None)
         _percent(ax)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=7, loc="lower right")
-    plots.caption_preset(fig, preset_name)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name)
     return fig
 
 
@@ -344,9 +381,9 @@ def plot_changes(changes: pd.DataFrame, preset_name: str, family: str = ""):
     plots.percent_axis(axes[0])
     for ax in axes:
         ax.set_xticks(sorted(changes["epoch"].unique()))
-    axes[1].legend(fontsize=7, ncol=2)
-    plots.caption_preset(fig, preset_name, family)
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=4)
+    plots.caption_preset(fig, preset_name, family)
     return fig
 
 
@@ -365,9 +402,9 @@ def plot_histograms(record: dict, preset_name: str):
         shape = h.get("shape", [])
         ax.set(title=f"layer {h['layer']} ({' x '.join(map(str, shape[1::-1]))})", xlabel="value / b")
     axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=7, loc="upper center")
-    plots.caption_preset(fig, preset_name, f"{LABELS.get(record['arch'], record['arch'])}, K = {record['num_slots']}")
     fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    plots.caption_preset(fig, preset_name, f"{LABELS.get(record['arch'], record['arch'])}, K = {record['num_slots']}")
     return fig
 
 
