@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from _timing import median_ms
 
-from randweights import models, train
+from randweights import data, train
 from randweights.config import make_config
 from randweights.methods import laperm as lp
 from randweights.methods import method_module
@@ -33,16 +33,17 @@ VARIANTS = {"fp32": ("fp32", False), "fp32 channels-last": ("fp32", True), "bf16
             "bf16 channels-last": ("bf16", True)}
 
 
-def step_fn(arch: str, method: str, precision: str, channels_last: bool, batch: int = 128):
+def step_fn(arch: str, method: str, precision: str, channels_last: bool, batch: int = 128, width: float = 1.0,
+            **settings):
     """One training step of ``method`` on ``arch`` at ``precision`` on a fixed random batch, as ``train.fit``."""
     torch.manual_seed(0)
     shape = NETS[arch]
-    cfg = make_config(method, arch=arch, precision=precision, **METHODS[method])
+    cfg = make_config(method, arch=arch, precision=precision, width=width, **{**METHODS.get(method, {}), **settings})
     if method == "laperm":
         model = lp.build_initialized(cfg, shape, 10)
         optimizer = lp.make_laperm(model, cfg, steps_per_epoch=100)
     else:
-        model = models.build(arch, shape, 10)
+        model = train.build_model(cfg, data.Splits(None, None, None, 10, shape))
         params = method_module(method).prepare(model, cfg)
         make = sm.make_optimizer if method == "slot" else train.make_optimizer
         optimizer = make(params, cfg)
