@@ -233,6 +233,39 @@ def bernoulli_gap(df: pd.DataFrame) -> float:
     return float(100 * (ep_at - zb["test_accuracy"]).mean())
 
 
+def scale_text(p: Preset) -> str:
+    """How this preset trains the conv families (Fig. 3), for the text: "width 0.5, 10,000 CIFAR-10 images, ..."."""
+    s = p.families[-1].settings
+    images = f"a {s['subset']:,}-image subset of" if s.get("subset") else "all of"
+    text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed(s)"
+    return text + (", bf16 forward passes" if s.get("precision") == "bf16" else "")
+
+
+def conv_trends(sweep: pd.DataFrame) -> str:
+    """Per conv family: where Edge-Popup (signed constant init, mean over seeds) peaks over k and whether the
+    peak is above both ends of the grid (the paper's inverted U); then whether Conv-4's best is at or above
+    Conv-2's. Measured, for the chapter's text."""
+    parts, best = [], {}
+    for family, group in sweep.groupby("family", sort=False):
+        arch = group["arch"].iloc[0]
+        if not arch.startswith("conv"):
+            continue
+        ep = group[(group["method"] == "edge-popup") & (group["init"] == SKC)]
+        means = 100 * ep.groupby("keep_fraction")["test_accuracy"].mean()
+        spread = 100 * ep.groupby("keep_fraction")["test_accuracy"].std().max()
+        k_best, lo, hi = means.idxmax(), means.index.min(), means.index.max()
+        best[arch] = means.max()
+        shape = ("peaks inside the grid, above both ends: the inverted U shows" if lo < k_best < hi
+                 else "peaks at an end of the grid: no inverted U at this preset")
+        sd = f", largest seed sd {spread:.1f} points" if spread == spread else ""
+        parts.append(f"{family} {shape} ({means.max():.1f}% at k = {k_best:g}; k = {lo:g}: {means[lo]:.1f}%, "
+                     f"k = {hi:g}: {means[hi]:.1f}%{sd})")
+    if "conv2" in best and "conv4" in best:
+        order = "at or above" if best["conv4"] >= best["conv2"] else "below"
+        parts.append(f"the best Conv-4 subnetwork ({best['conv4']:.1f}%) is {order} the best Conv-2 one ({best['conv2']:.1f}%)")
+    return "; ".join(parts) or "no conv net at this preset"
+
+
 # ---------------------------------------------------------------------------------------------- tables
 def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
     """Best Edge-Popup accuracy over k and the dense (SGD) accuracy, ours beside the paper's, per family."""

@@ -222,6 +222,51 @@ def gain_2_to_8(sweep: pd.DataFrame, arch: str = "lenet-300-100") -> float:
     return 100 * float(acc.get(8, np.nan) - acc.get(2, np.nan))
 
 
+def scale_text(p: Preset) -> str:
+    """How this preset trains each family, e.g. "LeNet-300-100: 10,000 MNIST images, 3 epochs; ...", for the text."""
+    parts = []
+    for fam in p.families:
+        s = fam.settings
+        images = f"{s['subset']:,}" if s.get("subset") else "all"
+        extra = f", width {s['width']:g}" if s.get("width", 1.0) != 1.0 else ""
+        extra += ", bf16 forward passes" if s.get("precision") == "bf16" else ""
+        parts.append(f"{LABELS.get(fam.arch, fam.arch)}: {images} {s['dataset'].upper()} images, {s['epochs']} epochs{extra}")
+    return f"{len(p.seeds)} seed(s); " + "; ".join(parts)
+
+
+def k_trend_text(sweep: pd.DataFrame) -> str:
+    """Per family: greedy accuracy (mean over seeds) at the smallest and largest K >= 2, whether it rises, and the
+    learned baseline; measured, for the chapter's text."""
+    parts = []
+    for arch, group in sweep.groupby("arch", sort=False):
+        slot = group[(group["method"] == "slot") & (group["selection"] == "greedy") & (group["num_slots"] >= 2)]
+        acc = 100 * slot.groupby("num_slots")["test_accuracy"].mean()
+        if len(acc) < 2:
+            continue
+        lo, hi = int(acc.index.min()), int(acc.index.max())
+        rises = "rises" if acc[hi] > acc[lo] else "does not rise"
+        dense = 100 * group[group["method"] == "dense"]["test_accuracy"].mean()
+        parts.append(f"{LABELS.get(arch, arch)}: {acc[lo]:.1f}% at K = {lo}, {acc[hi]:.1f}% at K = {hi} ({rises}); "
+                     f"learned weights {dense:.1f}%")
+    return "; ".join(parts) or "fewer than two K >= 2 at this preset"
+
+
+def finetune_text(finetune: pd.DataFrame) -> str:
+    """Per family: the best finetuned slot machine (final accuracy, mean over seeds) against the slot machine
+    trained all epochs, above or below; measured, for the chapter's text."""
+    parts = []
+    for arch, group in finetune.groupby("arch", sort=False):
+        slot = group[group["method"] == "slot"]
+        ft = slot[slot["finetune_epochs"] > 0].groupby("epochs")["finetuned_test_accuracy"].mean()
+        plain = slot[slot["finetune_epochs"] == 0]["test_accuracy"].mean()
+        if not len(ft):
+            continue
+        best = 100 * ft.max()
+        side = "above" if best > 100 * plain else "below"
+        parts.append(f"{LABELS.get(arch, arch)}: finetuned {best:.1f}% vs plain {100 * plain:.1f}% ({side})")
+    return "; ".join(parts) or "no finetuned run at this preset"
+
+
 # ---------------------------------------------------------------------------------------------- figures
 def _percent(ax) -> None:
     """Percent y axis with as many decimals as the range needs (accuracy curves can span one point)."""
@@ -287,7 +332,8 @@ def plot_finetune(df: pd.DataFrame, preset_name: str):
     colors = plots.sns.color_palette(plots.PALETTE, 3)
     for ax, family in zip(axes, families):
         sub = df[df["family"] == family]
-        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)].sort_values("epochs")
+        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)]
+        ft = ft.groupby("epochs", as_index=False)[["finetune_epochs", "finetuned_test_accuracy", "selected_test_accuracy"]].mean()  # over seeds
         total = int((ft["epochs"] + ft["finetune_epochs"]).max()) if len(ft) else int(sub["epochs"].max())
         ax.plot(ft["epochs"], ft["finetuned_test_accuracy"], marker="o", color=colors[0], label="finetuned slot machine (final)")
         ax.plot(ft["epochs"], ft["selected_test_accuracy"], marker="x", linestyle="none", color=colors[0], alpha=0.6,
