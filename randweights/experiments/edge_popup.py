@@ -57,7 +57,7 @@ class Preset:
     dense_lrs: dict = field(default_factory=dict)  # arch -> lr of its dense SGD baseline (default: the method's)
 
 
-MNIST_QUICK = {"dataset": "mnist", "subset": 20000, "epochs": 3}
+MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}  # 10,000: two seeds of every LeNet figure fit
 # Conv nets at `quick`: half width, 10,000 images, bf16 forward passes (channels-last; 3-5x faster on a CPU with
 # AMX, accuracy within the seed spread: benchmarks/precision.py and precision_accuracy.py).
 CIFAR_QUICK = {"dataset": "cifar10", "subset": 10000, "epochs": 6, "width": 0.5, "precision": "bf16"}
