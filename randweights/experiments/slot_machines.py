@@ -258,7 +258,7 @@ def finetune_text(finetune: pd.DataFrame) -> str:
     for arch, group in finetune.groupby("arch", sort=False):
         slot = group[group["method"] == "slot"]
         ft = slot[slot["finetune_epochs"] > 0].groupby("epochs")["finetuned_test_accuracy"].mean()
-        plain = slot[slot["finetune_epochs"] == 0]["test_accuracy"].mean()
+        plain = slot[(slot["finetune_epochs"] == 0) & (slot["num_slots"] == 8)]["test_accuracy"].mean()  # as finetuned
         if not len(ft):
             continue
         best = 100 * ft.max()
