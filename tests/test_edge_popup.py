@@ -60,6 +60,22 @@ def test_threshold_hint_gives_the_same_mask():
     assert hint.value is not None
 
 
+def test_threshold_hint_with_ties_gives_the_reference_mask():
+    """Scores on a coarse grid (many ties at every threshold) drifting step by step: the hinted selection keeps
+    exactly the same entries as a stable full sort (ties by lowest index)."""
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randint(1, 400, (50_000,), generator=g).float() / 64
+    count = ep.kept_count(scores.numel(), 0.4)
+    hint = ep.ThresholdHint()
+    for step in range(20):
+        mask = ep.topk_mask(scores, count, hint)
+        assert int(mask.sum()) == count
+        assert torch.equal(mask, ep.sort_mask(scores, count))
+        scores = scores + (torch.randint(-1, 2, scores.shape, generator=g).float() / 64) * (step % 3 == 0)
+        scores = scores.abs()
+    assert hint.at_or_above > count  # the hinted path ran, and with ties at its threshold
+
+
 @pytest.mark.parametrize("k", [0.05, 0.5, 0.9])
 def test_each_layer_keeps_exactly_k_of_its_weights(k):
     torch.manual_seed(0)

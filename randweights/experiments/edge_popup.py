@@ -69,10 +69,13 @@ class Preset:
     width_inits: tuple[str, ...] = (SKC,)  # Fig. 4/5 inits
     fixed_keep_fractions: tuple[float, ...] = (0.5,)  # Fig. 5: k at width 1; wider nets keep the same count
     bernoulli_families: tuple[Family, ...] = ()  # Fig. 6 networks (default: the first family)
+    dense_lrs: dict = field(default_factory=dict)  # arch -> lr of its dense SGD baseline (default: the method's)
 
 
-MNIST_QUICK = {"dataset": "mnist", "subset": 20000, "epochs": 3}
-CIFAR_QUICK = {"dataset": "cifar10", "subset": 5000, "epochs": 4, "width": 0.25}
+MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}  # 10,000: two seeds of every LeNet figure fit
+# Conv nets at `quick`: half width, 10,000 images, bf16 forward passes (channels-last; 3-5x faster on a CPU with
+# AMX, accuracy within the seed spread: benchmarks/precision.py and precision_accuracy.py).
+CIFAR_QUICK = {"dataset": "cifar10", "subset": 10000, "epochs": 6, "width": 0.5, "precision": "bf16"}
 MNIST_FULL = {"dataset": "mnist", "epochs": 100}
 CIFAR_FULL = {"dataset": "cifar10", "epochs": 100, "augment": True}
 
@@ -89,19 +92,20 @@ PRESETS: dict[str, Preset] = {
         bernoulli_keep_fractions=(0.5,),
     ),
     "quick": Preset(
-        seeds=(0,),
+        seeds=(0, 1),
         families=(
             Family("lenet-300-100", MNIST_QUICK),
             Family("conv2", CIFAR_QUICK),
             Family("conv4", CIFAR_QUICK),
         ),
         keep_fractions=(0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99),
-        conv_keep_fractions=(0.1, 0.3, 0.5, 0.7, 0.9),
+        conv_keep_fractions=(0.1, 0.3, 0.5, 0.9),
         conv_inits=(SKC,),
         init_keep_fractions=(0.05, 0.1, 0.5),
         width_family=Family("lenet-300-100", MNIST_QUICK),
         widths=(0.25, 0.5, 1.0, 2.0),
         bernoulli_keep_fractions=(0.1, 0.3, 0.5, 0.7),
+        dense_lrs={"conv2": 0.05, "conv4": 0.05},  # lr 0.01 leaves them undertrained in 6 short epochs
     ),
     "full": Preset(  # the paper's recipe (Sec. 4, appendix; official configs): SGD 0.1, cosine, 100 epochs
         seeds=(0, 1, 2),
@@ -166,7 +170,7 @@ def keep_sweep_configs(p: Preset) -> list[RunConfig]:
         inits = (SKC, KN) if i == 0 else p.conv_inits
         for seed in p.seeds:
             out += [fam.config("edge-popup", keep_fraction=k, init=init, seed=seed) for init in inits for k in grid]
-            out.append(fam.config("dense", seed=seed))
+            out.append(fam.config("dense", seed=seed, **({"lr": p.dense_lrs[fam.arch]} if fam.arch in p.dense_lrs else {})))
             if p.dense_adam:
                 out.append(fam.config("dense", seed=seed, optimizer="adam", batch_size=60, lr=ADAM_LR[fam.arch], weight_decay=0.0, schedule="constant"))
     return out
@@ -320,6 +324,39 @@ def bernoulli_gap(df: pd.DataFrame) -> float:
         zb = sub[sub["method"] == "supermask-bernoulli"]
         gaps += list(np.interp(zb["realized_keep_fraction"], ep_curve.index, ep_curve.values) - zb["test_accuracy"])
     return float(100 * np.mean(gaps))
+
+
+def scale_text(p: Preset) -> str:
+    """How this preset trains the conv families (Fig. 3), for the text: "width 0.5, 10,000 CIFAR-10 images, ..."."""
+    s = p.families[-1].settings
+    images = f"a {s['subset']:,}-image subset of" if s.get("subset") else "all of"
+    text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed(s)"
+    return text + (", bf16 forward passes" if s.get("precision") == "bf16" else "")
+
+
+def conv_trends(sweep: pd.DataFrame) -> str:
+    """Per conv family: where Edge-Popup (signed constant init, mean over seeds) peaks over k and whether the
+    peak is above both ends of the grid (the paper's inverted U); then whether Conv-4's best is at or above
+    Conv-2's. Measured, for the chapter's text."""
+    parts, best = [], {}
+    for family, group in sweep.groupby("family", sort=False):
+        arch = group["arch"].iloc[0]
+        if not arch.startswith("conv"):
+            continue
+        ep = group[(group["method"] == "edge-popup") & (group["init"] == SKC)]
+        means = 100 * ep.groupby("keep_fraction")["test_accuracy"].mean()
+        spread = 100 * ep.groupby("keep_fraction")["test_accuracy"].std().max()
+        k_best, lo, hi = means.idxmax(), means.index.min(), means.index.max()
+        best[arch] = means.max()
+        shape = ("peaks inside the grid, above both ends: the inverted U shows" if lo < k_best < hi
+                 else "peaks at an end of the grid: no inverted U at this preset")
+        sd = f", largest seed sd {spread:.1f} points" if spread == spread else ""
+        parts.append(f"{family} {shape} ({means.max():.1f}% at k = {k_best:g}; k = {lo:g}: {means[lo]:.1f}%, "
+                     f"k = {hi:g}: {means[hi]:.1f}%{sd})")
+    if "conv2" in best and "conv4" in best:
+        order = "at or above" if best["conv4"] >= best["conv2"] else "below"
+        parts.append(f"the best Conv-4 subnetwork ({best['conv4']:.1f}%) is {order} the best Conv-2 one ({best['conv2']:.1f}%)")
+    return "; ".join(parts) or "no conv net at this preset"
 
 
 # ---------------------------------------------------------------------------------------------- tables

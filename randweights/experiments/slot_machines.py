@@ -31,6 +31,7 @@ class Family:
     slots: tuple[int, ...] = (1, 2, 8)  # the K grid of the accuracy-vs-K figure (K = 1: the untrained network)
     dense_epochs: int | None = None  # the learned baseline's epochs when they differ (paper, Table 1)
     slot_settings: dict = field(default_factory=dict)  # settings of the slot machines only
+    dense_settings: dict = field(default_factory=dict)  # other settings of the learned baseline (e.g. its lr)
 
     def config(self, method: str, **overrides) -> RunConfig:
         extra = self.slot_settings if method == "slot" else {}
@@ -44,6 +45,7 @@ class Family:
     def dense(self, **overrides) -> RunConfig:
         if self.dense_epochs is not None:
             overrides = {"epochs": self.dense_epochs, **overrides}
+        overrides = {**self.dense_settings, **overrides}
         return self.config("dense", **overrides)
 
     @property
@@ -65,7 +67,10 @@ class Preset:
 
 MNIST_SMOKE = {"dataset": "mnist", "subset": 1000, "epochs": 1}
 MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}
-CIFAR_QUICK = {"dataset": "cifar10", "subset": 5000, "epochs": 4, "width": 0.25}
+# Conv nets at `quick`: half width, 10,000 images, bf16 forward passes (channels-last; several times faster on a
+# CPU with AMX, accuracy within the seed spread: benchmarks/precision.py and precision_accuracy.py).
+CIFAR_QUICK = {"dataset": "cifar10", "subset": 10000, "epochs": 6, "width": 0.5, "precision": "bf16"}
+CIFAR_QUICK_DENSE = {"lr": 0.05}  # the learned baseline: lr 0.01 leaves it undertrained in 6 short epochs
 # The paper's recipe (Sec. 4, Table 1): 200 epochs (VGG-19 220) on MNIST / CIFAR-10 less a 15% / 10% validation
 # split, batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.2 (K <= 8) / 0.1 (K > 8), PS lr 25, dropout in the
 # Conv nets, CIFAR augmentation, SGD warm restarts at epochs 25 and 75 (`sgdr`). Candidates and scores as the
@@ -86,11 +91,11 @@ PRESETS: dict[str, Preset] = {
         finetune=((0, (0,)),),
     ),
     "quick": Preset(
-        seeds=(0,),
+        seeds=(0, 1),
         families=(
             Family("lenet-300-100", MNIST_QUICK, (1, 2, 4, 8, 16, 64)),
-            Family("slot-conv2", CIFAR_QUICK, (1, 2, 8, 32)),
-            Family("slot-conv4", {**CIFAR_QUICK, "epochs": 8}, (1, 2, 8, 32)),  # 4 epochs: barely above chance
+            Family("slot-conv2", CIFAR_QUICK, (1, 2, 4, 8), dense_settings=CIFAR_QUICK_DENSE),
+            Family("slot-conv4", CIFAR_QUICK, (1, 2, 4, 8), dense_settings=CIFAR_QUICK_DENSE),
         ),
         ps_slots=(2, 8),  # PS costs several times GS per step on a CPU (one Gumbel draw per candidate)
         finetune=((0, (1, 2)), (2, (4,))),
@@ -179,7 +184,7 @@ def finetune_configs(p: Preset) -> list[RunConfig]:
         total = fam.settings["epochs"]
         for seed in p.seeds:
             out += [fam.slot(8, epochs=e1, finetune_epochs=total - e1, seed=seed) for e1 in switches if e1 < total]
-            out += [fam.slot(8, seed=seed), fam.config("dense", seed=seed)]
+            out += [fam.slot(8, seed=seed), fam.config("dense", seed=seed, **fam.dense_settings)]
     return out
 
 
@@ -258,6 +263,51 @@ def gain_2_to_8(sweep: pd.DataFrame, arch: str = "lenet-300-100") -> float:
     s = sweep[(sweep["method"] == "slot") & (sweep["arch"] == arch) & (sweep["selection"] == "greedy")]
     acc = s.groupby("num_slots")["test_accuracy"].mean()
     return 100 * float(acc.get(8, np.nan) - acc.get(2, np.nan))
+
+
+def scale_text(p: Preset) -> str:
+    """How this preset trains each family, e.g. "LeNet-300-100: 10,000 MNIST images, 3 epochs; ...", for the text."""
+    parts = []
+    for fam in p.families:
+        s = fam.settings
+        images = f"{s['subset']:,}" if s.get("subset") else "all"
+        extra = f", width {s['width']:g}" if s.get("width", 1.0) != 1.0 else ""
+        extra += ", bf16 forward passes" if s.get("precision") == "bf16" else ""
+        parts.append(f"{LABELS.get(fam.arch, fam.arch)}: {images} {s['dataset'].upper()} images, {s['epochs']} epochs{extra}")
+    return f"{len(p.seeds)} seed(s); " + "; ".join(parts)
+
+
+def k_trend_text(sweep: pd.DataFrame) -> str:
+    """Per family: greedy accuracy (mean over seeds) at the smallest and largest K >= 2, whether it rises, and the
+    learned baseline; measured, for the chapter's text."""
+    parts = []
+    for arch, group in sweep.groupby("arch", sort=False):
+        slot = group[(group["method"] == "slot") & (group["selection"] == "greedy") & (group["num_slots"] >= 2)]
+        acc = 100 * slot.groupby("num_slots")["test_accuracy"].mean()
+        if len(acc) < 2:
+            continue
+        lo, hi = int(acc.index.min()), int(acc.index.max())
+        rises = "rises" if acc[hi] > acc[lo] else "does not rise"
+        dense = 100 * group[group["method"] == "dense"]["test_accuracy"].mean()
+        parts.append(f"{LABELS.get(arch, arch)}: {acc[lo]:.1f}% at K = {lo}, {acc[hi]:.1f}% at K = {hi} ({rises}); "
+                     f"learned weights {dense:.1f}%")
+    return "; ".join(parts) or "fewer than two K >= 2 at this preset"
+
+
+def finetune_text(finetune: pd.DataFrame) -> str:
+    """Per family: the best finetuned slot machine (final accuracy, mean over seeds) against the slot machine
+    trained all epochs, above or below; measured, for the chapter's text."""
+    parts = []
+    for arch, group in finetune.groupby("arch", sort=False):
+        slot = group[group["method"] == "slot"]
+        ft = slot[slot["finetune_epochs"] > 0].groupby("epochs")["finetuned_test_accuracy"].mean()
+        plain = slot[(slot["finetune_epochs"] == 0) & (slot["num_slots"] == 8)]["test_accuracy"].mean()  # as finetuned
+        if not len(ft):
+            continue
+        best = 100 * ft.max()
+        side = "above" if best > 100 * plain else "below"
+        parts.append(f"{LABELS.get(arch, arch)}: finetuned {best:.1f}% vs plain {100 * plain:.1f}% ({side})")
+    return "; ".join(parts) or "no finetuned run at this preset"
 
 
 # ---------------------------------------------------------------------------------------------- figures

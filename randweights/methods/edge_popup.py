@@ -76,12 +76,15 @@ def topk_mask(scores: torch.Tensor, count: int, hint: ThresholdHint | None = Non
     if count >= n:
         return torch.ones_like(scores, dtype=torch.bool)
     threshold = hint.select(flat, count) if hint is not None else None
+    at_or_above = None  # how many scores are >= threshold; the hint knows it without another pass
     if threshold is None:
         threshold = flat.kthvalue(n - count + 1).values
+    else:
+        at_or_above = hint.at_or_above
     if hint is not None:
         hint.value = float(threshold)
     mask = flat >= threshold
-    surplus = int(torch.count_nonzero(mask)) - count
+    surplus = (int(torch.count_nonzero(mask)) if at_or_above is None else at_or_above) - count
     if surplus > 0:  # ties at the threshold: drop the highest-index ones
         ties = (flat == threshold).nonzero().squeeze(1)
         mask[ties[ties.numel() - surplus :]] = False
@@ -98,17 +101,21 @@ class ThresholdHint:
     def __init__(self, band: float = 0.02):
         self.value: float | None = None
         self.band = band
+        self.at_or_above = 0  # after a successful select: how many scores are >= the threshold it returned
 
     def select(self, flat: torch.Tensor, count: int):
         if self.value is None or self.value <= 0 or flat.numel() < self.MIN_SIZE:
             return None
         lo, hi = self.value * (1 - self.band), self.value * (1 + self.band)
-        need = count - int(torch.count_nonzero(flat > hi))
+        above = int(torch.count_nonzero(flat > hi))
+        need = count - above
         if need > 0:
             near = flat[(flat > lo) & (flat <= hi)]
             if need <= near.numel():
                 self.band = max(0.002, self.band * 0.95)
-                return near.kthvalue(near.numel() - need + 1).values
+                threshold = near.kthvalue(near.numel() - need + 1).values
+                self.at_or_above = above + int(torch.count_nonzero(near >= threshold))  # ties included
+                return threshold
         self.band = min(1.0, self.band * 2)
         return None
 

@@ -1,0 +1,83 @@
+"""The `quick` presets' precision and scale, and the measured-trend sentences the chapters glue."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from randweights.experiments import edge_popup as ep
+from randweights.experiments import slot_machines as sm
+
+
+def all_configs(module, name: str):
+    if module is ep:
+        p = ep.preset(name)
+        return ep.keep_sweep_configs(p) + ep.init_configs(p) + ep.width_configs(p) + ep.bernoulli_configs(p)
+    p = sm.preset(name)
+    return sm.slots_configs(p) + sm.selection_configs(p) + sm.finetune_configs(p)
+
+
+@pytest.mark.parametrize("module", [ep, sm])
+def test_quick_uses_bf16_exactly_on_the_conv_nets_and_full_stays_fp32(module):
+    quick = all_configs(module, "quick")
+    for cfg in quick:
+        conv = "conv" in cfg.model.arch
+        assert cfg.train.precision == ("bf16" if conv else "fp32"), cfg.model.arch
+        if conv:  # the issue's floor for the CIFAR experiments
+            assert cfg.model.width >= 0.5 and cfg.data.subset >= 10_000
+    assert {c.train.seed for c in quick} >= {0, 1}
+    assert all(c.train.precision == "fp32" for c in all_configs(module, "full"))
+
+
+def test_quick_conv_dense_baselines_use_their_own_lr():
+    dense = [c for c in all_configs(ep, "quick") if c.method.name == "dense" and "conv" in c.model.arch]
+    assert dense and all(c.lr == 0.05 for c in dense)
+    slot_dense = [c for c in all_configs(sm, "quick") if c.method.name == "dense" and "conv" in c.model.arch]
+    assert slot_dense and all(c.lr == 0.05 for c in slot_dense)
+
+
+def ep_frame(conv2: dict, conv4: dict) -> pd.DataFrame:
+    rows = []
+    for family, arch, curve in (("Conv-2", "conv2", conv2), ("Conv-4", "conv4", conv4)):
+        for k, accs in curve.items():
+            rows += [{"family": family, "arch": arch, "method": "edge-popup", "init": ep.SKC, "keep_fraction": k,
+                      "test_accuracy": a, "seed": s} for s, a in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def test_conv_trends_reports_an_inverted_u_and_the_depth_order():
+    df = ep_frame({0.1: [0.40, 0.42], 0.5: [0.50, 0.52], 0.9: [0.30, 0.30]},
+                  {0.1: [0.45, 0.45], 0.5: [0.56, 0.58], 0.9: [0.35, 0.33]})
+    text = ep.conv_trends(df)
+    assert text.count("the inverted U shows") == 2
+    assert "57.0% at k = 0.5" in text and "is at or above the best Conv-2 one (51.0%)" in text
+
+
+def test_conv_trends_says_when_the_trend_is_missing():
+    df = ep_frame({0.1: [0.40], 0.5: [0.45], 0.9: [0.50]}, {0.1: [0.30], 0.5: [0.42], 0.9: [0.35]})
+    text = ep.conv_trends(df)
+    assert "Conv-2 peaks at an end of the grid: no inverted U" in text
+    assert "is below the best Conv-2 one" in text
+    assert ep.conv_trends(df[df["arch"] == "lenet-300-100"]) == "no conv net at this preset"
+
+
+def test_scale_text_names_the_conv_settings():
+    text = ep.scale_text(ep.preset("quick"))
+    assert "width 0.5" in text and "10,000" in text and "bf16" in text and "2 seed" in text
+    assert "bf16" not in ep.scale_text(ep.preset("full"))
+    assert "Conv-4: 10,000 CIFAR10 images, 6 epochs, width 0.5, bf16" in sm.scale_text(sm.preset("quick"))
+
+
+def test_slot_texts_report_k_trend_and_finetuning():
+    rows = []
+    for k, acc in ((2, 0.40), (4, 0.45), (8, 0.50)):
+        rows.append({"arch": "slot-conv4", "method": "slot", "selection": "greedy", "num_slots": k,
+                     "test_accuracy": acc, "epochs": 6, "finetune_epochs": 0, "finetuned_test_accuracy": float("nan")})
+    rows.append({"arch": "slot-conv4", "method": "dense", "selection": None, "num_slots": None, "test_accuracy": 0.55,
+                 "epochs": 6, "finetune_epochs": 0, "finetuned_test_accuracy": float("nan")})
+    rows.append({"arch": "slot-conv4", "method": "slot", "selection": "greedy", "num_slots": 8, "test_accuracy": 0.53,
+                 "epochs": 4, "finetune_epochs": 2, "finetuned_test_accuracy": 0.53})
+    df = pd.DataFrame(rows)
+    k_text = sm.k_trend_text(df[df["finetune_epochs"] == 0])
+    assert k_text == "Conv-4: 40.0% at K = 2, 50.0% at K = 8 (rises); learned weights 55.0%"
+    assert sm.finetune_text(df) == "Conv-4: finetuned 53.0% vs plain 50.0% (above)"
