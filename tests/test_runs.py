@@ -120,7 +120,7 @@ COUNTING_WORKER = textwrap.dedent(
     root, marker, gate, started, mode = sys.argv[1:6]
     real_run = train.run
 
-    def counted_run(cfg, device=None):
+    def counted_run(cfg, device=None, **kwargs):
         with open(marker, "a") as f:  # one line per training, appended by whichever process trains
             f.write(f"{cfg.run_id} {os.getpid()}\\n")
         while not os.path.exists(gate):  # hold the lock until the test has every worker waiting

@@ -142,7 +142,7 @@ def fake_training(monkeypatch):
     for key in ("checksum", "record_format", "randweights_version", "git_commit", "git_dirty"):
         good.pop(key)
 
-    def fake_run(cfg, device=None):
+    def fake_run(cfg, device=None, **kwargs):
         calls.append(cfg.run_id)
         return None, {**good, "run_id": cfg.run_id, "config": cfg.to_dict(), **cfg.flat(), "lr": cfg.lr, "weight_decay": cfg.weight_decay}
 
@@ -209,7 +209,7 @@ def test_records_are_strict_json_group_readable_with_provenance_and_no_stale_tem
     stale.write_text("{")
     other = folder / ".model.pt.abc.tmp"  # another file's temporary file is not ours to remove
     other.write_text("x")
-    monkeypatch.setattr(randweights.train, "run", lambda cfg, device=None: (None, {
+    monkeypatch.setattr(randweights.train, "run", lambda cfg, device=None, **kwargs: (None, {
         "run_id": cfg.run_id, **cfg.flat(), "test_accuracy": 0.5, "test_loss": float("nan"), "train_loss": float("inf"),
         "history": [{"epoch": 1, "train_loss": float("nan")}], "shape": (3, 4), "count": np.int64(7), "sizes": np.array([1.5, np.nan]), "config": cfg.to_dict()}))
     record = runs.get_or_run(cfg, root=tmp_path)
