@@ -29,15 +29,13 @@ class NoCheckout(FileNotFoundError):
 
 
 def source_url() -> str:
-    """The repository address, read from the package metadata ([project.urls] in pyproject.toml)."""
-    from importlib.metadata import PackageNotFoundError, metadata
+    """The repository address ([project.urls] Repository, see :func:`randweights.colab.repository_url`)."""
+    from .colab import repository_url
 
     try:
-        urls = metadata("randweights").get_all("Project-URL") or []
-    except PackageNotFoundError:
-        urls = []
-    found = dict(u.split(", ", 1) for u in urls if ", " in u)
-    return found.get("Source", found.get("Homepage", "the randweights repository"))
+        return repository_url()
+    except LookupError:
+        return "the randweights repository"
 
 
 def repo_root(start: Path | None = None) -> Path:
