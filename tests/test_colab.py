@@ -41,6 +41,8 @@ def test_each_notebook_has_a_hidden_install_cell_and_a_colab_badge_from_pyprojec
     badges = [c for c in nb["cells"][:3] if c["cell_type"] == "markdown" and colab.BADGE_MARK in _src(c)]
     assert len(badges) == 1 and f"({colab.colab_url(path.stem)})" in _src(badges[0])
     assert f"notebooks/{path.stem}.ipynb" in colab.colab_url(path.stem)
+    ids = [c.get("id") for c in nb["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids)  # nbformat 4.5: every cell has its own id
     copy = tmp_path / path.name
     shutil.copy(path, copy)
     assert colab.stamp(copy) is False  # nothing drifted from pyproject.toml
