@@ -210,24 +210,7 @@ def dry_step(cfg: RunConfig, device: str = "cpu") -> dict:
             facts[name] = metrics[name]
     if "finetune_history" in metrics:
         facts["finetune_epochs"] = len(metrics["finetune_history"])
-    facts.update(_dry_compact(model))
     return facts
-
-
-def _dry_compact(model) -> dict:
-    """Write the run's compact file as the run store does after training (in a scratch folder); a network that
-    cannot be stored compactly fails the dry run."""
-    import tempfile
-
-    if importlib.util.find_spec("randweights.compact") is None:
-        return {}
-    from . import compact
-
-    with tempfile.TemporaryDirectory() as scratch:
-        fields = compact.save_for_run(model, scratch)
-    if fields.get("compact_error"):
-        raise RuntimeError(f"compact file: {fields['compact_error']}")
-    return {"compact_bytes": fields.get("compact_bytes")}
 
 
 @dataclass
