@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 # Book order. A chapter joins the book once its notebook exists in notebooks/.
-CHAPTERS = ["edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size"]
+CHAPTERS = ["edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size", "synthesis"]
 KERNEL = "python3"
 
 

@@ -286,6 +286,9 @@ def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_mode
     write_json(folder / "config.json", cfg.to_dict())
     if keep_model:
         write_atomic(folder / "model.pt", _state_bytes(model))
+    from .compact import save_for_run  # issue 12: the compact file, before the record
+
+    record.update(save_for_run(model, folder))
     record = json_safe({**record, **provenance(), "record_format": RECORD_FORMAT})
     record.pop("checksum", None)
     record["checksum"] = checksum(record)

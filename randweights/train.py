@@ -153,6 +153,8 @@ def run(cfg: RunConfig, device: str | None = None) -> tuple[nn.Module, dict]:
     runner = getattr(method, "run", standard_run)
     model, metrics = runner(cfg, splits, dev)
     train_seconds = time.perf_counter() - start
+    # what randweights.compact needs to rebuild this run's network without data (issue 12)
+    model.randweights_run = {"config": cfg.to_dict(), "input_shape": list(splits.input_shape), "num_classes": splits.num_classes}
     test = evaluate(model, splits.test, dev)
     record = {
         "run_id": cfg.run_id,

@@ -8,6 +8,10 @@ and either
 * ``run(cfg, splits, device) -> (model, metrics)``: for methods with their own flow (pruning rounds,
   finetuning, an optimizer wrapper).
 
+A method that transforms a model also tags it (:mod:`randweights.methods.layers`) and provides
+``pack(model) -> (settings, arrays, covered keys)`` and ``unpack(plain_model, header, arrays)``, the compact
+form :mod:`randweights.compact` writes and reads.
+
 To add one, write the module and add a line to ``_MODULES``.
 """
 

@@ -11,7 +11,6 @@ included. ``keep_fraction`` is the fraction of weights KEPT, everywhere.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..config import MethodConfig
 from ..errors import check_choice, check_range
+from . import layers as sel
 
 INITS = (
     "signed-constant",  # U_k in the paper: +-sqrt(2/fan_in), the paper's best
@@ -132,11 +132,13 @@ class _MaskedWeight(torch.autograd.Function):
 class TopKMask(nn.Module):
     """Parametrization ``W -> W * topk(|S|)`` with trainable scores S (the only learned tensor)."""
 
-    def __init__(self, weight: torch.Tensor, keep_fraction: float):
+    def __init__(self, weight: torch.Tensor, keep_fraction: float, generator: torch.Generator | None = None):
         super().__init__()
         fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
         bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default layer init, as the official code uses for scores
-        self.scores = nn.Parameter(torch.empty_like(weight).uniform_(-bound, bound))
+        device = weight.device if generator is None else generator.device
+        scores = torch.empty(weight.shape, dtype=weight.dtype, device=device).uniform_(-bound, bound, generator=generator)
+        self.scores = nn.Parameter(scores.to(weight.device))
         self.keep_fraction = keep_fraction
         self.count = kept_count(weight.numel(), keep_fraction)
         self._hint = ThresholdHint()
@@ -161,24 +163,30 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     return nn.init._calculate_fan_in_and_fan_out(weight)
 
 
-def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0) -> torch.Tensor:
-    """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain)."""
+def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``weight`` in place with one of :data:`INITS` (Sec. 4.1 and Fig. 7 of the paper; ReLU gain), drawing
+    from ``generator`` (None: the global one)."""
     check_choice("init", init, INITS)
     fan_in, fan_out = fans(weight)
     if init.startswith("scaled-"):
         fan_in = keep_fraction * fan_in  # the paper's intent: only kept inputs count (hidden-networks#9)
     std = math.sqrt(2.0 / fan_in)
+    if generator is not None and generator.device != weight.device:  # draw on the generator's device, then copy
+        with torch.no_grad():
+            weight.copy_(init_weight_(torch.empty(weight.shape, dtype=weight.dtype, device=generator.device), init, keep_fraction, generator))
+        return weight
     with torch.no_grad():
         if init.endswith("signed-constant") and init != "unsigned-constant":
-            weight.copy_(torch.where(torch.rand_like(weight) < 0.5, -std, std))
+            coin = torch.rand(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device)
+            weight.copy_(torch.where(coin < 0.5, -std, std))
         elif init == "unsigned-constant":
             weight.fill_(std)
         elif init.endswith("kaiming-normal"):
-            weight.normal_(0.0, std)
+            weight.normal_(0.0, std, generator=generator)
         elif init == "kaiming-uniform":
-            weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
+            weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, generator=generator)
         else:  # xavier-normal
-            weight.normal_(0.0, math.sqrt(2.0 / (fans(weight)[0] + fan_out)))
+            weight.normal_(0.0, math.sqrt(2.0 / (fans(weight)[0] + fan_out)), generator=generator)
     return weight
 
 
@@ -192,18 +200,34 @@ def freeze_all(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant") -> nn.Module:
-    """Re-initialize every Linear/Conv weight with ``init``, freeze all parameters, attach a top-k mask with
-    trainable scores to each weight. Returns the same model (modified in place)."""
+def apply(
+    model: nn.Module,
+    keep_fraction: float = 0.5,
+    init: str | None = "signed-constant",
+    include: sel.Selector = None,
+    exclude: sel.Selector = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Freeze all parameters and attach a top-k mask with trainable scores to every selected Linear/Conv weight
+    (``include`` / ``exclude``: module names, globs or a predicate; default all). Each selected weight is
+    re-drawn with ``init``, or kept as it is with ``init=None`` (a supermask inside pretrained or one's own
+    weights). Weights and scores are drawn from ``generator`` (None: the global generator). Returns the same
+    model (modified in place)."""
     from . import check_untransformed
 
-    keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init).keep_fraction  # the config's checks
+    keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init or INITS[0]).keep_fraction  # the config's checks
     check_untransformed(model)
+    chosen = sel.select(model, MASKABLE, include, exclude)
     freeze_all(model)
-    for layer in maskable_layers(model):
-        init_weight_(layer.weight, init, keep_fraction)
-        parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction), unsafe=True)
-        layer.parametrizations.weight.original.requires_grad_(False)
+    replay = sel.generator_record(generator)
+    weights = {"init": init, **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
+    with sel.drawing(generator) as g:
+        for _, layer in chosen:
+            if init is not None:
+                init_weight_(layer.weight, init, keep_fraction, g)
+            parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction, g), unsafe=True)
+            layer.parametrizations.weight.original.requires_grad_(False)
+    sel.tag(model, "edge-popup", [n for n, _ in chosen], keep_fraction=keep_fraction, weights=weights)
     return model
 
 
@@ -219,13 +243,9 @@ def kept_fractions(model: nn.Module) -> list[float]:
 def export(model: nn.Module) -> nn.Module:
     """A plain copy of ``model`` whose weights are the masked ones (``W * M``), with no scores or
     parametrizations: loads anywhere, pickles, and runs at dense speed (masks save compute only with sparse
-    kernels). ``state_dict()`` of the parametrized model is the way to save it for further training."""
-    plain = copy.deepcopy(model)
-    for layer in maskable_layers(plain):
-        if parametrize.is_parametrized(layer, "weight"):
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-            layer.weight.requires_grad_(False)
-    return plain
+    kernels). ``model`` itself is left untouched. ``state_dict()`` of the parametrized model is the way to save
+    it for further training; :mod:`randweights.compact` stores it in a few bits per weight."""
+    return sel.plain_copy(model)
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
@@ -239,3 +259,32 @@ def summarize(model: nn.Module) -> dict:
     kept = [int(m.mask().sum()) for m in maskers]
     total = sum(m.scores.numel() for m in maskers)
     return {"kept_fraction": sum(kept) / total, "kept_fraction_per_layer": [k / m.scores.numel() for k, m in zip(kept, maskers)]}
+
+
+# ---------------------------------------------------------------------------------------------- compact form
+def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
+    """For :mod:`randweights.compact`: each masked layer's top-k mask as bits."""
+    from ..compact import pack_bits
+
+    tag = sel.tag_of(model)
+    arrays = {f"mask/{n}": pack_bits(model.get_submodule(n).parametrizations.weight[0].mask()) for n in tag["layers"]}
+    return {}, arrays, [sel.weight_key(n) for n in tag["layers"]]
+
+
+def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
+    """Inverse of :func:`pack` on a plain model: ``weight = W * M`` with W drawn again (or the model's own)."""
+    from ..compact import unpack_bits
+
+    settings = header["settings"]
+
+    def redo(scratch: nn.Module, generator: torch.Generator) -> None:
+        apply(scratch, settings["keep_fraction"], header["weights"]["init"], include=header["layers"], generator=generator)
+
+    for name, weight in sel.frozen_weights(model, header, redo).items():
+        mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)
+        sel.set_tensor(model, sel.weight_key(name), weight * mask)
+
+
+def scratch_copy(model: nn.Module) -> nn.Module:
+    """A plain copy holding the frozen weights (what :func:`unpack` starts from)."""
+    return sel.plain_copy(model, original=True)

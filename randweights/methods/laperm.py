@@ -15,6 +15,7 @@ weights and a ``scatter`` of ``S`` into the sorted positions, in place.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..config import MethodConfig
 from ..errors import ConfigError, check_choice, check_range
+from . import layers as sel
 
 INITS = ("he-uniform", "random-sparse", "weight-agnostic")
 INNERS = ("adam", "sgd")
@@ -178,13 +180,18 @@ def sync_period_at(epoch: int, period: int, schedule: list[tuple[int, int]]) -> 
     return period
 
 
-class LaPerm:
+class LaPerm(torch.optim.Optimizer):
     """Wrap any torch optimizer: ``step()`` runs the inner step on all its parameters, then, when the step count
     t (from 1) is a multiple of the k in force, syncs every tensor in ``permutable`` to its initial values.
 
     ``sync_period`` may be an int, ``0``/``math.inf`` (never), or a callable ``epoch -> k`` used with
     ``steps_per_epoch``; k is read at every step. The inner state is kept across syncs. ``hold_zeros`` re-zeroes
-    the initial zeros of every tensor after each step (for the fixed-mask baseline)."""
+    the initial zeros of every tensor after each step (for the fixed-mask baseline).
+
+    A real :class:`torch.optim.Optimizer`: it shares the inner optimizer's ``param_groups`` and ``state``, so
+    torch's LR schedulers (``CosineAnnealingLR(laperm)``) set the inner learning rates, and
+    ``state_dict()`` / ``load_state_dict()`` carry the inner state and LaPerm's own (sorted initial rows, step
+    and sync counts)."""
 
     def __init__(
         self,
@@ -194,7 +201,10 @@ class LaPerm:
         steps_per_epoch: int | None = None,
         hold_zeros: bool = False,
     ):
+        super().__init__([dict(g) for g in inner.param_groups], dict(inner.defaults))
         self.inner = inner
+        self.param_groups = inner.param_groups  # one list: a scheduler's lr change reaches the inner optimizer
+        self.state = inner.state
         self.permutable = list(permutable)
         self.sorted_init = [sorted_rows(p) for p in self.permutable]
         self.workspaces = [sort_workspace(rows(p)) if takes_fast_path(p) else None for p in self.permutable]
@@ -203,15 +213,6 @@ class LaPerm:
         self.steps_per_epoch = steps_per_epoch
         self.step_count = 0
         self.syncs = 0
-
-    # the torch.optim interface the training loop uses
-    @property
-    def param_groups(self):
-        return self.inner.param_groups
-
-    @property
-    def state(self):
-        return self.inner.state
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
@@ -224,7 +225,7 @@ class LaPerm:
             k = k(max(0, epoch))
         return math.inf if k == 0 else k
 
-    def step(self, closure=None):
+    def step(self, closure=None):  # type: ignore[override]
         loss = self.inner.step(closure)
         self.step_count += 1
         if self.zero_masks is not None:
@@ -259,28 +260,70 @@ class LaPerm:
         """Whether every row of every permutable tensor holds exactly its initial values (bitwise)."""
         return all(torch.equal(sorted_rows(p), s) for p, s in zip(self.permutable, self.sorted_init))
 
-    def state_dict(self) -> dict:
-        return {"inner": self.inner.state_dict(), "sorted_init": self.sorted_init, "step_count": self.step_count, "syncs": self.syncs}
+    def state_dict(self) -> dict:  # type: ignore[override]
+        return {"inner": self.inner.state_dict(), "sorted_init": [s.clone() for s in self.sorted_init],
+                "step_count": self.step_count, "syncs": self.syncs}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:  # type: ignore[override]
+        if len(state["sorted_init"]) != len(self.permutable):
+            raise ValueError(f"LaPerm state holds {len(state['sorted_init'])} permutable tensors, this optimizer {len(self.permutable)}")
         self.inner.load_state_dict(state["inner"])
+        self.param_groups, self.state = self.inner.param_groups, self.inner.state  # load_state_dict replaces them
         self.sorted_init = [s.clone() for s in state["sorted_init"]]
         self.step_count, self.syncs = state["step_count"], state["syncs"]
 
 
 # ---------------------------------------------------------------------------------------------- what is permuted
-def permutable_tensors(model: nn.Module, skip_bias: bool = False, skip_bn: bool = True) -> list[torch.Tensor]:
+def permutable_tensors(
+    model: nn.Module, skip_bias: bool = False, skip_bn: bool = True, include: sel.Selector = None, exclude: sel.Selector = None
+) -> list[torch.Tensor]:
     """Weights of Linear/Conv layers, their biases unless ``skip_bias``, norm-layer scale/shift unless ``skip_bn``
-    (the official ``skip_bias`` / ``skip_bn`` switches)."""
-    out: list[torch.Tensor] = []
-    for m in model.modules():
+    (the official ``skip_bias`` / ``skip_bn`` switches); ``include`` / ``exclude`` pick modules by name, glob or
+    predicate (default: all)."""
+    return [t for _, t in permutable_named(model, skip_bias, skip_bn, include, exclude)]
+
+
+def permutable_named(model: nn.Module, skip_bias: bool = False, skip_bn: bool = True, include: sel.Selector = None,
+                     exclude: sel.Selector = None) -> list[tuple[str, torch.Tensor]]:
+    """``(state-dict key, tensor)`` of every tensor :func:`permutable_tensors` returns, in the same order."""
+    out: list[tuple[str, torch.Tensor]] = []
+    for name, m in sel.select(model, WEIGHTED + NORMS, include, exclude):
+        prefix = f"{name}." if name else ""
         if isinstance(m, WEIGHTED):
-            out.append(m.weight)
+            out.append((prefix + "weight", m.weight))
             if m.bias is not None and not skip_bias:
-                out.append(m.bias)
-        elif isinstance(m, NORMS) and not skip_bn:
-            out += [p for p in (getattr(m, "weight", None), getattr(m, "bias", None)) if p is not None]
+                out.append((prefix + "bias", m.bias))
+        elif not skip_bn:
+            out += [(prefix + n, p) for n in ("weight", "bias") if (p := getattr(m, n, None)) is not None]
     return out
+
+
+def apply(
+    model: nn.Module,
+    init: str | None = "he-uniform",
+    generator: torch.Generator | None = None,
+    include: sel.Selector = None,
+    exclude: sel.Selector = None,
+    skip_bias: bool = False,
+    skip_bn: bool = True,
+) -> list[torch.Tensor]:
+    """Make ``model`` ready for LaPerm and return the tensors to give :class:`LaPerm` as ``permutable``:
+    ``init="he-uniform"`` redraws every selected Linear/Conv layer (kernel and bias) from ``generator`` (None:
+    the global generator); ``init=None`` keeps the existing weights as the initial multisets (permutations of a
+    pretrained network). The model is tagged so that :mod:`randweights.compact` can store what LaPerm found as
+    per-row permutation indices."""
+    if init is not None:
+        check_choice("init", init, ("he-uniform",))
+    replay = sel.generator_record(generator)
+    if init is not None:
+        with sel.drawing(generator) as g:
+            for _, layer in sel.select(model, WEIGHTED, include, exclude):
+                he_uniform_(layer, g)
+    named = permutable_named(model, skip_bias, skip_bn, include, exclude)
+    modules = [n for n, _ in sel.select(model, WEIGHTED, include, exclude)]
+    weights = {"init": init, **replay} if init is not None else {"own": True}
+    sel.tag(model, "laperm", [n for n, _ in named], weights=weights, modules=modules)
+    return [t for _, t in named]
 
 
 # ---------------------------------------------------------------------------------------------- initializations
@@ -457,7 +500,9 @@ def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
     period: int | Callable[[int], int] = m.sync_period
     if schedule:
         period = lambda epoch: sync_period_at(epoch, m.sync_period, schedule)
-    permutable = permutable_tensors(model, skip_bias=m.biases != "permute", skip_bn=m.skip_bn)
+    named = permutable_named(model, skip_bias=m.biases != "permute", skip_bn=m.skip_bn)
+    permutable = [t for _, t in named]
+    sel.tag(model, "laperm", [n for n, _ in named], weights={"config": True})  # initial values: build_initialized(cfg)
     return LaPerm(make_inner(model.parameters(), cfg), permutable, period, steps_per_epoch, m.hold_zeros)
 
 
@@ -502,6 +547,7 @@ def run(cfg, splits, device: torch.device):
     if syncing:
         opt.sync()
     else:
+        sel.tag(model, "dense", [])  # k = 0: the plain inner optimizer's weights, no permutation of the initial ones
         with opt.synced():
             metrics["synced_test_accuracy"] = train.evaluate(model, splits.test, device)["accuracy"]
     metrics.update(
@@ -514,3 +560,42 @@ def run(cfg, splits, device: torch.device):
     )
     return model, metrics
 
+
+
+# ---------------------------------------------------------------------------------------------- compact form
+def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
+    """For :mod:`randweights.compact`: every entry's rank within its row, ``ceil(log2 fan_in)`` bits each. The
+    row's values are its initial ones, so the initial model (drawn again, rebuilt from the run config, or the
+    model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``)."""
+    from ..compact import index_bits, pack_uint
+
+    tag = sel.tag_of(model)
+    state = model.state_dict()
+    arrays, sorted_all = {}, []
+    for key in tag["layers"]:
+        view = rows(state[key].detach().cpu())
+        order = view.argsort(dim=1, stable=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(view.shape[1]).expand_as(order).contiguous())
+        arrays[f"rank/{key}"] = pack_uint(rank, index_bits(view.shape[1]))
+        sorted_all.append(view.gather(1, order))
+    return {"multiset_fingerprint": sel.fingerprint([v + 0.0 for v in sorted_all])}, arrays, list(tag["layers"])
+
+
+def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
+    """Inverse of :func:`pack` on a plain model holding the initial weights (or drawn again from the seed)."""
+    from ..compact import index_bits, unpack_uint
+
+    weights = header["weights"]
+    source = model
+    if "init" in weights:
+        source = copy.deepcopy(model)
+        generator = sel.replay_generator(weights)
+        for _, layer in sel.select(source, WEIGHTED, include=header["settings"]["modules"]):
+            he_uniform_(layer, generator)
+    state = source.state_dict()
+    initial = [sorted_rows(state[key].detach().cpu()) for key in header["layers"]]
+    if sel.fingerprint([v + 0.0 for v in initial]) != header["settings"]["multiset_fingerprint"]:
+        raise ConfigError("model", type(model).__name__, "the model at its LaPerm initialization (the initial multisets differ)")
+    for key, sorted_init in zip(header["layers"], initial):
+        rank = unpack_uint(arrays[f"rank/{key}"], index_bits(sorted_init.shape[1]), sorted_init.shape)
+        sel.set_tensor(model, key, sorted_init.gather(1, rank).view_as(state[key]))

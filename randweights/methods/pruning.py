@@ -41,6 +41,7 @@ from torch.nn.utils import prune
 
 from ..config import MethodConfig
 from ..errors import ConfigError, check_choice, check_range
+from . import layers as sel
 
 STRATEGIES = ("magnitude", "random")
 PRUNING_SCHEDULES = ("iterative", "one-shot")
@@ -119,12 +120,41 @@ Masks = list[tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def prunable_layers(model: nn.Module) -> list[nn.Module]:
-    """Every Linear / Conv2d in module order except the last one (the output layer is never pruned)."""
-    return [m for m in model.modules() if isinstance(m, PRUNABLE)][:-1]
+    """The layers IMP prunes, in module order: those with masks attached (:func:`attach_masks`), or, before
+    that, every Linear / Conv2d except the output layer (:func:`output_layer`), which is never pruned."""
+    masked = [m for m in model.modules() if isinstance(m, PRUNABLE) and hasattr(m, "weight_mask")]
+    return masked if masked else [m for _, m in select_prunable(model)]
 
 
-def output_layer(model: nn.Module) -> nn.Module:
+def select_prunable(model: nn.Module, include: sel.Selector = None, exclude: sel.Selector = None,
+                    output: str | nn.Module | None = None) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` of every Linear / Conv2d picked by ``include`` / ``exclude`` (names, globs or a
+    predicate), without the output layer."""
+    head = output_layer(model, output)
+    return [(n, m) for n, m in sel.select(model, PRUNABLE, include, exclude) if m is not head]
+
+
+def output_layer(model: nn.Module, output: str | nn.Module | None = None) -> nn.Module:
+    """The layer IMP never prunes: ``output`` (a module name or the module), else the one named when the masks
+    were attached, else the last Linear / Conv2d registered (a model that registers its head first must name
+    it)."""
+    if output is None:
+        output = (sel.tag_of(model) or {}).get("output_layer")
+    if isinstance(output, nn.Module):
+        return output
+    if isinstance(output, str):
+        try:
+            layer = model.get_submodule(output)
+        except AttributeError:
+            layer = None
+        if not isinstance(layer, PRUNABLE):
+            names = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+            raise ConfigError("output_layer", output, "the name of a Linear / Conv2d module: " + ", ".join(names[-8:]))
+        return layer
     return [m for m in model.modules() if isinstance(m, PRUNABLE)][-1]
+
+
+_output_of = output_layer  # attach_masks' parameter has the function's name
 
 
 def init_paper_(model: nn.Module) -> None:
@@ -138,14 +168,32 @@ def init_paper_(model: nn.Module) -> None:
             m.reset_parameters()
 
 
-def attach_masks(model: nn.Module) -> nn.Module:
-    """Give every prunable layer all-ones masks for its weight and bias via ``torch.nn.utils.prune``."""
-    for layer in prunable_layers(model):
+def attach_masks(model: nn.Module, include: sel.Selector = None, exclude: sel.Selector = None,
+                 output_layer: str | nn.Module | None = None) -> nn.Module:
+    """Give every prunable layer (``include`` / ``exclude`` by name, glob or predicate; never the output layer,
+    the last Linear / Conv2d unless ``output_layer`` names another) all-ones masks for its weight and bias via
+    ``torch.nn.utils.prune``. Tags the model for :mod:`randweights.compact`."""
+    chosen = select_prunable(model, include, exclude, output_layer)
+    head = _output_of(model, output_layer)
+    for _, layer in chosen:
         for name in ("weight", "bias"):
             tensor = getattr(layer, name, None)
             if tensor is not None and not hasattr(layer, name + "_mask"):
                 prune.custom_from_mask(layer, name, torch.ones_like(tensor, dtype=torch.bool))
+    head_name = next(n for n, m in model.named_modules() if m is head)
+    sel.tag(model, "imp", [n for n, _ in chosen], output_layer=head_name)
     return model
+
+
+def apply(model: nn.Module, init: str | None = "xavier-normal", include: sel.Selector = None, exclude: sel.Selector = None,
+          output_layer: str | nn.Module | None = None) -> nn.Module:
+    """Prepare any model for IMP: ``init="xavier-normal"`` re-initializes it as the paper does
+    (:func:`init_paper_`), ``init=None`` keeps its weights (pruning a pretrained network); then
+    :func:`attach_masks`. Prune with :func:`imp_step` / :func:`set_masks`, rewind with :func:`rewind`."""
+    if init is not None:
+        check_choice("init", init, ("xavier-normal",))
+        init_paper_(model)
+    return attach_masks(model, include, exclude, output_layer)
 
 
 def _orig(layer: nn.Module, name: str) -> torch.Tensor | None:
@@ -439,3 +487,51 @@ def load_model(cfg, state: dict, splits) -> nn.Module:
     model = build(cfg, splits)
     model.load_state_dict(state)
     return model
+
+
+# ---------------------------------------------------------------------------------------------- compact form
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A copy with the masks multiplied in (``weight = weight_orig * weight_mask``) and no pruning hooks."""
+    import copy
+
+    with torch.no_grad():  # after a forward with gradients the hooks' products are graph nodes, which deepcopy refuses
+        for layer in model.modules():
+            for name in ("weight", "bias"):
+                if hasattr(layer, name + "_mask"):
+                    setattr(layer, name, getattr(layer, name + "_orig") * getattr(layer, name + "_mask"))
+    plain = copy.deepcopy(model)
+    for layer in plain.modules():
+        for name in ("weight", "bias"):
+            if hasattr(layer, name + "_mask"):
+                prune.remove(layer, name)
+    return plain
+
+
+def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
+    """For :mod:`randweights.compact`: every pruned tensor's mask as bits and its kept values as fp32."""
+    from ..compact import pack_bits
+
+    tag = sel.tag_of(model)
+    arrays, covered = {}, []
+    for name in tag["layers"]:
+        layer = model.get_submodule(name)
+        for tensor in ("weight", "bias"):
+            if hasattr(layer, tensor + "_mask"):
+                key = sel.weight_key(name, tensor)
+                mask = getattr(layer, tensor + "_mask").detach().bool().cpu()
+                arrays[f"mask/{key}"] = pack_bits(mask)
+                arrays[f"kept/{key}"] = getattr(layer, tensor + "_orig").detach().cpu()[mask].float().numpy()
+                covered.append(key)
+    return {}, arrays, covered
+
+
+def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
+    """Inverse of :func:`pack` on a plain model: zeros where pruned, the kept values elsewhere."""
+    from ..compact import unpack_bits
+
+    state = model.state_dict()
+    for key in header["covered"]:
+        mask = unpack_bits(arrays[f"mask/{key}"], state[key].shape)
+        value = torch.zeros(state[key].shape, dtype=state[key].dtype)
+        value[mask] = torch.from_numpy(arrays[f"kept/{key}"]).to(value.dtype)
+        sel.set_tensor(model, key, value)

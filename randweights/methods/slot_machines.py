@@ -34,6 +34,7 @@ layer-wide scale, but the loss does.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -43,7 +44,8 @@ from torch.nn.utils import parametrize
 
 from ..config import MethodConfig
 from ..errors import ConfigError, check_choice, check_range
-from .edge_popup import freeze_all, maskable_layers
+from . import layers as sel
+from .edge_popup import MASKABLE, freeze_all
 
 SELECTIONS = ("greedy", "probabilistic")
 CANDIDATE_INITS = ("paper", "code")
@@ -140,12 +142,14 @@ class SlotSelect(nn.Module):
         candidate_bits: int = 8,
         is_conv: bool = False,
         generator: torch.Generator | None = None,
+        bound: float | None = None,
     ):
         super().__init__()
         check_choice("selection", selection, SELECTIONS)
         levels, dtype = _LEVELS[candidate_bits]
         fan_in, fan_out = fans
-        bound = math.sqrt((2.0 if candidate_init == "paper" else 6.0) / (fan_in + fan_out))
+        if bound is None:  # else: the caller's bound (candidate_init=None: the spread of the existing weights)
+            bound = math.sqrt((2.0 if candidate_init == "paper" else 6.0) / (fan_in + fan_out))
         lam = 1.0 if (score_init == "code" or is_conv) else 0.1
         full = (num_slots, *shape)
         codes = torch.randint(-levels, levels + 1, full, generator=generator, dtype=torch.int32).to(dtype)
@@ -211,28 +215,47 @@ def apply(
     model: nn.Module,
     num_slots: int = 8,
     selection: str = "greedy",
-    candidate_init: str = "paper",
+    candidate_init: str | None = "paper",
     score_init: str = "paper",
     candidate_bits: int = 8,
     generator: torch.Generator | None = None,
+    include: sel.Selector = None,
+    exclude: sel.Selector = None,
+    bounds: list[float] | None = None,
 ) -> nn.Module:
-    """Freeze every parameter and turn each Linear/Conv weight into a slot machine (in place; returns ``model``).
+    """Freeze every parameter and turn each selected Linear/Conv weight into a slot machine (in place; returns
+    ``model``). ``include`` / ``exclude``: module names, globs or a predicate (default: every layer).
 
     Biases and BatchNorm parameters (the papers' nets have none that learn) stay frozen. The layer's own weight
-    is replaced by a 0-size stub so that it costs no memory; ``layer.weight`` yields the selected weights."""
+    is replaced by a 0-size stub so that it costs no memory; ``layer.weight`` yields the selected weights.
+    ``candidate_init=None`` draws each layer's candidates around its EXISTING weights' scale: uniform on
+    ``[-b, b]`` with ``b = sqrt(3) * std(W)`` (the same spread as the given weights; the given values themselves
+    are not candidates). ``bounds`` overrides b per selected layer (how a stored slot machine is rebuilt)."""
     from . import check_untransformed
 
-    num_slots = SlotMachineConfig(num_slots=num_slots, selection=selection, candidate_init=candidate_init,
+    num_slots = SlotMachineConfig(num_slots=num_slots, selection=selection, candidate_init=candidate_init or "paper",
                                   score_init=score_init, candidate_bits=candidate_bits).num_slots  # the config's checks
     check_untransformed(model)
+    chosen = sel.select(model, MASKABLE, include, exclude)
+    if bounds is None and candidate_init is None:
+        bounds = [math.sqrt(3.0) * float(layer.weight.detach().float().std()) for _, layer in chosen]
+    if bounds is not None and len(bounds) != len(chosen):
+        raise ConfigError("bounds", len(bounds), f"one bound per selected layer ({len(chosen)})")
     freeze_all(model)
-    for layer in maskable_layers(model):
-        shape, fans = layer.weight.shape, _fans(layer)
-        slot = SlotSelect(shape, fans, num_slots, selection, candidate_init, score_init, candidate_bits,
-                          is_conv=layer.weight.dim() > 2, generator=generator)
-        slot.to(layer.weight.device)
-        layer.weight = nn.Parameter(layer.weight.new_empty(0), requires_grad=False)
-        parametrize.register_parametrization(layer, "weight", slot, unsafe=True)
+    replay = sel.generator_record(generator)
+    used = []
+    with sel.drawing(generator) as g:
+        for i, (_, layer) in enumerate(chosen):
+            shape, fans = layer.weight.shape, _fans(layer)
+            slot = SlotSelect(shape, fans, num_slots, selection, candidate_init or "paper", score_init, candidate_bits,
+                              is_conv=layer.weight.dim() > 2, generator=g, bound=None if bounds is None else bounds[i])
+            slot.to(layer.weight.device)
+            used.append(slot.bound)
+            layer.weight = nn.Parameter(layer.weight.new_empty(0), requires_grad=False)
+            parametrize.register_parametrization(layer, "weight", slot, unsafe=True)
+    settings = {"num_slots": num_slots, "selection": selection, "candidate_init": candidate_init, "score_init": score_init,
+                "candidate_bits": candidate_bits, "bounds": used}
+    sel.tag(model, "slot", [n for n, _ in chosen], weights=replay, **settings)
     return model
 
 
@@ -284,6 +307,7 @@ def to_dense(model: nn.Module) -> nn.Module:
         layer.weight = nn.Parameter(weight)
     for p in model.parameters():
         p.requires_grad_(True)
+    sel.tag(model, "dense", [])  # plain trainable weights from now on
     return model
 
 
@@ -395,3 +419,32 @@ def run(cfg, splits, device: torch.device):
         metrics["finetune_history"] = fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs)
         metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device)["accuracy"]
     return model, metrics
+
+
+# ---------------------------------------------------------------------------------------------- compact form
+def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
+    """For :mod:`randweights.compact`: each connection's chosen candidate in ``ceil(log2 K)`` bits."""
+    from ..compact import index_bits, pack_uint
+
+    tag = sel.tag_of(model)
+    bits = index_bits(tag["num_slots"])
+    arrays = {f"slot/{n}": pack_uint(model.get_submodule(n).parametrizations.weight[0].index().squeeze(0), bits)
+              for n in tag["layers"]}
+    return {"index_bits": bits}, arrays, [sel.weight_key(n) for n in tag["layers"]]
+
+
+def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
+    """Inverse of :func:`pack` on a plain model: the candidates are drawn again from the stored generator with
+    the stored bounds, and every connection takes its stored choice."""
+    from ..compact import unpack_uint
+
+    s = header["settings"]
+    scratch = copy.deepcopy(model)
+    apply(scratch, s["num_slots"], s["selection"], s["candidate_init"], s["score_init"], s["candidate_bits"],
+          sel.replay_generator(header["weights"]), include=header["layers"], bounds=s["bounds"])
+    for name in header["layers"]:
+        slot = scratch.get_submodule(name).parametrizations.weight[0]
+        index = unpack_uint(arrays[f"slot/{name}"], s["index_bits"], slot.codes.shape[1:]).unsqueeze(0)
+        weight = slot.codes.gather(0, index).squeeze(0).to(slot.scores.dtype) * slot.scale
+        sel.set_tensor(model, sel.weight_key(name), weight)
+

@@ -3,7 +3,9 @@
 Each weight keeps probability ``p = sigmoid(s)``; every forward samples ``M ~ Bernoulli(p)`` and the gradient
 passes straight through the sample to ``p`` (``dL/ds = dL/dW_eff * W * p(1-p)``). The kept fraction is an
 outcome, steered by the initial score ``logit(keep_fraction)``. Evaluation samples a mask too (as the
-hidden-networks baseline does) unless ``eval_mask="threshold"`` (keep where p > 0.5).
+hidden-networks baseline does) unless ``eval_mask="threshold"`` (keep where p > 0.5). :func:`fix_eval_mask`
+draws one evaluation sample from a seed and keeps it, so that evaluation is repeatable and the mask can be stored
+(:mod:`randweights.compact` does this when it saves).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch.nn.utils import parametrize
 
 from ..config import MethodConfig
 from ..errors import check_choice, check_range
-from .edge_popup import INITS, freeze_all, init_weight_, maskable_layers
+from . import layers as sel
+from .edge_popup import INITS, MASKABLE, freeze_all, init_weight_
 
 EVAL_MASKS = ("sample", "threshold")
 
@@ -40,42 +43,99 @@ class BernoulliConfig(MethodConfig):
 
 
 class BernoulliMask(nn.Module):
-    """Parametrization ``W -> W * Bernoulli(sigmoid(S))`` with a straight-through gradient to sigmoid(S)."""
+    """Parametrization ``W -> W * Bernoulli(sigmoid(S))`` with a straight-through gradient to sigmoid(S).
+    Samples come from ``generator`` (None: the global generator)."""
 
-    def __init__(self, weight: torch.Tensor, keep_fraction: float, eval_mask: str = "sample"):
+    def __init__(self, weight: torch.Tensor, keep_fraction: float, eval_mask: str = "sample", generator: torch.Generator | None = None):
         super().__init__()
         start = math.log(keep_fraction / (1 - keep_fraction))
         self.scores = nn.Parameter(torch.full_like(weight, start))
         self.eval_mask = eval_mask
+        self.generator = generator
+        self.fixed: torch.Tensor | None = None  # the evaluation sample, once fixed (fix_eval_mask)
 
     def probabilities(self) -> torch.Tensor:
         return torch.sigmoid(self.scores)
 
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw of the mask (0/1 floats), no gradient."""
+        p = self.probabilities().detach()
+        g = generator if generator is not None else self.generator
+        if g is not None and g.device != p.device:
+            return torch.bernoulli(p.to(g.device), generator=g).to(p.device)
+        return torch.bernoulli(p, generator=g)
+
+    def eval_weight_mask(self) -> torch.Tensor:
+        """The mask evaluation uses: the threshold mask, the fixed sample, or a fresh sample."""
+        if self.eval_mask == "threshold":
+            return (self.probabilities() > 0.5).to(self.scores.dtype)
+        return self.fixed if self.fixed is not None else self.sample()
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.training and (self.eval_mask == "threshold" or self.fixed is not None):
+            return weight * self.eval_weight_mask().to(weight.dtype)
         p = self.probabilities()
-        if not self.training and self.eval_mask == "threshold":
-            return weight * (p > 0.5).to(weight.dtype)
-        sample = torch.bernoulli(p.detach())
+        sample = self.sample()
         return weight * (p + (sample - p).detach())
 
 
-def apply(model: nn.Module, keep_fraction: float = 0.5, init: str = "signed-constant", eval_mask: str = "sample") -> nn.Module:
+def apply(
+    model: nn.Module,
+    keep_fraction: float = 0.5,
+    init: str | None = "signed-constant",
+    eval_mask: str = "sample",
+    include: sel.Selector = None,
+    exclude: sel.Selector = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Freeze all parameters and attach a Bernoulli supermask to every selected Linear/Conv weight (``include`` /
+    ``exclude`` as in :func:`randweights.methods.edge_popup.apply`). ``init=None`` keeps the existing weights.
+    Weights and every mask sample are drawn from ``generator`` (None: the global generator)."""
     from . import check_untransformed
 
-    keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init, eval_mask=eval_mask).keep_fraction  # checks
+    keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init or INITS[0], eval_mask=eval_mask).keep_fraction  # checks
     check_untransformed(model)
+    chosen = sel.select(model, MASKABLE, include, exclude)
     freeze_all(model)
-    for layer in maskable_layers(model):
-        init_weight_(layer.weight, init, keep_fraction)
-        parametrize.register_parametrization(layer, "weight", BernoulliMask(layer.weight, keep_fraction, eval_mask), unsafe=True)
+    replay = sel.generator_record(generator)
+    weights = {"init": init, **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
+    with sel.drawing(generator) as g:
+        for _, layer in chosen:
+            if init is not None:
+                init_weight_(layer.weight, init, keep_fraction, g)
+    for _, layer in chosen:
+        mask = BernoulliMask(layer.weight, keep_fraction, eval_mask, generator)
+        parametrize.register_parametrization(layer, "weight", mask, unsafe=True)
         layer.parametrizations.weight.original.requires_grad_(False)
+    sel.tag(model, "supermask-bernoulli", [n for n, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask, weights=weights)
     return model
+
+
+def masks(model: nn.Module) -> list[BernoulliMask]:
+    return [m for m in model.modules() if isinstance(m, BernoulliMask)]
+
+
+@torch.no_grad()
+def fix_eval_mask(model: nn.Module, seed: int) -> list[torch.Tensor]:
+    """Draw one evaluation sample per layer, in model order, from ``torch.Generator().manual_seed(seed)`` and use
+    it for every evaluation from now on (training still samples anew). Returns the masks. A no-op for
+    ``eval_mask="threshold"`` (deterministic already), which returns its threshold masks."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for m in masks(model):
+        if m.eval_mask == "sample":
+            m.fixed = m.sample(g)
+        out.append(m.eval_weight_mask())
+    tag = sel.tag_of(model)
+    if tag is not None:
+        tag["eval_seed"] = seed
+    return out
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     m = cfg.method
     apply(model, m.keep_fraction, m.init, m.eval_mask)
-    return [mod.scores for mod in model.modules() if isinstance(mod, BernoulliMask)]
+    return [mod.scores for mod in masks(model)]
 
 
 def summarize(model: nn.Module) -> dict:
@@ -87,3 +147,35 @@ def summarize(model: nn.Module) -> dict:
         "kept_fraction": sum(expected) / total,
         "kept_fraction_per_layer": [e / m.scores.numel() for e, m in zip(expected, maskers)],
     }
+
+
+# ---------------------------------------------------------------------------------------------- compact form
+def pack(model: nn.Module, eval_seed: int = 0, **_) -> tuple[dict, dict, list[str]]:
+    """For :mod:`randweights.compact`: the mask each layer evaluates with, as bits (a sampling supermask gets
+    its evaluation sample fixed from ``eval_seed`` first, unless it was fixed already)."""
+    from ..compact import pack_bits
+
+    tag = sel.tag_of(model)
+    layer_masks = [model.get_submodule(n).parametrizations.weight[0] for n in tag["layers"]]
+    if any(m.eval_mask == "sample" and m.fixed is None for m in layer_masks):
+        fix_eval_mask(model, eval_seed)
+    arrays = {f"mask/{n}": pack_bits(m.eval_weight_mask() > 0) for n, m in zip(tag["layers"], layer_masks)}
+    return {}, arrays, [sel.weight_key(n) for n in tag["layers"]]
+
+
+def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
+    """Inverse of :func:`pack` on a plain model: ``weight = W * M``."""
+    from ..compact import unpack_bits
+
+    settings = header["settings"]
+
+    def redo(scratch: nn.Module, generator: torch.Generator) -> None:
+        apply(scratch, settings["keep_fraction"], header["weights"]["init"], settings["eval_mask"], include=header["layers"], generator=generator)
+
+    for name, weight in sel.frozen_weights(model, header, redo).items():
+        mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)
+        sel.set_tensor(model, sel.weight_key(name), weight * mask)
+
+
+def scratch_copy(model: nn.Module) -> nn.Module:
+    return sel.plain_copy(model, original=True)

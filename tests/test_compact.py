@@ -1,0 +1,176 @@
+"""Compact subnetworks: every method's trained network saved in a few bits per weight, loaded in a new process,
+same outputs bit for bit; files at least 10x smaller than the dense fp32 state dict for Edge-Popup (k = 0.5)
+and Slot Machines (K = 8)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from randweights import compact, train
+from randweights.config import make_config
+from randweights.errors import ConfigError
+from randweights.methods import edge_popup as ep
+from randweights.methods import laperm as lp
+from randweights.methods import pruning
+from randweights.methods import slot_machines as sm
+from randweights.methods import supermask_bernoulli as zb
+
+SMOKE = {"dataset": "mnist", "subset": 300, "epochs": 1}
+RUNS = {
+    "dense": {},
+    "edge-popup": {"keep_fraction": 0.5},
+    "supermask-bernoulli": {},
+    "slot": {"num_slots": 8},
+    "laperm": {"sync_period": 5},
+    "imp": {"rounds": 1, "rewind_step": 1},
+}
+
+
+@pytest.mark.parametrize("bits", [0, 1, 3, 7, 10])
+def test_uint_packing_round_trips_and_takes_bits_per_value(bits):
+    values = torch.randint(0, 2**bits, (37, 5), generator=torch.Generator().manual_seed(bits))
+    packed = compact.pack_uint(values, bits)
+    assert packed.nbytes == -(-values.numel() * bits // 8)
+    assert torch.equal(compact.unpack_uint(packed, bits, values.shape), values)
+    assert compact.index_bits(8) == 3 and compact.index_bits(9) == 4 and compact.index_bits(784) == 10
+
+
+def test_every_method_loads_in_a_new_process_bit_for_bit(mnist, tmp_path):
+    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    sizes = {}
+    for method, settings in RUNS.items():
+        model, record = train.run(make_config(method, **SMOKE, **settings), "cpu")
+        sizes[method] = compact.save(model, tmp_path / f"{method}.rwc")
+        with torch.no_grad():
+            torch.save(model.eval()(x), tmp_path / f"{method}.expected.pt")
+        assert compact.read_header(tmp_path / f"{method}.rwc")["method"] == method
+    torch.save(x, tmp_path / "x.pt")
+    script = (
+        "import sys, torch; from pathlib import Path; from randweights import compact\n"
+        "d = Path(sys.argv[1]); x = torch.load(d / 'x.pt')\n"
+        "for m in sys.argv[2:]:\n"
+        "    with torch.no_grad(): torch.save(compact.load(d / f'{m}.rwc')(x), d / f'{m}.got.pt')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), *RUNS], check=True, timeout=300)
+    for method in RUNS:
+        expected, got = torch.load(tmp_path / f"{method}.expected.pt"), torch.load(tmp_path / f"{method}.got.pt")
+        assert torch.equal(expected, got), method
+    for method in ("edge-popup", "slot"):
+        assert sizes[method]["dense_bytes"] >= 10 * sizes[method]["compact_bytes"], (method, sizes[method])
+    weights = 784 * 300 + 300 * 100 + 100 * 10
+    assert sizes["edge-popup"]["weights"] == weights
+    assert 1.0 <= sizes["edge-popup"]["bits_per_weight"] < 1.2  # 1 bit a weight + the 5 kB generator state
+    assert 3.0 <= sizes["slot"]["bits_per_weight"] < 3.1  # 3 bits for K = 8, the seed is a number
+    assert 9.0 <= sizes["laperm"]["bits_per_weight"] < 10.1  # ceil(log2 784) = 10 bits in the first layer
+    assert sizes["dense"]["bits_per_weight"] > 28  # fp32 values, deflated a little
+
+
+def test_settings_travel_with_the_masks(tmp_path):
+    model = ep.apply(nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 4)), keep_fraction=0.3,
+                     generator=torch.Generator().manual_seed(2))
+    compact.save(model, tmp_path / "m.rwc")
+    header, arrays = compact.read(tmp_path / "m.rwc")
+    assert header["settings"]["keep_fraction"] == 0.3 and header["weights"] == {"init": "signed-constant", "seed": 2}
+    assert sorted(arrays) == ["mask/0", "mask/2", "rest/0.bias", "rest/2.bias"]
+    plain = compact.load(tmp_path / "m.rwc", nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 4)))
+    kept = [float((m.weight != 0).float().mean()) for m in (plain[0], plain[2])]
+    assert kept == pytest.approx([0.3, 0.3], abs=0.01)
+    with zipfile.ZipFile(tmp_path / "m.rwc") as zf:
+        assert json.loads(zf.read("header.json"))["format"] == "randweights-compact"
+
+
+def _resnet():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10)
+
+
+def _train_step(model, params, x, y):
+    opt = torch.optim.SGD(params, lr=0.1)
+    nn.functional.cross_entropy(model.train()(x), y).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("method", ["edge-popup", "supermask-bernoulli", "slot", "laperm", "imp"])
+def test_resnet18_round_trip_into_a_users_model(method, tmp_path):
+    """No config: the file fills a plain ResNet-18 the user passes (for init=None: the one holding the weights)."""
+    x, y = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([1, 2])
+    model = _resnet()
+    g = torch.Generator().manual_seed(3)
+    if method == "edge-popup":
+        ep.apply(model, keep_fraction=0.5, init=None, exclude="fc")
+        _train_step(model, ep.scores(model), x, y)
+    elif method == "supermask-bernoulli":
+        zb.apply(model, keep_fraction=0.5, include="layer3.*", generator=g)
+        _train_step(model, zb.masks(model)[0].parameters(), x, y)
+    elif method == "slot":
+        sm.apply(model, num_slots=4, include=["layer4.*", "fc"], generator=g)
+        _train_step(model, sm.scores(model), x, y)
+    elif method == "laperm":
+        permutable = lp.apply(model, generator=g, include="layer2.*")
+        opt = lp.LaPerm(torch.optim.Adam(model.parameters(), lr=1e-2), permutable, sync_period=1)
+        nn.functional.cross_entropy(model.train()(x), y).backward()
+        opt.step()
+    else:
+        pruning.apply(model, init=None)
+        _train_step(model, model.parameters(), x, y)
+        pruning.set_masks(model, pruning.imp_step(model, pruning.get_masks(model), 1, 0.5))
+    summary = compact.save(model, tmp_path / "r.rwc")
+    target = _resnet()  # same architecture; the same own weights for init=None
+    loaded = compact.load(tmp_path / "r.rwc", target)
+    assert loaded is target
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    assert summary["compact_bytes"] < summary["dense_bytes"]
+
+
+def test_init_none_needs_the_model_with_those_weights(tmp_path):
+    model = ep.apply(_resnet(), keep_fraction=0.5, init=None)
+    compact.save(model, tmp_path / "r.rwc")
+    other = _resnet()
+    with torch.no_grad():
+        other.conv1.weight.mul_(2)
+    with pytest.raises(ConfigError, match="model"):
+        compact.load(tmp_path / "r.rwc", other)
+    with pytest.raises(ConfigError, match="model"):
+        compact.load(tmp_path / "r.rwc")  # no config stored: a model is needed
+
+
+def test_bernoulli_file_holds_the_mask_the_model_evaluates_with(tmp_path):
+    model = zb.apply(nn.Sequential(nn.Linear(50, 40)), keep_fraction=0.5, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 50)
+    compact.save(model, tmp_path / "b.rwc", eval_seed=11)
+    with torch.no_grad():
+        first, second = model.eval()(x), model(x)
+        loaded = compact.load(tmp_path / "b.rwc", nn.Sequential(nn.Linear(50, 40)))
+        assert torch.equal(first, second) and torch.equal(loaded(x), first)
+    header, arrays = compact.read(tmp_path / "b.rwc")
+    assert header["settings"]["eval_seed"] == 11
+    mask = np.unpackbits(arrays["mask/0"], count=2000).reshape(40, 50)
+    assert np.array_equal(mask.astype(bool), (loaded[0].weight != 0).numpy())
+
+
+def test_each_record_of_the_store_points_to_its_compact_file(mnist, tmp_path):
+    from randweights import runs
+
+    cfg = make_config("edge-popup", **SMOKE)
+    record = runs.get_or_run(cfg, root=tmp_path)
+    folder = runs.run_dir(cfg, tmp_path)
+    path = folder / record["compact_file"]
+    assert path.is_file() and record["compact_bytes"] == path.stat().st_size
+    assert record["dense_bytes"] >= 10 * record["compact_bytes"]
+    assert record["compact_bits_per_weight"] == pytest.approx(8 * path.stat().st_size / record["weights"])
+    from randweights import data
+
+    splits = data.load(cfg.data)
+    test = train.evaluate(compact.load(path), splits.test, torch.device("cpu"))
+    assert test["accuracy"] == record["test_accuracy"] and test["loss"] == record["test_loss"]
+    assert compact.read_header(path)["config"] == cfg.to_dict()
