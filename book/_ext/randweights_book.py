@@ -63,8 +63,24 @@ def plain_text_docstring(lines: list[str]) -> None:
         lines[i] = "".join(parts)
 
 
+def qualify_error_names(lines: list[str]) -> None:
+    """``:class:`ConfigError``` -> ``:class:`~randweights.errors.ConfigError```: the errors are documented once,
+    in randweights.errors, and modules that import them refer to them by their short names."""
+    from randweights import errors
+
+    names = [n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)]
+    for i, line in enumerate(lines):
+        for n in names:
+            line = line.replace(f":class:`{n}`", f":class:`~randweights.errors.{n}`")
+            line = line.replace(f":exc:`{n}`", f":exc:`~randweights.errors.{n}`")
+        lines[i] = line
+
+
 def _escape_docstring(app, what, name, obj, options, lines) -> None:
+    for i, line in enumerate(lines):  # ``# `` (a literal ending in a space) is not reST: drop the space
+        lines[i] = re.sub(r"``([^`]*?\S)\s+``", r"``\1``", line)
     plain_text_docstring(lines)
+    qualify_error_names(lines)
 
 
 def setup(app):
