@@ -54,7 +54,6 @@ class Preset:
     widths: tuple[float, ...]  # Fig. 4
     bernoulli_keep_fractions: tuple[float, ...]  # Fig. 6
     dense_adam: bool = False  # also the "learned dense weights (Adam)" line
-    dense_lrs: dict = field(default_factory=dict)  # arch -> lr of its dense SGD baseline (default: the method's)
 
 
 MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}  # 10,000: two seeds of every LeNet figure fit
@@ -90,7 +89,6 @@ PRESETS: dict[str, Preset] = {
         width_family=Family("lenet-300-100", MNIST_QUICK),
         widths=(0.25, 0.5, 1.0, 2.0),
         bernoulli_keep_fractions=(0.1, 0.3, 0.5, 0.7),
-        dense_lrs={"conv2": 0.05, "conv4": 0.05},  # lr 0.01 leaves them undertrained in 6 short epochs
     ),
     "full": Preset(  # the paper's recipe (Sec. 4, appendix; official configs): SGD 0.1, cosine, 100 epochs
         seeds=(0, 1, 2),
@@ -143,7 +141,7 @@ def keep_sweep_configs(p: Preset) -> list[RunConfig]:
         inits = (SKC, KN) if i == 0 else p.conv_inits
         for seed in p.seeds:
             out += [fam.config("edge-popup", keep_fraction=k, init=init, seed=seed) for init in inits for k in grid]
-            out.append(fam.config("dense", seed=seed, **({"lr": p.dense_lrs[fam.arch]} if fam.arch in p.dense_lrs else {})))
+            out.append(fam.config("dense", seed=seed))
             if p.dense_adam:
                 out.append(fam.config("dense", seed=seed, optimizer="adam", batch_size=60, lr=ADAM_LR[fam.arch], weight_decay=0.0, schedule="constant"))
     return out
