@@ -18,7 +18,6 @@ from .errors import ConfigError, check_choice, check_range
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential")
-PRECISIONS = ("fp32", "bf16")  # bf16: forward pass autocast to bfloat16 (CPU AMX, CUDA); method tensors stay fp32
 
 
 @dataclass(frozen=True)
@@ -54,24 +53,24 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
+    precision: str = "fp32"  # "bf16": forward passes autocast to bfloat16 (train and evaluation); method tensors fp32
     lr: float | None = None  # None: the method's default
     momentum: float = 0.9
     weight_decay: float | None = None  # None: the method's default
     schedule: str = "cosine"  # per-epoch cosine decay to 0, no warmup (the Edge-Popup recipe)
     seed: int = 0
-    precision: str = "fp32"  # "bf16": autocast the forward pass (train and evaluation); conv nets channels-last
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)
         check_range("batch_size", self.batch_size, low=1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("precision", self.precision, ("fp32", "bf16"))
         if self.lr is not None:
             check_range("lr", self.lr, low=0, low_open=True)
         check_range("momentum", self.momentum, low=0, high=1, high_open=True)
         if self.weight_decay is not None:
             check_range("weight_decay", self.weight_decay, low=0)
         check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)
