@@ -329,8 +329,7 @@ def plot_finetune(df: pd.DataFrame, preset_name: str):
     colors = plots.sns.color_palette(plots.PALETTE, 3)
     for ax, family in zip(axes, families):
         sub = df[df["family"] == family]
-        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)]
-        ft = ft.groupby("epochs", as_index=False)[["finetune_epochs", "finetuned_test_accuracy", "selected_test_accuracy"]].mean()  # over seeds
+        ft = sub[(sub["method"] == "slot") & (sub["finetune_epochs"] > 0)].sort_values("epochs")
         total = int((ft["epochs"] + ft["finetune_epochs"]).max()) if len(ft) else int(sub["epochs"].max())
         ax.plot(ft["epochs"], ft["finetuned_test_accuracy"], marker="o", color=colors[0], label="finetuned slot machine (final)")
         ax.plot(ft["epochs"], ft["selected_test_accuracy"], marker="x", linestyle="none", color=colors[0], alpha=0.6,
