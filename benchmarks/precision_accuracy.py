@@ -21,7 +21,7 @@ import torch
 from randweights import runs
 from randweights.config import make_config
 
-SCALES = {  # the CIFAR settings of the quick presets; MNIST as the Edge-Popup chapter's LeNet runs
+SCALES = {  # short runs at the quick presets' width and net (fewer images and epochs, to fit 3 seeds x 2 precisions)
     "conv2/cifar10": {"arch": "conv2", "dataset": "cifar10", "subset": 5000, "epochs": 4, "width": 0.5},
     "lenet/mnist": {"arch": "lenet-300-100", "dataset": "mnist", "subset": 10000, "epochs": 3},
 }

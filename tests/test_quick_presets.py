@@ -29,11 +29,12 @@ def test_quick_uses_bf16_exactly_on_the_conv_nets_and_full_stays_fp32(module):
     assert all(c.train.precision == "fp32" for c in all_configs(module, "full"))
 
 
-def test_quick_conv_dense_baselines_use_their_own_lr():
-    dense = [c for c in all_configs(ep, "quick") if c.method.name == "dense" and "conv" in c.model.arch]
-    assert dense and all(c.lr == 0.05 for c in dense)
-    slot_dense = [c for c in all_configs(sm, "quick") if c.method.name == "dense" and "conv" in c.model.arch]
-    assert slot_dense and all(c.lr == 0.05 for c in slot_dense)
+def test_quick_conv_dense_baselines_train_at_the_default_lr():
+    """Measured at this scale (Conv-4, width 0.5, 10,000 images, 6 epochs, bf16): lr 0.01 reached 56.4%, 0.05 only
+    50.5%; the learned baselines keep the method's default."""
+    for module in (ep, sm):
+        dense = [c for c in all_configs(module, "quick") if c.method.name == "dense" and "conv" in c.model.arch]
+        assert dense and all(c.lr == 0.01 for c in dense)
 
 
 def ep_frame(conv2: dict, conv4: dict) -> pd.DataFrame:

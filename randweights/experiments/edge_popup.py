@@ -69,7 +69,6 @@ class Preset:
     width_inits: tuple[str, ...] = (SKC,)  # Fig. 4/5 inits
     fixed_keep_fractions: tuple[float, ...] = (0.5,)  # Fig. 5: k at width 1; wider nets keep the same count
     bernoulli_families: tuple[Family, ...] = ()  # Fig. 6 networks (default: the first family)
-    dense_lrs: dict = field(default_factory=dict)  # arch -> lr of its dense SGD baseline (default: the method's)
 
 
 MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}  # 10,000: two seeds of every LeNet figure fit
@@ -105,7 +104,6 @@ PRESETS: dict[str, Preset] = {
         width_family=Family("lenet-300-100", MNIST_QUICK),
         widths=(0.25, 0.5, 1.0, 2.0),
         bernoulli_keep_fractions=(0.1, 0.3, 0.5, 0.7),
-        dense_lrs={"conv2": 0.05, "conv4": 0.05},  # lr 0.01 leaves them undertrained in 6 short epochs
     ),
     "full": Preset(  # the paper's recipe (Sec. 4, appendix; official configs): SGD 0.1, cosine, 100 epochs
         seeds=(0, 1, 2),
@@ -170,7 +168,7 @@ def keep_sweep_configs(p: Preset) -> list[RunConfig]:
         inits = (SKC, KN) if i == 0 else p.conv_inits
         for seed in p.seeds:
             out += [fam.config("edge-popup", keep_fraction=k, init=init, seed=seed) for init in inits for k in grid]
-            out.append(fam.config("dense", seed=seed, **({"lr": p.dense_lrs[fam.arch]} if fam.arch in p.dense_lrs else {})))
+            out.append(fam.config("dense", seed=seed))
             if p.dense_adam:
                 out.append(fam.config("dense", seed=seed, optimizer="adam", batch_size=60, lr=ADAM_LR[fam.arch], weight_decay=0.0, schedule="constant"))
     return out

@@ -31,7 +31,6 @@ class Family:
     slots: tuple[int, ...] = (1, 2, 8)  # the K grid of the accuracy-vs-K figure (K = 1: the untrained network)
     dense_epochs: int | None = None  # the learned baseline's epochs when they differ (paper, Table 1)
     slot_settings: dict = field(default_factory=dict)  # settings of the slot machines only
-    dense_settings: dict = field(default_factory=dict)  # other settings of the learned baseline (e.g. its lr)
 
     def config(self, method: str, **overrides) -> RunConfig:
         extra = self.slot_settings if method == "slot" else {}
@@ -45,7 +44,6 @@ class Family:
     def dense(self, **overrides) -> RunConfig:
         if self.dense_epochs is not None:
             overrides = {"epochs": self.dense_epochs, **overrides}
-        overrides = {**self.dense_settings, **overrides}
         return self.config("dense", **overrides)
 
     @property
@@ -70,7 +68,6 @@ MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}
 # Conv nets at `quick`: half width, 10,000 images, bf16 forward passes (channels-last; several times faster on a
 # CPU with AMX, accuracy within the seed spread: benchmarks/precision.py and precision_accuracy.py).
 CIFAR_QUICK = {"dataset": "cifar10", "subset": 10000, "epochs": 6, "width": 0.5, "precision": "bf16"}
-CIFAR_QUICK_DENSE = {"lr": 0.05}  # the learned baseline: lr 0.01 leaves it undertrained in 6 short epochs
 # The paper's recipe (Sec. 4, Table 1): 200 epochs (VGG-19 220) on MNIST / CIFAR-10 less a 15% / 10% validation
 # split, batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.2 (K <= 8) / 0.1 (K > 8), PS lr 25, dropout in the
 # Conv nets, CIFAR augmentation, SGD warm restarts at epochs 25 and 75 (`sgdr`). Candidates and scores as the
@@ -94,8 +91,8 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1),
         families=(
             Family("lenet-300-100", MNIST_QUICK, (1, 2, 4, 8, 16, 64)),
-            Family("slot-conv2", CIFAR_QUICK, (1, 2, 4, 8), dense_settings=CIFAR_QUICK_DENSE),
-            Family("slot-conv4", CIFAR_QUICK, (1, 2, 4, 8), dense_settings=CIFAR_QUICK_DENSE),
+            Family("slot-conv2", CIFAR_QUICK, (1, 2, 4, 8)),
+            Family("slot-conv4", CIFAR_QUICK, (1, 2, 4, 8)),
         ),
         ps_slots=(2, 8),  # PS costs several times GS per step on a CPU (one Gumbel draw per candidate)
         finetune=((0, (1, 2)), (2, (4,))),
@@ -184,7 +181,7 @@ def finetune_configs(p: Preset) -> list[RunConfig]:
         total = fam.settings["epochs"]
         for seed in p.seeds:
             out += [fam.slot(8, epochs=e1, finetune_epochs=total - e1, seed=seed) for e1 in switches if e1 < total]
-            out += [fam.slot(8, seed=seed), fam.config("dense", seed=seed, **fam.dense_settings)]
+            out += [fam.slot(8, seed=seed), fam.config("dense", seed=seed)]
     return out
 
 
