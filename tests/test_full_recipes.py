@@ -17,7 +17,7 @@ from randweights.methods import edge_popup
 def test_scaled_inits_offer_the_paper_and_the_code_fan():
     fan_in, k = 4000, 0.2
     for reading, fan in (("kept", k * fan_in), ("code", (1 - k) * fan_in)):
-        w = edge_popup.init_weight_(torch.empty(300, fan_in), "scaled-signed-constant", k, reading)
+        w = edge_popup.init_weight_(torch.empty(300, fan_in), "scaled-signed-constant", k, scaled_fan=reading)
         assert torch.allclose(w.abs(), torch.full_like(w, math.sqrt(2 / fan)))
     assert make_config("edge-popup").run_id == make_config("edge-popup", scaled_fan="kept").run_id  # default = before
 

@@ -239,7 +239,7 @@ def apply(
     chosen = sel.select(model, MASKABLE, include, exclude)
     freeze_all(model)
     replay = sel.generator_record(generator)
-    weights = {"init": init, "scaled_fan": scaled_fan, **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
+    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
     with sel.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
