@@ -78,7 +78,7 @@ def qualify_error_names(lines: list[str]) -> None:
 
 def _escape_docstring(app, what, name, obj, options, lines) -> None:
     for i, line in enumerate(lines):  # ``# `` (a literal ending in a space) is not reST: drop the space
-        lines[i] = re.sub(r"``([^`]*?\S)\s+``", r"``\1``", line)
+        lines[i] = re.sub(r"``(.+?)``", lambda m: "``" + m.group(1).strip() + "``", line)
     plain_text_docstring(lines)
     qualify_error_names(lines)
 
