@@ -14,7 +14,7 @@ import json
 import sys
 import typing
 
-from . import __version__
+from . import __version__, cli_scale
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import ConfigError, DatasetDamaged, DatasetNotFound
 from .methods import METHODS, method_config_class
@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
     rep.add_argument("--root", default=None, metavar="DIR", help="the checkout holding notebooks/ and book/ "
                      "(default: the working directory or a folder above it)")
+    rep.add_argument("--train-missing", action=argparse.BooleanOptionalAction, default=None,
+                     help="train runs that are not stored (default: yes, except --preset full without CUDA, which builds "
+                     "the chapters from stored records and says on each page how many runs it has)")
+    cli_scale.add_parsers(sub)
     return parser
 
 
@@ -171,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command in cli_scale.COMMANDS:
+            return cli_scale.run(args)
         from pathlib import Path
 
         from .reproduce import reproduce
 
         root = Path(args.root) if args.root else None
-        return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root)
+        return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device,
+                         train_missing=args.train_missing, root=root)
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2

@@ -205,7 +205,11 @@ def say(message: str) -> None:
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None) -> int:
+def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,
+              train_missing: bool | None = None) -> int:
+    """Execute the chapters and build the book. ``train_missing``: train runs that are not stored (default: yes,
+    except ``full`` without CUDA, which builds from stored records and notes incomplete chapters on their page)."""
+    from . import coverage
     from .config import check_device
 
     check_device(device)
@@ -220,6 +224,8 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
         names = [n for n in names if n in only]
     os.environ.setdefault("RANDWEIGHTS_RESULTS", str(root / "results"))
     os.environ["RANDWEIGHTS_PROGRESS"] = "0"
+    train = coverage.should_train(preset, device, train_missing)
+    os.environ[coverage.TRAIN_ENV] = "1" if train else "0"
     failures, timings, interrupted = [], {}, None
     for number, name in enumerate(names, 1):
         start = time.perf_counter()
@@ -235,6 +241,11 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
             failures.append(f"{name}: {reason}")
             mark_failed(name, root, preset, reason)
         timings[name] = time.perf_counter() - start
+        page = root / "book" / "chapters" / f"{name}.ipynb"
+        if not train and page.is_file() and name in coverage.plan.available_chapters():
+            stored = coverage.chapter_coverage(name, preset)
+            if coverage.note_page(page, stored):
+                print(f"[reproduce] {name}: {stored.present} of {stored.total} runs stored; page notes it", file=sys.stderr)
         status = "FAILED" if failures and failures[-1].startswith(name + ":") else "done"
         say(f"{name} ({number}/{len(names)}): {status} in {timings[name]:.0f} s; {sum(timings.values()):.0f} s so far")
     for name, seconds in timings.items():

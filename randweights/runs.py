@@ -27,8 +27,10 @@ import json
 import logging
 import math
 import os
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,6 +46,36 @@ LOCK = ".lock"
 FILE_MODE = 0o644
 RECORD_FORMAT = 2  # 1: no checksum or provenance (before the store was verified); 2: checksum + provenance
 log = logging.getLogger("randweights")
+TRAININGS_LOG = "trainings.log"  # in the results root: one JSON line per run trained (run_id, host, pid, seconds)
+_here = threading.local()  # trainings done by this thread (a sweep task tells "trained" from "reused")
+
+
+class RunMissing(LookupError):
+    """A run has no stored record (or model) and training is off (``RANDWEIGHTS_TRAIN=0``)."""
+
+    def __init__(self, run_id: str, what: str = "record"):
+        self.run_id = run_id
+        super().__init__(f"{run_id}: no stored {what} and training is off (RANDWEIGHTS_TRAIN=0)")
+
+
+def training_allowed() -> bool:
+    """False when ``$RANDWEIGHTS_TRAIN`` is 0: ``get_or_run`` then raises :class:`RunMissing` instead of
+    training, and ``sweep`` returns the stored records only (``randweights reproduce`` without CUDA)."""
+    return os.environ.get("RANDWEIGHTS_TRAIN", "1").strip().lower() not in ("0", "false", "no")
+
+
+def trainings_here() -> int:
+    """How many runs ``get_or_run`` has trained in this thread."""
+    return getattr(_here, "trainings", 0)
+
+
+def _note_training(folder: Path, seconds: float) -> None:
+    """Count a training in this thread and append it to ``<results root>/trainings.log``."""
+    _here.trainings = trainings_here() + 1
+    line = {"run_id": folder.name, "host": socket.gethostname(), "pid": os.getpid(), "seconds": round(seconds, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with open(folder.parent / TRAININGS_LOG, "a") as f:  # one short append per line: whole lines even with several writers
+        f.write(json.dumps(line) + "\n")
 
 
 def results_root(root: str | os.PathLike | None = None) -> Path:
@@ -259,6 +291,8 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
     record, _ = read_record(folder / RECORD, cfg)  # no lock needed to read a finished run
     if _complete(record, folder, keep_model):
         return record
+    if not training_allowed():
+        raise RunMissing(cfg.run_id, "record" if record is None else "model")
     created = prepare_folder(folder, root)
     from filelock import Timeout
 
@@ -282,6 +316,7 @@ def _complete(record: dict | None, folder: Path, keep_model: bool) -> bool:
 def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_model: bool) -> dict:
     from .train import run  # heavy import only when training
 
+    start = time.perf_counter()
     model, record = run(cfg, device)  # nothing is written before the run has finished
     write_json(folder / "config.json", cfg.to_dict())
     if keep_model:
@@ -293,6 +328,7 @@ def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_mode
     record.pop("checksum", None)
     record["checksum"] = checksum(record)
     write_json(folder / RECORD, record)  # last: a record means the run is finished
+    _note_training(folder, time.perf_counter() - start)
     return record
 
 
@@ -309,14 +345,24 @@ def load_state(cfg: RunConfig, root=None) -> dict:
     return torch.load(run_dir(cfg, root) / "model.pt", map_location="cpu", weights_only=True)
 
 
-def sweep(configs: Iterable[RunConfig], root=None, device: str | None = None, desc: str = "sweep") -> list[dict]:
-    """``get_or_run`` over ``configs``; rerunning after an interruption trains only missing runs.
+def sweep(configs: Iterable[RunConfig], root=None, device: str | None = None, desc: str = "sweep", executor=None, **kwargs):
+    """``get_or_run`` over ``configs``; rerunning after an interruption trains only missing runs. Returns the
+    records; with training off (:func:`training_allowed`) only the stored ones.
 
     Several processes may run the same sweep at once: a run another worker is training is skipped at first and
-    collected at the end (waiting for it then), so N workers share the runs and each run is trained once."""
+    collected at the end (waiting for it then), so N workers share the runs and each run is trained once.
+
+    With ``executor`` (any ``concurrent.futures.Executor``: a process pool, Dask's, submitit's) every distinct run
+    is a task of :func:`randweights.sweeps.sweep` (``kwargs`` go there) and the call returns its Summary."""
+    if executor is not None:
+        from . import sweeps
+
+        return sweeps.sweep(configs, executor, root=root, device=device, **kwargs)
     from .train import progress
 
     configs = list(configs)
+    if not training_allowed():
+        return [r for r in (load(cfg, root) for cfg in configs) if r is not None]
     records: dict[int, dict] = {}
     busy = []
     for i, cfg in enumerate(progress(configs, desc=desc)):

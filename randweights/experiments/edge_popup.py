@@ -14,6 +14,7 @@ import pandas as pd
 from .. import plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
+from ..plan import Planned
 
 SKC, KN = "signed-constant", "kaiming-normal"
 INIT_LABELS = {
@@ -199,6 +200,13 @@ def bernoulli_sweep(preset_name: str, device=None) -> pd.DataFrame:
     an outcome: we plot it at the realized (final, expected) fraction."""
     df = _sweep(bernoulli_configs(preset(preset_name)), device, "Fig. 6")
     return df.rename(columns={"kept_fraction": "realized_keep_fraction"})
+
+
+def plan(preset_name: str) -> list[Planned]:
+    """Every run of the chapter by figure, without training (``randweights plan``, sweeps, bundles)."""
+    p = preset(preset_name)
+    figures = {"Fig. 3": keep_sweep_configs(p), "Fig. 7": init_configs(p), "Fig. 4": width_configs(p), "Fig. 6": bernoulli_configs(p)}
+    return [Planned(figure, cfg) for figure, cfgs in figures.items() for cfg in cfgs]
 
 
 def best_init_by_k(df: pd.DataFrame) -> str:

@@ -27,6 +27,7 @@ from .. import plots, regression, runs
 from ..analysis import regions, splines
 from ..config import RunConfig, make_config
 from ..errors import check_choice
+from ..plan import Planned
 
 CACHE_VERSION = 1  # bump when an analysis changes, to recompute cached results
 DOMAIN = (-1.0, 1.0)
@@ -496,6 +497,12 @@ def mnist_configs(p: Preset) -> list[RunConfig]:
         for epochs in p.mnist_epochs:
             out.append(make_config(method, **{**p.mnist, **extra, "epochs": epochs, "seed": p.seed}))
     return out
+
+
+def plan(preset_name: str) -> list[Planned]:
+    """The chapter's run-store runs (C7, models kept), without training; its other results are analyses cached
+    on their own (``randweights plan``, sweeps, bundles)."""
+    return [Planned("C7", cfg, keep_model=True) for cfg in mnist_configs(preset(preset_name))]
 
 
 def _load_model(cfg: RunConfig):

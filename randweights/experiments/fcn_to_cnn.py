@@ -18,6 +18,7 @@ from ..analysis import locality as L
 from ..config import RunConfig, make_config
 from ..errors import check_choice
 from ..methods import pruning
+from ..plan import Planned
 
 ANALYSIS_VERSION = 1
 
@@ -99,6 +100,12 @@ def run_all(preset_name: str, device=None) -> dict[str, dict]:
     for label, record in zip(rest, runs.sweep([cfgs[k] for k in rest], device=device, desc="fcn_to_cnn")):
         records[label] = record
     return records
+
+
+def plan(preset_name: str) -> list[Planned]:
+    """Every run of the chapter by curve label, without training (``randweights plan``, sweeps, bundles); the
+    main IMP run keeps its model (node ablation)."""
+    return [Planned(label, cfg, keep_model=label == "IMP") for label, cfg in configs(preset(preset_name)).items()]
 
 
 # ---------------------------------------------------------------------------------------------- analysis

@@ -19,6 +19,7 @@ from .. import data, plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
 from ..methods import laperm
+from ..plan import Planned
 
 # ---------------------------------------------------------------------------------------------- presets
 # Sec. 5.5, the F1_and_F2 notebook: pixels x / 255, no biases, Adam 1e-3 * 0.95^epoch, batch 128, k = 250.
@@ -361,12 +362,16 @@ def agnostic_runs(preset_name: str, device=None) -> pd.DataFrame:
     return df
 
 
+def f2_ablation_configs(p: Preset) -> dict[str, list[RunConfig]]:
+    """Our F2 recipe and each of its ablations, by variant name, one config per ablation seed."""
+    variants = {"our recipe": {}, **F2_ABLATIONS}
+    return {name: [make_config("laperm", seed=s, **{**p.f2, **change}) for s in p.ablation_seeds] for name, change in variants.items()}
+
+
 def f2_ablation(preset_name: str, device=None) -> pd.DataFrame:
     """Our F2 recipe, and the same with each of its three changes from the official recipe undone, final and
     best synced test accuracy (mean over the preset's ablation seeds)."""
-    p = preset(preset_name)
-    variants = {"our recipe": {}, **F2_ABLATIONS}
-    configs = {name: [make_config("laperm", seed=s, **{**p.f2, **change}) for s in p.ablation_seeds] for name, change in variants.items()}
+    configs = f2_ablation_configs(preset(preset_name))
     df = _sweep([c for cs in configs.values() for c in cs], device, "F2 ablation")
     df["variant"] = [name for name, cs in configs.items() for _ in cs]
     return df.groupby("variant", sort=False)[["test_accuracy", "best_test_accuracy"]].agg(["mean", "min", "max"])
@@ -475,6 +480,22 @@ def paper_configs(p: Preset) -> list[RunConfig]:
 def paper_runs(preset_name: str, device=None) -> pd.DataFrame:
     configs = paper_configs(preset(preset_name))
     return _sweep(configs, device, "paper nets") if configs else pd.DataFrame()
+
+
+def plan(preset_name: str) -> list[Planned]:
+    """Every run of the chapter by figure, without training (``randweights plan``, sweeps, bundles). Runs whose
+    trained weights a figure reads keep their model."""
+    p = preset(preset_name)
+    out = [Planned("F-L1, F-L2, F-L3", adam_config(p), keep_model=True)]
+    if p.conv:
+        out.append(Planned("F-L1 (conv)", conv_config(p), keep_model=True))
+    out += [Planned("F-L3", cfg) for cfg in sync_period_configs(p)]
+    out += [Planned("F-L4", cfg) for cfg in sparse_configs(p)]
+    out += [Planned("F-L5", cfg, keep_model=True) for cfg in agnostic_configs(p)]
+    out += [Planned("F-L5 ablation", cfg) for cfgs in f2_ablation_configs(p).values() for cfg in cfgs]
+    out.append(Planned("F-L6", logreg_config(p), keep_model=True))
+    out += [Planned("paper table", cfg) for cfg in paper_configs(p)]
+    return out
 
 
 def comparison_table(preset_name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 from .. import plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
+from ..plan import Planned
 
 LABELS = {"lenet-300-100": "LeNet-300-100", "slot-conv2": "Conv-2", "slot-conv4": "Conv-4", "slot-conv6": "Conv-6",
           "vgg19": "VGG-19"}
@@ -177,6 +178,14 @@ def finetune_configs(p: Preset) -> list[RunConfig]:
 
 def finetune_sweep(preset_name: str, device=None) -> pd.DataFrame:
     return _sweep(finetune_configs(preset(preset_name)), device, "finetuning")
+
+
+def plan(preset_name: str) -> list[Planned]:
+    """Every run of the chapter by figure, without training (``randweights plan``, sweeps, bundles). The
+    histogram figure reads one run of the accuracy-vs-K sweep."""
+    p = preset(preset_name)
+    figures = {"accuracy vs K": slots_configs(p), "GS vs PS": selection_configs(p), "finetuning": finetune_configs(p)}
+    return [Planned(figure, cfg) for figure, cfgs in figures.items() for cfg in cfgs]
 
 
 # ---------------------------------------------------------------------------------------------- tables

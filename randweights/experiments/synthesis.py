@@ -24,6 +24,7 @@ from .. import compact, plots, runs
 from ..analysis import locality, regions
 from ..config import RunConfig, make_config
 from ..errors import check_choice
+from ..plan import Planned
 
 METHODS = ("dense", "edge-popup", "supermask-bernoulli", "slot", "laperm", "imp")
 LABELS = compact.METHOD_LABELS
@@ -152,6 +153,12 @@ def kept_fraction(method: str, cfg: RunConfig, record: dict) -> float:
 def network(row) -> torch.nn.Module:
     """The run's network, loaded from its compact file (a plain model in eval mode)."""
     return compact.load(row["compact_path"])
+
+
+def plan(preset_name: str) -> list[Planned]:
+    """Every run of the chapter, without training (``randweights plan``, sweeps, bundles): all of them feed
+    Figs. 1-2 and the table; the networks of Figs. 3-5 are read back from their compact files."""
+    return [Planned("Figs. 1-5", cfg, reads_compact=True) for _, _, _, cfg in configs(preset(preset_name))]
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 1, 2

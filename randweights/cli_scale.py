@@ -1,0 +1,129 @@
+"""``randweights plan``, ``randweights sweep`` and ``randweights bundle``: the commands for running at scale.
+
+Kept apart from :mod:`randweights.cli` so that module only adds these parsers and dispatches to :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ConfigError
+
+COMMANDS = ("plan", "sweep", "bundle")
+
+
+def add_parsers(sub) -> None:
+    """Add the subcommands to ``sub`` (the main parser's subparsers)."""
+    plan = sub.add_parser("plan", help="list every run a preset makes (per chapter and figure), without training")
+    plan.add_argument("--preset", required=True, help="smoke, quick or full")
+    plan.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
+    plan.add_argument("--json", action="store_true", help="one JSON list of runs on stdout")
+    plan.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe on the CPU")
+    _add_sweep(sub)
+    _add_bundle(sub)
+
+
+def _add_sweep(sub) -> None:
+    sweep = sub.add_parser("sweep", help="train every run of a plan through an executor (local processes, Dask, Slurm)")
+    sweep.add_argument("--preset", required=True, help="smoke, quick or full")
+    sweep.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
+    sweep.add_argument("--executor", default="local", help="local (default), dask or slurm")
+    sweep.add_argument("--workers", type=int, default=None, help="local: worker processes, one GPU each where there "
+                       "are several (default 1); dask: workers of the LocalCluster started when --scheduler is not "
+                       "given (default 2); slurm: jobs in flight at a time (default 256)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask: an existing scheduler, e.g. tcp://host:8786")
+    sweep.add_argument("--partition", default=None, help="slurm: the partition")
+    sweep.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per job (default 1)")
+    sweep.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES", help="slurm: per job (default 1440)")
+    sweep.add_argument("--logs", default=None, help="slurm: folder for submitit's job files (default <results>/.submitit)")
+    sweep.add_argument("--retries", type=int, default=1, help="times a failed run is submitted again (default 1)")
+    sweep.add_argument("--results", default=None, help="results folder, shared by every worker (default $RANDWEIGHTS_RESULTS or results/)")
+    sweep.add_argument("--device", default=None, help="auto (default: CUDA when the worker has it), cpu, cuda")
+
+
+def _add_bundle(sub) -> None:
+    bundle = sub.add_parser("bundle", help="export the stored runs of a preset into one file, or import one")
+    verbs = bundle.add_subparsers(dest="verb", required=True, parser_class=type(bundle))
+    export = verbs.add_parser("export", help="write the stored runs of a preset (records, configs, provenance, compact files)")
+    export.add_argument("--preset", required=True, help="smoke, quick or full")
+    export.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
+    export.add_argument("--models", action="store_true", help="also the model weights (model.pt) of runs that keep them")
+    export.add_argument("--max-compact-bits", type=float, default=None, metavar="BITS",
+                        help="leave out compact files storing more than BITS bits per weight (dense and finetuned "
+                        "networks store about 32); default: every compact file")
+    export.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
+    export.add_argument("out", metavar="OUT", help="the bundle to write: NAME.tar.gz, NAME.tar or NAME.zip")
+    imp = verbs.add_parser("import", help="merge a bundle into the results folder, verifying every record")
+    imp.add_argument("file", metavar="FILE", help="a bundle written by `randweights bundle export`")
+    imp.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch one of :data:`COMMANDS`; bad input raises ConfigError (the CLI prints it, exit code 2)."""
+    if args.command == "plan":
+        return _plan(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "bundle":
+        return _bundle(args)
+    raise ConfigError("command", args.command, "one of " + ", ".join(COMMANDS))
+
+
+def _plan(args) -> int:
+    from . import plan
+
+    entries = plan.plan(args.preset, args.only)
+    if args.json and not args.dry_run:
+        print(json.dumps([e.row() for e in entries], indent=1))
+        return 0
+    if not args.dry_run:
+        print("\n".join(plan.summary_lines(entries)))
+        return 0
+    out = sys.stderr if args.json else sys.stdout
+    print(f"dry run: {len(entries)} runs of preset {args.preset!r}, one step per distinct recipe on the CPU", file=out, flush=True)
+    results = plan.dry_run(entries, device="cpu", log=lambda line: print(line, file=out, flush=True))
+    failed = [r for r in results if not r.ok]
+    if args.json:
+        print(json.dumps([{"method": r.config.method.name, "arch": r.config.model.arch, "dataset": r.config.data.dataset,
+                           "run_id": r.config.run_id, "runs": r.runs, "ok": r.ok, "error": r.error, "seconds": round(r.seconds, 3)}
+                          for r in results], indent=1))
+    print(f"dry run: {len(results) - len(failed)} of {len(results)} recipes ok, {len(failed)} failed", file=out)
+    return 1 if failed else 0
+
+
+def _sweep(args) -> int:
+    from pathlib import Path
+
+    from . import plan, runs, sweeps
+
+    if args.executor not in sweeps.EXECUTORS:
+        raise ConfigError("--executor", args.executor, "one of " + ", ".join(sweeps.EXECUTORS))
+    entries = plan.plan(args.preset, args.only)  # bad preset / chapter: ConfigError before anything starts
+    root = runs.results_root(args.results).resolve()
+    folder = Path(args.logs) if args.logs else root / ".submitit"
+    executor = sweeps.make_executor(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
+                                    args.time_limit, folder)
+    print(f"[sweep] {len(entries)} runs of preset {args.preset!r} into {root} on {args.executor}", flush=True)
+    try:
+        summary = sweeps.sweep([e.config for e in entries], executor, root=root, device=args.device,
+                               keep_model={e.run_id for e in entries if e.keep_model}, retries=args.retries,
+                               log=lambda line: print(line, flush=True))
+    finally:
+        executor.shutdown()
+    print("\n".join(summary.lines()), flush=True)
+    return 1 if summary.failed else 0
+
+
+def _bundle(args) -> int:
+    from . import bundles
+
+    if args.verb == "export":
+        report = bundles.export(args.preset, args.out, root=args.results, only=args.only, models=args.models,
+                                max_compact_bits=args.max_compact_bits)
+        print("\n".join(report.lines()))
+        return 0
+    report = bundles.import_bundle(args.file, root=args.results)
+    print("\n".join(report.lines()))
+    return 1 if report.refused else 0
