@@ -57,6 +57,7 @@ def plain_text_docstring(lines: list[str]) -> None:
         parts = _LITERAL.split(line)
         for j in range(0, len(parts), 2):  # even parts are outside literals
             text = parts[j].replace("|", "\\|")
+            text = re.sub(r"\*\*(?=\w)(?!.*?\w\*\*)", r"\\*\\*", text)  # **kwargs, not **bold**
             if text.count("*") % 2 or "**" not in text:
                 text = re.sub(r"(?<![*\\])\*(?=[A-Za-z_(])", r"\\*", text)
             parts[j] = text
