@@ -57,6 +57,7 @@ def plain_text_docstring(lines: list[str]) -> None:
         parts = _LITERAL.split(line)
         for j in range(0, len(parts), 2):  # even parts are outside literals
             text = parts[j].replace("|", "\\|")
+            text = re.sub(r"\*\*(?=\w)(?!.*?\w\*\*)", r"\\*\\*", text)  # **kwargs, not **bold**
             if text.count("*") % 2 or "**" not in text:
                 text = re.sub(r"(?<![*\\])\*(?=[A-Za-z_(])", r"\\*", text)
             parts[j] = text
@@ -78,7 +79,7 @@ def qualify_error_names(lines: list[str]) -> None:
 
 def _escape_docstring(app, what, name, obj, options, lines) -> None:
     for i, line in enumerate(lines):  # ``# `` (a literal ending in a space) is not reST: drop the space
-        lines[i] = re.sub(r"``([^`]*?\S)\s+``", r"``\1``", line)
+        lines[i] = re.sub(r"``(.+?)``", lambda m: "``" + m.group(1).strip() + "``", line)
     plain_text_docstring(lines)
     qualify_error_names(lines)
 
