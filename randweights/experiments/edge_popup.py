@@ -433,9 +433,12 @@ def _width_label(method: str, init: str) -> str:
 
 
 def plot_width_sweep(df: pd.DataFrame, preset_name: str):
+    """Fig. 4: accuracy vs width per network (one legend below, shared), and the dense minus Edge-Popup gap in
+    the last panel (its own legend, only where it has several lines)."""
     archs = list(dict.fromkeys(df["arch"]))
     fig, axes = plots.panels(len(archs) + 1, width=4.2)
     df = df.assign(init=df["init"].where(df["method"] == "edge-popup", "-"))
+    gaps = []
     for ax, arch in zip(axes, archs):
         sub = df[df["arch"] == arch]
         stats = plots.mean_sd(sub, ["method", "init", "width"])
@@ -444,14 +447,18 @@ def plot_width_sweep(df: pd.DataFrame, preset_name: str):
             if method == "edge-popup":
                 dense = stats[stats["method"] == "dense"].set_index("width")["mean"]
                 gap = 100 * (dense.reindex(g["width"]).values - g["mean"].values)
-                axes[-1].plot(g["width"], gap, marker="o", label=f"{_arch_label(sub)}, {INIT_LABELS[init]}")
-        ax.set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(sub)}: accuracy vs width")
+                gaps.append((g["width"], gap, f"{_arch_label(sub)}, {INIT_LABELS[init]}"))
+        ax.set(xlabel="width multiplier", ylabel="test accuracy", title=_arch_label(sub))
         plots.log_ticks(ax, sorted(sub["width"].unique()))
         plots.percent_axis(ax)
-    axes[-1].set(xlabel="width multiplier", ylabel="dense minus Edge-Popup (points)", title="gap to dense")
+    for widths, gap, label in gaps:  # "_" labels stay out of the shared legend
+        axes[-1].plot(widths, gap, marker="o", color="0.3" if len(gaps) == 1 else None, label="_" + label)
+    axes[-1].set(xlabel="width multiplier", ylabel="gap (points)", title="dense minus Edge-Popup")
     plots.log_ticks(axes[-1], sorted(df["width"].unique()))
     fig.tight_layout()
     plots.legend_outside(fig, "below", fontsize=8, ncol=2)
+    if len(gaps) > 1:
+        axes[-1].legend([line for line in axes[-1].get_lines()], [label for _, _, label in gaps], fontsize=7, frameon=False)
     plots.caption_preset(fig, preset_name)
     return fig
 
