@@ -29,7 +29,7 @@ class NoCheckout(FileNotFoundError):
 
 
 def source_url() -> str:
-    """The repository address ([project.urls] Repository, see :func:`randweights.colab.repository_url`)."""
+    """The repository address (``[project.urls] Repository``, read by ``randweights.colab.repository_url``)."""
     from .colab import repository_url
 
     try:
