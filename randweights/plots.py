@@ -98,10 +98,10 @@ def fit_width(fig, max_width: float = MAX_WIDTH_IN) -> None:
         fig.set_size_inches(max_width, height * max_width / width)
 
 
-def figure(fig, name: str, chapter: str) -> Path:
+def figure(fig, name: str, chapter: str) -> None:
     """Finish a book figure: fit it to the text column, save it as ``<name>.png`` and ``<name>.svg`` under
     :func:`figures_dir`, glue it as ``name`` (the page shows it with a numbered, captioned ``{glue:figure}``) and
-    close it so the cell shows nothing else. Returns the PNG's path."""
+    close it so the cell shows nothing else (it returns None, so a notebook cell ending with it displays nothing)."""
     fit_width(fig)
     folder = figures_dir(chapter)
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,10 +112,9 @@ def figure(fig, name: str, chapter: str) -> Path:
         from myst_nb import glue
     except ImportError:  # outside the book's environment: the files are the result
         plt.close(fig)
-        return png
+        return
     glue(name, fig, display=False)
     plt.close(fig)
-    return png
 
 
 def legend_outside(fig_or_ax, where: str = "right", **kwargs):

@@ -96,10 +96,15 @@ QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 HIDDEN_TAGS = ("parameters", "injected-parameters")
 
 
+LOCAL_BADGE = "../_static/colab-badge.svg"  # the book's own copy, so a page read offline loads every image
+
+
 def hide_setup_cells(path: Path) -> None:
     """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: the book shows neither (the page
-    states its preset in words)."""
+    states its preset in words). The Colab badge points at the book's local image instead of Colab's server."""
     import nbformat
+
+    from .colab import BADGE_IMAGE
 
     nb = nbformat.read(path, as_version=4)
     changed = False
@@ -107,6 +112,9 @@ def hide_setup_cells(path: Path) -> None:
         tags = cell.metadata.setdefault("tags", [])
         if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
             tags.append("remove-cell")
+            changed = True
+        if cell.cell_type == "markdown" and BADGE_IMAGE in cell.source:
+            cell.source = cell.source.replace(BADGE_IMAGE, LOCAL_BADGE)
             changed = True
     if changed:
         nbformat.write(nb, path)

@@ -16,8 +16,8 @@ def test_figure_saves_png_and_svg_under_the_chapter_and_fits_the_column(tmp_path
     monkeypatch.setenv("RANDWEIGHTS_FIGURES", str(tmp_path))
     fig, axes = plots.plt.subplots(1, 3, figsize=(12, 3))
     axes[0].plot([0, 1], [0, 1])
-    png = plots.figure(fig, "wide_one", "some_chapter")
-    assert png == tmp_path / "some_chapter" / "wide_one.png"
+    assert plots.figure(fig, "wide_one", "some_chapter") is None  # a notebook cell ending with it shows nothing
+    png = tmp_path / "some_chapter" / "wide_one.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "some_chapter" / "wide_one.svg").read_text().lstrip().startswith("<?xml")
     width, height = fig.get_size_inches()
@@ -94,3 +94,19 @@ def test_executed_chapters_hide_the_parameters_cells(tmp_path):
     reproduce.hide_setup_cells(path)
     tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
     assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+
+
+def test_executed_chapters_show_the_colab_badge_from_the_book_itself(tmp_path):
+    import nbformat
+
+    from randweights import colab
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(colab.badge_source("edge_popup"))]
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(nb, path)
+    reproduce.hide_setup_cells(path)
+    source = nbformat.read(path, as_version=4).cells[0].source
+    assert colab.BADGE_IMAGE not in source and reproduce.LOCAL_BADGE in source
+    assert colab.colab_url("edge_popup") in source  # the link still opens the notebook in Colab
+    assert (reproduce.repo_root() / "book" / "chapters" / reproduce.LOCAL_BADGE).resolve().is_file()
