@@ -131,7 +131,8 @@ def sweep(preset_name: str, device: str | None = None) -> pd.DataFrame:
         rows.append({
             "family": fam.key, "family_label": fam.label, "method": method, "label": LABELS[method], "setting": setting,
             "seed": cfg.train.seed, "run_id": r["run_id"], "test_accuracy": r["test_accuracy"],
-            "train_minutes": r["train_seconds"] / 60, "weights": r["weights"],
+            "train_minutes": r["train_seconds"] / 60, "train_seconds": r["train_seconds"], "device": r.get("device"),
+            "weights": r["weights"],
             "bits_per_weight": r.get("compact_bits_per_weight"), "compact_bytes": r.get("compact_bytes"),
             "dense_bytes": r.get("dense_bytes"), "compact_path": str(runs.run_dir(cfg) / r["compact_file"]) if r.get("compact_file") else None,
             "keep_fraction": kept_fraction(method, cfg, r),
