@@ -43,7 +43,7 @@ def test_wheel_carries_licence_types_marker_and_metadata(wheel):
     assert f"Version: {randweights.__version__}" in meta
     assert "License-Expression: MIT" in meta
     assert "Author: The randweights developers" in meta
-    assert "Project-URL: Source, " in meta
+    assert "Project-URL: Repository, https://github.com/" in meta
     assert "Classifier: Typing :: Typed" in meta
     assert not any(n.startswith(("tests/", "notebooks/", "book/")) for n in names)
 
