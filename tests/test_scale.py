@@ -57,7 +57,10 @@ def text_outputs(nb: dict) -> list[str]:
     out = []
     for cell in nb["cells"]:
         for o in cell.get("outputs", []):
-            out.append(o.get("text") if o.get("output_type") == "stream" else json.dumps(o.get("data", {}).get("text/plain")))
+            data = o.get("data", {})
+            # a table (pandas Styler) is compared by its HTML: its text/plain is only a memory address
+            value = data.get("text/html", data.get("text/plain"))
+            out.append(o.get("text") if o.get("output_type") == "stream" else json.dumps(value))
     return out
 
 
