@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -222,6 +223,8 @@ def book_table(df, percent: tuple | list = (), points: tuple | list = (), decima
         return one
 
     styler = frame.style.format({c: fmt(c) for c in frame.columns}).hide(axis="index")
+    # ids from the content, not random: the same runs render the same page, byte for byte
+    styler.set_uuid(hashlib.sha1(frame.to_csv().encode()).hexdigest()[:10])
     if caption:
         styler = styler.set_caption(caption)
     return styler.set_table_attributes('class="book-table"')
