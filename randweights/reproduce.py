@@ -13,6 +13,7 @@ it was, and the next call resumes from the stored runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -58,11 +59,32 @@ def chapter_path(root: Path, name: str) -> Path:
     return root / "book" / "chapters" / f"{name}.ipynb"
 
 
+class OrphanedKernelTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for nbclient's ``DeadKernelError``, and nothing else.
+
+    On Ctrl-C the kernel is shut down while nbclient's cell task still waits on it; that task then fails with
+    ``DeadKernelError`` that nobody awaits, and asyncio prints its traceback when the task is collected. A kernel
+    that dies during a normal run raises in papermill instead (reported as the chapter's failure), never here.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (type(error).__name__ == "DeadKernelError" and "never retrieved" in record.getMessage())
+
+
+def quiet_orphaned_kernel_tasks() -> None:
+    """Install :class:`OrphanedKernelTasks` on the ``asyncio`` logger (once)."""
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, OrphanedKernelTasks) for f in log.filters):
+        log.addFilter(OrphanedKernelTasks())
+
+
 def execute(name: str, root: Path, preset: str, device: str | None = None) -> Path:
     """Run ``notebooks/<name>.ipynb`` with papermill into a temporary file that replaces
     ``book/chapters/<name>.ipynb`` only on success; on failure or interruption the chapter is left untouched."""
     import papermill
 
+    quiet_orphaned_kernel_tasks()
     out = chapter_path(root, name)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{name}.executing-*.ipynb"):  # left by a killed earlier call

@@ -115,3 +115,36 @@ def test_ctrl_c_stops_cleanly_keeps_the_previous_chapter_and_the_next_call_resum
     assert len(list((repo / "results").glob("*/record.json"))) == 3
     assert records[0].stat().st_mtime_ns == stamp  # the stored run was reused, not retrained
     assert page.read_bytes() != previous and reproduce.chapter_path(repo, second).is_file()
+
+
+ORPHANED_TASKS = """
+import asyncio, gc, sys
+from nbclient.exceptions import DeadKernelError
+from randweights import reproduce
+if sys.argv[1] == "quiet":
+    reproduce.quiet_orphaned_kernel_tasks()
+    reproduce.quiet_orphaned_kernel_tasks()
+
+async def dead():
+    raise DeadKernelError("Kernel died")
+
+async def other():
+    raise ValueError("a real bug")
+
+async def main():
+    tasks = [asyncio.ensure_future(dead()), asyncio.ensure_future(other())]  # never awaited, as on Ctrl-C
+    await asyncio.sleep(0.05)
+    tasks.clear()
+    gc.collect()
+
+asyncio.run(main())
+gc.collect()
+"""
+
+
+@pytest.mark.parametrize("mode", ["loud", "quiet"])
+def test_an_orphaned_dead_kernel_task_prints_no_traceback_and_other_task_errors_still_do(mode):
+    err = subprocess.run([sys.executable, "-c", ORPHANED_TASKS, mode], capture_output=True, text=True).stderr
+    assert "ValueError: a real bug" in err  # real errors are never hidden
+    assert ("DeadKernelError" in err) == (mode == "loud")
+    assert err.count("Traceback") == (2 if mode == "loud" else 1)
