@@ -81,4 +81,6 @@ def test_slot_texts_report_k_trend_and_finetuning():
     df = pd.DataFrame(rows)
     k_text = sm.k_trend_text(df[df["finetune_epochs"] == 0])
     assert k_text == "Conv-4: 40.0% at K = 2, 50.0% at K = 8 (rises); learned weights 55.0%"
-    assert sm.finetune_text(df) == "Conv-4: finetuned 53.0% vs plain 50.0% (above)"
+    assert sm.finetune_sentence(df.assign(family="Conv-4")) == (
+        "on Conv-4 learned weights is 2.0 points ahead of the finetuned slot machine: the reverse of the paper, which "
+        "has the finetuned slot machine ahead; it is 3.0 points ahead of the plain slot machine, as in the paper.")
