@@ -82,5 +82,6 @@ def test_slot_texts_report_k_trend_and_finetuning():
     k_text = sm.k_trend_text(df[df["finetune_epochs"] == 0])
     assert k_text == "Conv-4: 40.0% at K = 2, 50.0% at K = 8 (rises); learned weights 55.0%"
     assert sm.finetune_sentence(df.assign(family="Conv-4")) == (
-        "on Conv-4 learned weights is 2.0 points ahead of the finetuned slot machine: the reverse of the paper, which "
-        "has the finetuned slot machine ahead; it is 3.0 points ahead of the plain slot machine, as in the paper.")
+        "on Conv-4 the network with learned weights is 2.0 points ahead of the finetuned slot machine: the reverse of "
+        "the paper, which has the finetuned slot machine ahead; the finetuned one is 3.0 points ahead of the plain "
+        "slot machine, as in the paper.")

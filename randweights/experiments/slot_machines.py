@@ -253,9 +253,9 @@ def finetune_sentence(df: pd.DataFrame) -> str:
         fine = ft["finetuned_test_accuracy"].mean()
         learned = sub[sub["method"] == "dense"]["test_accuracy"].mean()
         plain = slot[(slot["finetune_epochs"] == 0) & (slot["num_slots"] == 8)]["test_accuracy"].mean()
-        versus = [plots.ahead(100 * (fine - learned), "the finetuned slot machine", "learned weights", paper_first=True)]
+        versus = [plots.ahead(100 * (fine - learned), "the finetuned slot machine", "the network with learned weights", paper_first=True)]
         if not np.isnan(plain):
-            versus.append(plots.ahead(100 * (fine - plain), "it", "the plain slot machine", paper_first=True))
+            versus.append(plots.ahead(100 * (fine - plain), "the finetuned one", "the plain slot machine", paper_first=True))
         parts.append(f"on {family} " + "; ".join(versus))
     return "; ".join(parts) + "." if parts else "No finetuning runs at this preset."
 
