@@ -59,7 +59,7 @@ def chapter_path(root: Path, name: str) -> Path:
     return root / "book" / "chapters" / f"{name}.ipynb"
 
 
-class OrphanedKernelTasks(logging.Filter):
+class _OrphanedKernelTasks(logging.Filter):
     """Drops asyncio's "Task exception was never retrieved" for nbclient's ``DeadKernelError``, and nothing else.
 
     On Ctrl-C the kernel is shut down while nbclient's cell task still waits on it; that task then fails with
@@ -73,10 +73,10 @@ class OrphanedKernelTasks(logging.Filter):
 
 
 def quiet_orphaned_kernel_tasks() -> None:
-    """Install :class:`OrphanedKernelTasks` on the ``asyncio`` logger (once)."""
+    """Install ``_OrphanedKernelTasks`` on the ``asyncio`` logger (once)."""
     log = logging.getLogger("asyncio")
-    if not any(isinstance(f, OrphanedKernelTasks) for f in log.filters):
-        log.addFilter(OrphanedKernelTasks())
+    if not any(isinstance(f, _OrphanedKernelTasks) for f in log.filters):
+        log.addFilter(_OrphanedKernelTasks())
 
 
 def execute(name: str, root: Path, preset: str, device: str | None = None) -> Path:

@@ -74,7 +74,11 @@ class Preset:
 MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}  # 10,000: two seeds of every LeNet figure fit
 # Conv nets at `quick`: half width, 10,000 images, bf16 forward passes (channels-last; 3-5x faster on a CPU with
 # AMX, accuracy within the seed spread: benchmarks/precision.py and precision_accuracy.py).
-CIFAR_QUICK = {"dataset": "cifar10", "subset": 10000, "epochs": 6, "width": 0.5, "precision": "bf16"}
+# Edge-Popup's scores at lr 0.4, not the paper's 0.1: the paper's cosine schedule runs 100 epochs, ours 6, and with
+# 0.1 the scores move too little (Conv-4, k = 0.5, seed 0: lr 0.1 50.6%, 0.2 53.9%, 0.4 55.6%). The dense baselines
+# keep their own rate (CIFAR_QUICK_DENSE: the method's default, 0.01).
+CIFAR_QUICK = {"dataset": "cifar10", "subset": 10000, "epochs": 6, "width": 0.5, "precision": "bf16", "lr": 0.4}
+CIFAR_QUICK_DENSE = {"lr": None}
 MNIST_FULL = {"dataset": "mnist", "epochs": 100}
 CIFAR_FULL = {"dataset": "cifar10", "epochs": 100, "augment": True}
 
@@ -94,8 +98,8 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1),
         families=(
             Family("lenet-300-100", MNIST_QUICK),
-            Family("conv2", CIFAR_QUICK),
-            Family("conv4", CIFAR_QUICK),
+            Family("conv2", CIFAR_QUICK, CIFAR_QUICK_DENSE),
+            Family("conv4", CIFAR_QUICK, CIFAR_QUICK_DENSE),
         ),
         keep_fractions=(0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99),
         conv_keep_fractions=(0.1, 0.3, 0.5, 0.9),
@@ -329,6 +333,8 @@ def scale_text(p: Preset) -> str:
     s = p.families[-1].settings
     images = f"a {s['subset']:,}-image subset of" if s.get("subset") else "all of"
     text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed(s)"
+    if s.get("lr") is not None:
+        text += f", Edge-Popup at lr {s['lr']:g} (the paper's 0.1 is for 100 epochs; the dense baselines keep theirs)"
     return text + (", bf16 forward passes" if s.get("precision") == "bf16" else "")
 
 

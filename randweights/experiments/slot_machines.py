@@ -275,7 +275,8 @@ def scale_text(p: Preset) -> str:
         images = f"{s['subset']:,}" if s.get("subset") else "all"
         extra = f", width {s['width']:g}" if s.get("width", 1.0) != 1.0 else ""
         extra += ", bf16 forward passes" if s.get("precision") == "bf16" else ""
-        parts.append(f"{LABELS.get(fam.arch, fam.arch)}: {images} {s['dataset'].upper()} images, {s['epochs']} epochs{extra}")
+        epochs = f"{s['epochs']} epochs" + (f" (learned weights {fam.dense_epochs})" if fam.dense_epochs else "")
+        parts.append(f"{LABELS.get(fam.arch, fam.arch)}: {images} {s['dataset'].upper()} images, {epochs}{extra}")
     return f"{len(p.seeds)} seed(s); " + "; ".join(parts)
 
 
