@@ -51,7 +51,16 @@ def test_conv_trends_reports_an_inverted_u_and_the_depth_order():
                   {0.1: [0.45, 0.45], 0.5: [0.56, 0.58], 0.9: [0.35, 0.33]})
     text = ep.conv_trends(df)
     assert text.count("the inverted U shows") == 2
-    assert "57.0% at k = 0.5" in text and "is at or above the best Conv-2 one (51.0%)" in text
+    assert "57.0% at k = 0.5" in text and "is at or above the best Conv-2 one (51.00%)" in text
+
+
+def test_conv_trends_says_when_conv2_and_conv4_are_level_within_the_seed_spread():
+    df = ep_frame({0.1: [0.40, 0.42], 0.5: [0.5492, 0.5513], 0.9: [0.30, 0.30]},
+                  {0.1: [0.30, 0.29], 0.5: [0.5503, 0.5493], 0.9: [0.50, 0.49]})
+    text = ep.conv_trends(df)
+    assert "(54.98%) is below the best Conv-2 one (55.02%, a difference of 0.04 points, within the seed spread)" in text
+    far = ep.conv_trends(ep_frame({0.5: [0.50, 0.51]}, {0.5: [0.40, 0.41]}))
+    assert "below the best Conv-2 one (50.50%)" in far
 
 
 def test_conv_trends_says_when_the_trend_is_missing():

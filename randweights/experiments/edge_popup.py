@@ -342,7 +342,7 @@ def conv_trends(sweep: pd.DataFrame) -> str:
     """Per conv family: where Edge-Popup (signed constant init, mean over seeds) peaks over k and whether the
     peak is above both ends of the grid (the paper's inverted U); then whether Conv-4's best is at or above
     Conv-2's. Measured, for the chapter's text."""
-    parts, best = [], {}
+    parts, best, best_sd = [], {}, {}
     for family, group in sweep.groupby("family", sort=False):
         arch = group["arch"].iloc[0]
         if not arch.startswith("conv"):
@@ -352,14 +352,18 @@ def conv_trends(sweep: pd.DataFrame) -> str:
         spread = 100 * ep.groupby("keep_fraction")["test_accuracy"].std().max()
         k_best, lo, hi = means.idxmax(), means.index.min(), means.index.max()
         best[arch] = means.max()
+        best_sd[arch] = 100 * ep[ep["keep_fraction"] == k_best]["test_accuracy"].std()
         shape = ("peaks inside the grid, above both ends: the inverted U shows" if lo < k_best < hi
                  else "peaks at an end of the grid: no inverted U at this preset")
         sd = f", largest seed sd {spread:.1f} points" if spread == spread else ""
         parts.append(f"{family} {shape} ({means.max():.1f}% at k = {k_best:g}; k = {lo:g}: {means[lo]:.1f}%, "
                      f"k = {hi:g}: {means[hi]:.1f}%{sd})")
     if "conv2" in best and "conv4" in best:
-        order = "at or above" if best["conv4"] >= best["conv2"] else "below"
-        parts.append(f"the best Conv-4 subnetwork ({best['conv4']:.1f}%) is {order} the best Conv-2 one ({best['conv2']:.1f}%)")
+        diff, noise = best["conv4"] - best["conv2"], max(best_sd["conv4"], best_sd["conv2"])
+        order = "at or above" if diff >= 0 else "below"
+        level = f", a difference of {abs(diff):.2f} points, within the seed spread" if abs(diff) < noise else ""
+        parts.append(f"the best Conv-4 subnetwork ({best['conv4']:.2f}%) is {order} the best Conv-2 one "
+                     f"({best['conv2']:.2f}%{level})")
     return "; ".join(parts) or "no conv net at this preset"
 
 
