@@ -369,14 +369,14 @@ def plot_finetune(df: pd.DataFrame, preset_name: str):
         bars = [
             ("selected network at the switch", ft["selected_test_accuracy"]),
             ("after finetuning (final)", ft["finetuned_test_accuracy"]),
-            (f"slot machine, all {total} epochs", pd.Series(plain, index=ft.index)),
-            (f"learned weights, all {total} epochs", pd.Series(learned, index=ft.index)),
+            ("slot machine, all epochs", pd.Series(plain, index=ft.index)),
+            ("learned weights, all epochs", pd.Series(learned, index=ft.index)),
         ]
         width = 0.8 / len(bars)
         for b, (label, values) in enumerate(bars):
             x = np.arange(len(ft)) + (b - (len(bars) - 1) / 2) * width
             ax.bar(x, values.values, width=width, color=colors[b], label=label)
-        ax.set_xticks(np.arange(len(ft)), [f"switch after {int(e)} of {total}" for e in ft.index])
+        ax.set_xticks(np.arange(len(ft)), [f"switch after\n{int(e)} of {total}" for e in ft.index])
         ax.set(title=f"{family}, K = 8", xlabel="epochs of selection before finetuning")
         lows = [v.min() for _, v in bars if len(v)]
         if lows:
