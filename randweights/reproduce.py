@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +80,53 @@ def quiet_orphaned_kernel_tasks() -> None:
         log.addFilter(_OrphanedKernelTasks())
 
 
+def _kernel_pids() -> list[int]:
+    """Our child processes that lead their own process group: the notebook kernels jupyter_client started (each in
+    a new session). Read from /proc; empty where there is none (the caller then falls back to KeyboardInterrupt)."""
+    me, pids = os.getpid(), []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+            pid = int(entry.parent.name)
+            if int(fields[1]) == me and os.getpgid(pid) == pid:
+                pids.append(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
+class _InterruptKernel:
+    """While a chapter executes, the first Ctrl-C interrupts the notebook's kernel, as Jupyter's interrupt button
+    does (SIGINT to the kernel's process group): the running cell stops with ``KeyboardInterrupt`` and papermill
+    returns in order, with no exception raised inside its event loop (which could leave it hanging or printing
+    tracebacks). A second Ctrl-C, or no kernel found, raises ``KeyboardInterrupt`` here, as Python does.
+    ``pressed`` says whether Ctrl-C came; the SIGINT handler is restored on exit (main thread only)."""
+
+    def __enter__(self):
+        self.pressed, self._previous = False, None
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            pass
+        return self
+
+    def _handle(self, signum, frame):
+        kernels = [] if self.pressed else _kernel_pids()
+        self.pressed = True
+        if not kernels:
+            raise KeyboardInterrupt
+        for pid in kernels:
+            try:
+                os.killpg(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def __exit__(self, *exc) -> bool:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def execute(name: str, root: Path, preset: str, device: str | None = None) -> Path:
     """Run ``notebooks/<name>.ipynb`` with papermill into a temporary file that replaces
     ``book/chapters/<name>.ipynb`` only on success; on failure or interruption the chapter is left untouched."""
@@ -94,17 +142,20 @@ def execute(name: str, root: Path, preset: str, device: str | None = None) -> Pa
     if device:
         parameters["device"] = device
     try:
-        papermill.execute_notebook(
-            str(root / "notebooks" / f"{name}.ipynb"),
-            str(tmp),
-            parameters=parameters,
-            kernel_name=KERNEL,
-            cwd=str(root),
-            progress_bar=False,
-            log_output=False,
-            shutdown_kernel="immediate",  # no interrupt sent to a busy kernel on Ctrl-C (it would print a traceback)
-            extra_arguments=QUIET_KERNEL,
-        )
+        with _InterruptKernel() as ctrl_c:
+            papermill.execute_notebook(
+                str(root / "notebooks" / f"{name}.ipynb"),
+                str(tmp),
+                parameters=parameters,
+                kernel_name=KERNEL,
+                cwd=str(root),
+                progress_bar=False,
+                log_output=False,
+                shutdown_kernel="immediate",  # no interrupt sent to a busy kernel on Ctrl-C (it would print a traceback)
+                extra_arguments=QUIET_KERNEL,
+            )
+        if ctrl_c.pressed:  # the notebook caught the interrupt and finished: still not a page to publish
+            raise KeyboardInterrupt
         hide_setup_cells(tmp)
         os.replace(tmp, out)
     finally:
