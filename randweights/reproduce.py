@@ -100,12 +100,14 @@ class _InterruptKernel:
     does (SIGINT to the kernel's process group): the running cell stops with ``KeyboardInterrupt`` and papermill
     returns in order, with no exception raised inside its event loop (which could leave it hanging or printing
     tracebacks). A second Ctrl-C, or no kernel found, raises ``KeyboardInterrupt`` here, as Python does.
-    ``pressed`` says whether Ctrl-C came; the SIGINT handler is restored on exit (main thread only)."""
+    ``pressed`` says whether Ctrl-C came; the SIGINT handler is restored on exit (main thread only). A process
+    that inherited SIGINT ignored (a background job of a script) keeps ignoring it."""
 
     def __enter__(self):
         self.pressed, self._previous = False, None
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread: signals are not ours to handle
             pass
         return self

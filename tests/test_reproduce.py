@@ -90,8 +90,10 @@ def test_ctrl_c_stops_cleanly_keeps_the_previous_chapter_and_the_next_call_resum
     previous = page.read_bytes()
     marker = tmp_path / "one-run-stored"
     env = {**os.environ, "TINY_CHAPTER_MODE": "hang", "TINY_CHAPTER_MARKER": str(marker), "RANDWEIGHTS_PROGRESS": "0"}
+    # a foreground command: SIGINT handled even when pytest itself runs as a background job (which ignores it)
     proc = subprocess.Popen([sys.executable, "-m", "randweights.cli", "reproduce", "--preset", "smoke", "--no-build"],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not marker.exists() and proc.poll() is None:
         time.sleep(0.1)
