@@ -20,8 +20,8 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e ".[book,test]"
+	$(BIN)/pip install --quiet --no-compile $(TORCH_PINS)
+	$(BIN)/pip install --quiet --no-compile -e ".[book,test]"
 	touch $@
 
 # Fashion-MNIST from Debian's package, where apt-get can run (root); otherwise a note.

@@ -75,9 +75,10 @@ def test_scale_text_names_the_conv_settings():
     text = ep.scale_text(ep.preset("quick"))
     assert "width 0.5" in text and "10,000" in text and "bf16" in text and "2 seed" in text
     assert "bf16" not in ep.scale_text(ep.preset("full"))
-    assert "Conv-4: 10,000 CIFAR10 images, 6 epochs, width 0.5, bf16" in sm.scale_text(sm.preset("quick"))
+    assert "Conv-4: 10,000 CIFAR10 images, 6 epochs (learned weights 10), width 0.5, bf16" in sm.scale_text(sm.preset("quick"))
     assert "(learned weights 330)" in sm.scale_text(sm.preset("full"))
     assert "lr 0.4" in text and "lr 0.4" not in ep.scale_text(ep.preset("full"))
+    assert "batches of 64" in text and "batches of 64" not in ep.scale_text(ep.preset("full"))
 
 
 def test_slot_texts_report_k_trend_and_finetuning():
