@@ -342,7 +342,9 @@ def scale_text(p: Preset) -> str:
         if s["batch_size"] < 128:
             text += " (the paper's are 128 over 100 epochs; our few epochs need more steps)"
     if s.get("lr") is not None:
-        text += f", Edge-Popup at lr {s['lr']:g} (the paper's 0.1 is for 100 epochs; the dense baselines keep theirs)"
+        dense = p.families[-1].config("dense")
+        text += (f", Edge-Popup at lr {s['lr']:g} (the paper's 0.1 is for 100 epochs; the dense baselines keep "
+                 f"theirs, lr {dense.lr:g} in batches of {dense.train.batch_size})")
     return text + (", bf16 forward passes" if s.get("precision") == "bf16" else "")
 
 

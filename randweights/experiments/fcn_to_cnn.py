@@ -106,7 +106,9 @@ def configs(p: Preset) -> dict[str, RunConfig]:
     changes = {
         "IMP": {},
         "random pruning": {"strategy": "random"},
-        "CNN (IMP)": {"arch": p.cnn_arch, "width": p.cnn_width, "rounds": p.cnn_rounds},
+        # the CNN is local by construction and trains without the FCN's weight decay (quick, with it: 15-20%
+        # accuracy against 39-43% without)
+        "CNN (IMP)": {"arch": p.cnn_arch, "width": p.cnn_width, "rounds": p.cnn_rounds, "weight_decay": None},
         "one-shot": {"pruning_schedule": "one-shot"},
         "pixel shuffle": {"pixel_shuffle_seed": p.shuffle_seed},
         "less data": {"subset": p.less_subset},
@@ -137,7 +139,8 @@ def scale_text(p: Preset) -> str:
     text = (f"a{' narrow' if p.width < 1 else ''} FCN ({round(1024 * p.width)} hidden units per layer), {data}, rounds "
             f"of {steps} at lr {p.lr:g}")
     if p.weight_decay:
-        text += f", and weight decay {p.weight_decay:g}, which the paper does not use (why: P4)"
+        text += (f", and weight decay {p.weight_decay:g}, which the paper does not use (why: P4; the CNN of P1 trains "
+                 "without it: it is local by construction)")
     return text
 
 

@@ -331,7 +331,7 @@ def plot_slots(df: pd.DataFrame, preset_name: str):
         if len(k1):
             plots.hline(ax, k1.mean(), "K = 1: the random network", linestyle=":", color="0.45")
         _k_axis(ax, st["num_slots"])
-        ax.set(title=family, xlabel="candidates per connection, K")
+        ax.set(title=family, xlabel="candidates per\nconnection, K")
         _percent(ax)
     axes[0].set_ylabel("test accuracy")
     fig.tight_layout()
@@ -349,7 +349,7 @@ def plot_selection(df: pd.DataFrame, preset_name: str):
             label = "greedy selection (GS)" if sel == "greedy" else "probabilistic sampling (PS)"
             ax.errorbar(g["num_slots"], g["mean"], yerr=g["sd"], marker="o" if sel == "greedy" else "s", capsize=2, label=label)
         _k_axis(ax, st["num_slots"].unique())
-        ax.set(title=family, xlabel="candidates per connection, K")
+        ax.set(title=family, xlabel="candidates per\nconnection, K")
         _percent(ax)
     axes[0].set_ylabel("test accuracy (greedy at test)")
     fig.tight_layout()
