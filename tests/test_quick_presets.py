@@ -97,3 +97,33 @@ def test_slot_texts_report_k_trend_and_finetuning():
         "on Conv-4 the network with learned weights is 2.0 points ahead of the finetuned slot machine: the reverse of "
         "the paper, which has the finetuned slot machine ahead; the finetuned one is 3.0 points ahead of the plain "
         "slot machine, as in the paper.")
+
+
+def test_fcn_quick_adds_weight_decay_with_a_no_decay_control_and_full_keeps_the_papers_recipe():
+    from randweights.experiments import fcn_to_cnn as fc
+
+    quick = fc.configs(fc.preset("quick"))
+    assert quick["IMP"].weight_decay == 0.02 and quick["random pruning"].weight_decay == 0.02
+    assert quick["no weight decay"].weight_decay == 0.0
+    assert quick["no weight decay"].replace(weight_decay=0.02).run_id == quick["IMP"].run_id  # only the decay differs
+    assert quick["CNN (IMP)"].weight_decay == 0.0  # local by construction
+    assert quick["less data"].data.subset == 3000 and quick["IMP"].data.subset == 10_000
+    for name in ("full", "full-cifar10"):
+        full = fc.configs(fc.preset(name))
+        assert "no weight decay" not in full and all(c.weight_decay == 0.0 for c in full.values())
+    assert "weight decay 0.02, which the paper does not use" in fc.scale_text(fc.preset("quick"))
+    assert "weight decay" not in fc.scale_text(fc.preset("full"))
+
+
+def test_fcn_weight_decay_text_reports_both_runs_last_rounds():
+    from randweights.experiments import fcn_to_cnn as fc
+
+    rows = [{"run": run, "round": r, "locality_ratio": ratio, "best_validation_accuracy": acc}
+            for run, last_ratio, last_acc in (("IMP", 0.776, 0.342), ("no weight decay", 0.947, 0.357))
+            for r, ratio, acc in ((0, 1.0, 0.28), (13, last_ratio, last_acc))]
+    text = fc.weight_decay_text(pd.DataFrame(rows), fc.preset("quick"))
+    assert "about 234 steps on 10,000 images" in text
+    assert "ends at a locality ratio of 0.947, against 0.776 with it" in text
+    assert "best validation accuracy is 35.7%, against 34.2% with it." in text
+    no_control = pd.DataFrame([r for r in rows if r["run"] == "IMP"])
+    assert fc.weight_decay_text(no_control, fc.preset("full")) == "This preset trains without weight decay, as the paper does."

@@ -148,15 +148,17 @@ def weight_decay_text(frame: pd.DataFrame, p: Preset) -> str:
     """Measured effect of this preset's weight decay on the last round's locality ratio, for the text (P4)."""
     if "no weight decay" not in set(frame["run"]):
         return "This preset trains without weight decay, as the paper does."
-    last = frame.sort_values("round").groupby("run").tail(1).set_index("run")["locality_ratio"]
+    last = frame.sort_values("round").groupby("run").tail(1).set_index("run")
+    ratio, acc = last["locality_ratio"], 100 * last["best_validation_accuracy"]
     steps = (p.subset // p.batch_size) * p.epochs if p.subset else None
     rounds = f"about {steps:,} steps" if steps else "short rounds"
     return (f"The paper trains without weight decay, for 100,000 steps per round on 1.28 M images. Our rounds are "
             f"{rounds} on {p.subset:,} images, too few for training to outgrow the random initialization: magnitude "
             f"pruning then ranks mostly the init's random magnitudes. So this preset adds weight decay "
             f"{p.weight_decay:g}, which shrinks the weights the data does not hold up. The same IMP run without it "
-            f"(the paper's recipe at this scale) ends at a locality ratio of {last['no weight decay']:.3f}, against "
-            f"{last['IMP']:.3f} with it.")
+            f"(the paper's recipe at this scale) ends at a locality ratio of {ratio['no weight decay']:.3f}, against "
+            f"{ratio['IMP']:.3f} with it; its last round's best validation accuracy is {acc['no weight decay']:.1f}%, "
+            f"against {acc['IMP']:.1f}% with it.")
 
 
 def plan(preset_name: str) -> list[Planned]:
