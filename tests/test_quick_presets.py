@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -125,5 +127,7 @@ def test_fcn_weight_decay_text_reports_both_runs_last_rounds():
     assert "about 234 steps on 10,000 images" in text
     assert "ends at a locality ratio of 0.947, against 0.776 with it" in text
     assert "best validation accuracy is 35.7%, against 34.2% with it." in text
+    whole = fc.weight_decay_text(pd.DataFrame(rows), dataclasses.replace(fc.preset("quick"), subset=None))
+    assert "Our rounds are 3 epochs on all the images" in whole
     no_control = pd.DataFrame([r for r in rows if r["run"] == "IMP"])
     assert fc.weight_decay_text(no_control, fc.preset("full")) == "This preset trains without weight decay, as the paper does."

@@ -150,10 +150,13 @@ def weight_decay_text(frame: pd.DataFrame, p: Preset) -> str:
         return "This preset trains without weight decay, as the paper does."
     last = frame.sort_values("round").groupby("run").tail(1).set_index("run")
     ratio, acc = last["locality_ratio"], 100 * last["best_validation_accuracy"]
-    steps = (p.subset // p.batch_size) * p.epochs if p.subset else None
-    rounds = f"about {steps:,} steps" if steps else "short rounds"
+    if p.steps_per_epoch:
+        rounds = f"{p.steps_per_epoch * p.epochs:,} steps"
+    else:
+        rounds = f"about {(p.subset // p.batch_size) * p.epochs:,} steps" if p.subset else f"{p.epochs} epochs"
+    images = f"{p.subset:,} images" if p.subset else "all the images"
     return (f"The paper trains without weight decay, for 100,000 steps per round on 1.28 M images. Our rounds are "
-            f"{rounds} on {p.subset:,} images, too few for training to outgrow the random initialization: magnitude "
+            f"{rounds} on {images}, too few for training to outgrow the random initialization: magnitude "
             f"pruning then ranks mostly the init's random magnitudes. So this preset adds weight decay "
             f"{p.weight_decay:g}, which shrinks the weights the data does not hold up. The same IMP run without it "
             f"(the paper's recipe at this scale) ends at a locality ratio of {ratio['no weight decay']:.3f}, against "
