@@ -56,9 +56,11 @@ BENCHMARKS := precision edge_popup slot_machines laperm empirical_size
 bench: setup
 	for f in $(BENCHMARKS); do $(BIN)/python benchmarks/$$f.py || exit 1; done
 
-# ruff over everything, notebooks included (ruff reads .ipynb)
+# ruff over everything, notebooks included (ruff reads .ipynb), then the import contracts of pyproject.toml
+# ([tool.importlinter]: the layers, and the store / training / compact format independent of each other)
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 clean:
 	rm -rf book/_build book/chapters book/figures

@@ -1,4 +1,4 @@
-"""Benchmark of the piece / region counters (issue 6): exact pieces of a 784-256-256-10 net along a segment
+"""Benchmark of the piece / region counters: exact pieces of a 784-256-256-10 net along a segment
 between two inputs (target 50 ms) and a 1024 x 1024 region map of a 2-64-64-1 net (target 2 s).
 
 Run: ``python benchmarks/empirical_size.py``. Prints one JSON record and writes it to

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from randweights import make_config, runs, train
-from randweights.experiments import edge_popup as ep
+from randweights.chapters import edge_popup as ep
 
 NETWORKS = {  # arch -> (dataset, batch size and augmentation of the full presets)
     "lenet-300-100": {"dataset": "mnist", "batch_size": 128},
@@ -50,7 +50,7 @@ def time_epochs(device: str, archs=tuple(NETWORKS), methods=tuple(METHODS), **ov
 
 def fig3_conv4_configs():
     """The `full` Edge-Popup Conv-4 runs of Fig. 3, in the order the chapter lists them."""
-    return [c for c in ep.keep_sweep_configs(ep.preset("full")) if c.model.arch == "conv4" and c.method.name == "edge-popup"]
+    return [c for c in ep.keep_fraction_configs(ep.preset("full")) if c.model.arch == "conv4" and c.method.name == "edge-popup"]
 
 
 def fill_budget(configs, seconds_per_epoch: float, budget_seconds: float, root, device: str) -> list[dict]:

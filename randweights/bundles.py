@@ -8,7 +8,7 @@ that really hold trained weights, such as a dense network's). ``model.pt`` trave
 checkpoints never do.
 
 Importing verifies each run before it touches the results folder: the record's own checksum and settings (the
-run store's :func:`randweights.runs.check_record`), its folder name against its run key, and every file against
+run store's :func:`randweights.store.check_record`), its folder name against its run key, and every file against
 the manifest. A run that fails is refused and named; the others are merged. A run already stored is kept as it
 is: nothing computed is ever replaced.
 """
@@ -23,11 +23,18 @@ import platform
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import torch
+
+from . import plan, store
+from ._version import __version__
+from .config import from_dict
 from .errors import ConfigError
+from .fsutil import write_atomic
+from .plan import Chapter
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -64,11 +71,7 @@ def run_files(folder: Path, record: dict, models: bool = False, max_compact_bits
 
 def provenance(records: list[dict]) -> dict:
     """Where and with what the bundle was made, and what the runs were trained on."""
-    import torch
-
-    from . import __version__, runs
-
-    git = runs.provenance() if hasattr(runs, "provenance") else {}
+    git = store.provenance()
     return {
         "randweights_version": __version__,
         "git_commit": git.get("git_commit"),
@@ -96,23 +99,21 @@ class ExportReport:
         return out
 
 
-def export(preset: str, out: str | os.PathLike, root=None, only: Iterable[str] | None = None, models: bool = False,
-           max_compact_bits: float | None = None) -> ExportReport:
-    """Write the stored runs of ``preset`` (chapters ``only``, default all) into the bundle ``out``; see
-    :func:`run_files` for what each run carries."""
-    from . import plan, runs
-
+def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], root=None, only: Iterable[str] | None = None,
+           models: bool = False, max_compact_bits: float | None = None) -> ExportReport:
+    """Write the stored runs of ``preset`` (of ``chapters``, those named in ``only``, default all) into the bundle
+    ``out``; see :func:`run_files` for what each run carries."""
     out = Path(out)
     _check_name(out)
     if max_compact_bits is not None and not max_compact_bits > 0:
         raise ConfigError("--max-compact-bits", max_compact_bits, "a number of bits per weight > 0")
-    entries = plan.plan(preset, only)
-    root = runs.results_root(root)
+    entries = plan.plan(preset, chapters, only)
+    root = store.results_root(root)
     members: dict[str, bytes] = {}
     listed, records, missing = [], [], []
     for entry in entries:
         folder = root / entry.run_id
-        record = runs.load(entry.config, root)  # verified; a bad record is moved aside and left out
+        record = store.load(entry.config, root)  # verified; a bad record is moved aside and left out
         if record is None or (models and entry.keep_model and not (folder / "model.pt").is_file()):
             missing.append(entry.run_id)
             continue
@@ -123,7 +124,7 @@ def export(preset: str, out: str | os.PathLike, root=None, only: Iterable[str] |
             files[path.name] = _sha256(data)
         records.append(record)
         listed.append({**entry.row(), "files": files})
-    manifest = {"format": FORMAT, "preset": preset, "chapters": plan.check_chapters(only), "runs": listed,
+    manifest = {"format": FORMAT, "preset": preset, "chapters": [c.name for c in plan.select(chapters, only)], "runs": listed,
                 "missing": missing, "provenance": provenance(records)}
     members = {MANIFEST: json.dumps(manifest, indent=1).encode(), **members}
     _write_archive(out, members)
@@ -202,9 +203,6 @@ class ImportReport:
 
 def verify_run(run_id: str, files: dict[str, bytes], expected: dict[str, str] | None) -> str | None:
     """Why the run ``run_id`` of a bundle cannot be merged (None: it can)."""
-    from . import runs
-    from .config import from_dict
-
     if "record.json" not in files:
         return "no record.json"
     try:
@@ -216,7 +214,7 @@ def verify_run(run_id: str, files: dict[str, bytes], expected: dict[str, str] | 
         return f"record holds the settings of run {cfg.run_id}"
     if "checksum" not in record:
         return "record has no checksum"
-    problem = runs.check_record(record, cfg)
+    problem = store.check_record(record, cfg)
     if problem is not None:
         return f"record: {problem}"
     if expected is None:
@@ -231,8 +229,6 @@ def verify_run(run_id: str, files: dict[str, bytes], expected: dict[str, str] | 
 def import_bundle(path: str | os.PathLike, root=None) -> ImportReport:
     """Merge a bundle into the results folder ``root``: verified runs are written (record last), refused runs
     are named with the reason, runs already stored are left as they are."""
-    from . import runs
-
     members = read_archive(path)
     if MANIFEST not in members:
         raise ConfigError("FILE", str(path), f"a randweights bundle (no {MANIFEST})")
@@ -246,7 +242,7 @@ def import_bundle(path: str | os.PathLike, root=None) -> ImportReport:
         parts = PurePosixPath(name).parts
         if len(parts) == 3 and parts[0] == "runs":
             by_run.setdefault(parts[1], {})[parts[2]] = data
-    root = runs.results_root(root)
+    root = store.results_root(root)
     report = ImportReport()
     for run_id in sorted(set(by_run) | set(listed)):
         files = by_run.get(run_id, {})
@@ -259,14 +255,12 @@ def import_bundle(path: str | os.PathLike, root=None) -> ImportReport:
 
 
 def _merge(folder: Path, files: dict[str, bytes], report: ImportReport, run_id: str) -> None:
-    from . import runs
-
     stored = folder / "record.json"
     if stored.is_file():
         (report.present if stored.read_bytes() == files["record.json"] else report.kept).append(run_id)
         return
     for name, data in files.items():
         if name != "record.json" and not (folder / name).is_file():
-            runs.write_atomic(folder / name, data)
-    runs.write_atomic(stored, files["record.json"])  # last: a record means the run is complete
+            write_atomic(folder / name, data)
+    write_atomic(stored, files["record.json"])  # last: a record means the run is complete
     report.merged.append(run_id)

@@ -13,12 +13,13 @@ import dataclasses
 import json
 import sys
 import typing
+from pathlib import Path
 
-from . import __version__, cli_scale
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from . import cli_scale, methods, runs
+from ._version import __version__
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, method_config_class
 from .errors import ConfigError, DatasetDamaged, DatasetNotFound
-from .methods import METHODS, method_config_class
-from .reproduce import NoCheckout
+from .reproduce import NoCheckout, reproduce
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -114,21 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
         "grouped by section (data, model, train) and by method; a method's flags are allowed only with that "
         "--method.",
     )
-    train.add_argument("--method", required=True, help="the method to train; one of: " + ", ".join(METHODS))
+    train.add_argument("--method", required=True, help="the method to train; one of: " + ", ".join(methods.NAMES))
     train.add_argument("--results", default=None, help="results folder (default: $RANDWEIGHTS_RESULTS or results/)")
     train.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
     seen: dict[str, type] = {}
     for name, cls in SECTIONS.items():
         _add_fields(train, cls, seen, train.add_argument_group(SECTION_TITLES[name]))
-    for name in METHODS:
-        cls = method_config_class(name)
+    for name in methods.NAMES:
+        cls = methods.get(name).config
         group = train.add_argument_group(f"method {name}", _first_line(cls))
         shared = _add_fields(train, cls, seen, group)
         if shared:
             group.description = ((group.description or "") + " Also takes, as above: " + "; ".join(shared)).strip()
 
     rep = sub.add_parser("reproduce", help="execute the notebooks with papermill and build the book")
-    rep.add_argument("--preset", default="quick", choices=("smoke", "quick", "full"), help="default: quick")
+    rep.add_argument("--preset", default="quick", help="smoke, quick (default), full, or a preset the chosen chapters declare")
     rep.add_argument("--only", action="append", default=None, metavar="NAME", help="a notebook name; repeatable")
     rep.add_argument("--no-build", action="store_true", help="execute only; do not build the book")
     rep.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
@@ -177,10 +178,6 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command in cli_scale.COMMANDS:
             return cli_scale.run(args)
-        from pathlib import Path
-
-        from .reproduce import reproduce
-
         root = Path(args.root) if args.root else None
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root,
                          train_missing=args.train_missing)
@@ -193,8 +190,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from . import runs
-
     cfg = config_from_args(args)
     # get_or_run checks the device and the results folder before loading data, and removes the folders it made
     # when the run fails (missing or damaged data, a setting the data cannot meet): bad input writes nothing

@@ -8,26 +8,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from . import bundles, plan, sweeps
+from .chapters import CHAPTERS
 from .errors import ConfigError
+from .store import results_root
 
 COMMANDS = ("plan", "sweep", "bundle")
 
 
+def preset_help() -> str:
+    """``--preset``'s help: the presets every chapter declares, and those only some do (with ``--only``)."""
+    common = plan.presets(CHAPTERS)
+    extra = [f"{p} (--only {c.name})" for c in CHAPTERS for p in c.presets if p not in common]
+    return "one of " + ", ".join([*common, *extra])
+
+
 def add_parsers(sub) -> None:
     """Add the subcommands to ``sub`` (the main parser's subparsers)."""
-    plan = sub.add_parser("plan", help="list every run a preset makes (per chapter and figure), without training")
-    plan.add_argument("--preset", required=True, help="smoke, quick or full")
-    plan.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
-    plan.add_argument("--json", action="store_true", help="one JSON list of runs on stdout")
-    plan.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe on the CPU")
+    plan_ = sub.add_parser("plan", help="list every run a preset makes (per chapter and figure), without training")
+    plan_.add_argument("--preset", required=True, help=preset_help())
+    plan_.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
+    plan_.add_argument("--json", action="store_true", help="one JSON list of runs on stdout")
+    plan_.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe on the CPU")
     _add_sweep(sub)
     _add_bundle(sub)
 
 
 def _add_sweep(sub) -> None:
     sweep = sub.add_parser("sweep", help="train every run of a plan through an executor (local processes, Dask, Slurm)")
-    sweep.add_argument("--preset", required=True, help="smoke, quick or full")
+    sweep.add_argument("--preset", required=True, help=preset_help())
     sweep.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
     sweep.add_argument("--executor", default="local", help="local (default), dask or slurm")
     sweep.add_argument("--workers", type=int, default=None, help="local: worker processes, one GPU each where there "
@@ -47,7 +58,7 @@ def _add_bundle(sub) -> None:
     bundle = sub.add_parser("bundle", help="export the stored runs of a preset into one file, or import one")
     verbs = bundle.add_subparsers(dest="verb", required=True, parser_class=type(bundle))
     export = verbs.add_parser("export", help="write the stored runs of a preset (records, configs, provenance, compact files)")
-    export.add_argument("--preset", required=True, help="smoke, quick or full")
+    export.add_argument("--preset", required=True, help=preset_help())
     export.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
     export.add_argument("--models", action="store_true", help="also the model weights (model.pt) of runs that keep them")
     export.add_argument("--max-compact-bits", type=float, default=None, metavar="BITS",
@@ -72,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plan(args) -> int:
-    from . import plan
-
-    entries = plan.plan(args.preset, args.only)
+    entries = plan.plan(args.preset, CHAPTERS, args.only)
     if args.json and not args.dry_run:
         print(json.dumps([e.row() for e in entries], indent=1))
         return 0
@@ -94,20 +103,16 @@ def _plan(args) -> int:
 
 
 def _sweep(args) -> int:
-    from pathlib import Path
-
-    from . import plan, runs, sweeps
-
     if args.executor not in sweeps.EXECUTORS:
         raise ConfigError("--executor", args.executor, "one of " + ", ".join(sweeps.EXECUTORS))
-    entries = plan.plan(args.preset, args.only)  # bad preset / chapter: ConfigError before anything starts
-    root = runs.results_root(args.results).resolve()
+    entries = plan.plan(args.preset, CHAPTERS, args.only)  # bad preset / chapter: ConfigError before anything starts
+    root = results_root(args.results).resolve()
     folder = Path(args.logs) if args.logs else root / ".submitit"
     executor = sweeps.make_executor(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
                                     args.time_limit, folder)
     print(f"[sweep] {len(entries)} runs of preset {args.preset!r} into {root} on {args.executor}", flush=True)
     try:
-        summary = sweeps.sweep([e.config for e in entries], executor, root=root, device=args.device,
+        summary = sweeps.run_plan([e.config for e in entries], executor, root=root, device=args.device,
                                keep_model={e.run_id for e in entries if e.keep_model}, retries=args.retries,
                                log=lambda line: print(line, flush=True))
     finally:
@@ -117,10 +122,8 @@ def _sweep(args) -> int:
 
 
 def _bundle(args) -> int:
-    from . import bundles
-
     if args.verb == "export":
-        report = bundles.export(args.preset, args.out, root=args.results, only=args.only, models=args.models,
+        report = bundles.export(args.preset, args.out, CHAPTERS, root=args.results, only=args.only, models=args.models,
                                 max_compact_bits=args.max_compact_bits)
         print("\n".join(report.lines()))
         return 0

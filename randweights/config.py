@@ -143,6 +143,18 @@ def check_device(device: str | None) -> None:
     raise ConfigError("device", device, allowed + reason)
 
 
+# The architectures by name: randweights.models registers its builders here when it is imported (the package
+# imports it), so ModelConfig can check a name without this module importing the models.
+ARCHS: dict[str, Any] = {}
+
+
+def register_arch(name: str, builder: Any) -> None:
+    """Make ``name`` a valid ``ModelConfig.arch``, built by ``builder`` (see :mod:`randweights.models`)."""
+    if name in ARCHS and ARCHS[name] is not builder:
+        raise ValueError(f"architecture {name!r} registered twice")
+    ARCHS[name] = builder
+
+
 PRECISIONS = ("fp32", "bf16")  # bf16: forward pass autocast to bfloat16 (CPU AMX, CUDA); method tensors stay fp32
 
 
@@ -169,8 +181,6 @@ class ModelConfig(Settings):
     affine_bn: bool = field(default=False, metadata={"help": "let BatchNorm learn a scale and shift"})
 
     def __post_init__(self):
-        from .models import ARCHS  # late import: models import nothing from here
-
         check_choice("arch", self.arch, ARCHS)
         check_range("width", self.width, low=0, low_open=True)
 
@@ -206,16 +216,46 @@ class TrainConfig(Settings):
             if self.sampling != "replacement":
                 raise ConfigError("steps_per_epoch", self.steps_per_epoch, "None unless sampling='replacement'")
 
+    def epoch_steps(self, train_images: int) -> int:
+        """Optimizer steps in one epoch: ``steps_per_epoch`` when set, else one pass over ``train_images``."""
+        return self.steps_per_epoch or math.ceil(train_images / self.batch_size)
+
 
 @dataclass(frozen=True)
 class MethodConfig(Settings):
-    """Base of every method's settings. Subclasses set ``name`` and may override the default lr / weight decay."""
+    """Base of every method's settings. Subclasses set ``name`` and may override the default lr / weight decay.
+    A subclass with a name is registered here by that name (:func:`method_config_class`); the methods package
+    imports every method, so importing ``randweights`` registers them all."""
 
     name: ClassVar[str] = ""
     default_weight_decay: ClassVar[float] = 1e-4
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name", "")
+        if name:
+            if name in METHOD_CONFIGS and METHOD_CONFIGS[name].__qualname__ != cls.__qualname__:
+                raise ValueError(f"two method configs named {name!r}: {METHOD_CONFIGS[name].__qualname__}, {cls.__qualname__}")
+            METHOD_CONFIGS[name] = cls
+
     def default_lr(self, arch: str) -> float:
         return 0.1
+
+
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {}  # name -> config class, filled as the method modules load
+
+
+def method_config_class(name: str) -> type[MethodConfig]:
+    """The config class of the method called ``name``; an unknown name is a ConfigError naming ``method``."""
+    if name not in METHOD_CONFIGS:
+        raise ConfigError("method", name, "one of " + ", ".join(METHOD_CONFIGS))
+    return METHOD_CONFIGS[name]
+
+
+def stored_name(f: dataclasses.Field) -> str:
+    """The name a setting is stored and hashed under: its field name, or ``metadata["stored_as"]`` for a field
+    renamed after runs were stored under its old name (so their run ids stay the same)."""
+    return f.metadata.get("stored_as", f.name)
 
 
 @dataclass(frozen=True)
@@ -243,8 +283,8 @@ class RunConfig:
         return {"method": self.method, "data": self.data, "model": self.model, "train": self.train}
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings, nested by section, with the method's name."""
-        out = {name: dataclasses.asdict(section) for name, section in self.sections().items()}
+        """All settings, nested by section (under their stored names), with the method's name."""
+        out = {name: {stored_name(f): getattr(section, f.name) for f in fields(section)} for name, section in self.sections().items()}
         out["method"] = {"name": self.method.name, **out["method"]}
         return out
 
@@ -260,7 +300,7 @@ class RunConfig:
         out: dict[str, Any] = {"method": {"name": self.method.name}}
         for name, section in self.sections().items():
             changed = {
-                f.name: getattr(section, f.name)
+                stored_name(f): getattr(section, f.name)
                 for f in fields(section)
                 if getattr(section, f.name) != _default_of(f)
             }
@@ -300,22 +340,24 @@ def _owner(sections: dict[str, Any], key: str) -> str:
 def make_config(method: str, **settings) -> RunConfig:
     """Build a RunConfig from a method name and flat settings, e.g. ``make_config("edge-popup", keep_fraction=0.3,
     arch="conv4", dataset="cifar10", epochs=5)``."""
-    from .methods import method_config_class
-
     method_cls = method_config_class(method)
     base = RunConfig(method=method_cls())
     return base.replace(**settings) if settings else base
 
 
+def _section(cls: type, stored: dict[str, Any]) -> Any:
+    """``cls`` from its stored dict (stored names mapped back to field names)."""
+    names = {stored_name(f): f.name for f in fields(cls)}
+    return cls(**{names.get(k, k): v for k, v in stored.items()})
+
+
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Inverse of :meth:`RunConfig.to_dict`."""
-    from .methods import method_config_class
-
     method = dict(d["method"])
     cls = method_config_class(method.pop("name"))
     return RunConfig(
-        method=cls(**method),
-        data=DataConfig(**d.get("data", {})),
-        model=ModelConfig(**d.get("model", {})),
-        train=TrainConfig(**d.get("train", {})),
+        method=_section(cls, method),
+        data=_section(DataConfig, d.get("data", {})),
+        model=_section(ModelConfig, d.get("model", {})),
+        train=_section(TrainConfig, d.get("train", {})),
     )

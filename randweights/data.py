@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import imagenet32
+from . import env, imagenet32
 from .config import DataConfig
 from .errors import ConfigError, DatasetDamaged, DatasetNotFound, check_choice
 
@@ -50,7 +49,7 @@ IDX_FILES = {
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("RANDWEIGHTS_DATA", "data"))
+    return env.data_dir()
 
 
 DOWNLOAD_HOSTS = {  # where torchvision downloads each dataset from
@@ -63,8 +62,8 @@ DOWNLOAD_HOSTS = {  # where torchvision downloads each dataset from
 def download_setting() -> str:
     """``RANDWEIGHTS_DOWNLOAD``: ``"auto"`` (default; download missing files when the server is reachable),
     ``"1"`` (always try) or ``"0"`` (never)."""
-    value = os.environ.get("RANDWEIGHTS_DOWNLOAD", "auto").lower()
-    return {"1": "1", "true": "1", "yes": "1", "0": "0", "false": "0", "no": "0"}.get(value, "auto")
+    mode = env.download_mode()
+    return "auto" if mode is None else ("1" if mode else "0")
 
 
 def download_allowed() -> bool:

@@ -11,6 +11,9 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .config import ModelConfig, register_arch
+from .errors import ConfigError
+
 
 def _w(n: int, width: float) -> int:
     return max(1, int(n * width))
@@ -211,7 +214,7 @@ def resnet_cifar(n: int) -> Callable[..., nn.Sequential]:
 
 
 def mlp_256_256(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
-    """784-256-256-10 ReLU MLP (empirical-size chapter, spec C7: pieces along segments between images)."""
+    """784-256-256-10 ReLU MLP (empirical-size chapter, figure C7: pieces along segments between images)."""
     return mlp(input_shape, num_classes, (256, 256), width, bias)
 
 
@@ -258,7 +261,7 @@ def vgg19(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> n
     return nn.Sequential(*layers)
 
 
-ARCHS: dict[str, Callable[..., nn.Module]] = {
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fcn": fcn_net((1024, 1024, 1024)),
     "lenet-300-100": lenet_300_100,
     "mlp-256-256": mlp_256_256,  # empirical size (Chen et al. 2016)
@@ -282,10 +285,21 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+for _name, _builder in BUILDERS.items():
+    register_arch(_name, _builder)
+ARCHS = tuple(BUILDERS)
+
+
 def build(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bool = False, affine_bn: bool = False) -> nn.Module:
-    if arch not in ARCHS:
-        raise ValueError(f"arch: got {arch!r}, allowed: {', '.join(ARCHS)}")
-    return ARCHS[arch](tuple(input_shape), num_classes, width=width, bias=bias, affine_bn=affine_bn)
+    if arch not in BUILDERS:
+        raise ConfigError("arch", arch, "one of " + ", ".join(BUILDERS))
+    return BUILDERS[arch](tuple(input_shape), num_classes, width=width, bias=bias, affine_bn=affine_bn)
+
+
+def build_for(model: ModelConfig, input_shape, num_classes: int, bias: bool | None = None) -> nn.Module:
+    """The plain model a :class:`~randweights.config.ModelConfig` describes, for inputs of ``input_shape`` and
+    ``num_classes`` classes (``bias`` overrides the config's where a method needs biases)."""
+    return build(model.arch, input_shape, num_classes, model.width, model.bias if bias is None else bias, model.affine_bn)
 
 
 def count_weights(model: nn.Module) -> int:

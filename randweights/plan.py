@@ -1,36 +1,87 @@
 """Plans: every run a preset makes, per chapter and per figure, computed without training.
 
-Each chapter's experiments module has ``plan(preset_name) -> list[Planned]``, built from the same ``*_configs``
-functions its figures train through, so a figure and its runs cannot drift apart. ``randweights plan``, ``sweep``,
-the dry run and bundles all read this one list.
+Each chapter module (:mod:`randweights.chapters`) declares itself once as a :class:`Chapter`: its presets and
+its :class:`Figure` objects, each with the function giving that figure's run configurations per preset. The
+notebook trains a figure's runs only through that declaration (:meth:`Chapter.frame` / :meth:`Chapter.records`),
+and ``randweights plan``, ``sweep``, ``bundle export``, the dry run and the stored-run coverage all derive their
+runs from the same figures, so a figure whose runs are not in the plan cannot be drawn.
 
-To add a chapter: give ``randweights/experiments/<chapter>.py`` a ``plan`` function and add one line to
-:data:`CHAPTERS`.
+This module sits below the chapters: the entry points (``randweights.cli_scale``, ``randweights.reproduce``)
+pass the chapter list (:data:`randweights.chapters.CHAPTERS`) down to :func:`plan` and friends.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import torch
+
+from . import data, runs, train
 from .config import RunConfig
 from .errors import ConfigError
 
-# chapter -> module with ``plan(preset_name)``; one line per chapter, in book order
-CHAPTERS: dict[str, str] = {
-    "edge_popup": "randweights.experiments.edge_popup",
-    "slot_machines": "randweights.experiments.slot_machines",
-    "laperm": "randweights.experiments.laperm",
-    "fcn_to_cnn": "randweights.experiments.fcn_to_cnn",
-    "empirical_size": "randweights.experiments.empirical_size",
-    "synthesis": "randweights.experiments.synthesis",
-}
-PRESETS = ("smoke", "quick", "full")
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure (or table) of a chapter and the runs it reads. ``configs(preset_name)``: its run
+    configurations at a preset. ``needs_model``: the figure also reads the trained model (``model.pt``, kept);
+    ``reads_compact``: it reads the network back from the run's compact file."""
+
+    name: str
+    configs: Callable[[str], list[RunConfig]]
+    needs_model: bool = False
+    reads_compact: bool = False
+
+    def records(self, preset_name: str, device: str | None = None, root=None) -> list[dict]:
+        """The records of this figure's runs at ``preset_name``, trained where missing (and allowed). Runs whose
+        model the figure reads are trained one by one, keeping their model; the others through
+        :func:`randweights.runs.get_or_run_all` (with training off: the stored ones only)."""
+        configs = self.configs(preset_name)
+        if self.needs_model:
+            return [runs.get_or_run(cfg, root=root, device=device, keep_model=True) for cfg in configs]
+        return runs.get_or_run_all(configs, root=root, device=device, desc=self.name)
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter of the book: ``name`` (its module, notebook and page name), ``title``, ``notebook`` (path
+    relative to the repository), the presets it declares, its figures in the order the page draws them, and its
+    ``order`` in the book."""
+
+    name: str
+    title: str
+    notebook: str
+    presets: tuple[str, ...]
+    figures: tuple[Figure, ...]
+    order: int = 0  # its place in the book (the table of contents lists chapters in this order)
+
+    def figure(self, name: str) -> Figure:
+        for figure in self.figures:
+            if figure.name == name:
+                return figure
+        raise ConfigError("figure", name, f"one of {', '.join(f.name for f in self.figures)} (chapter {self.name})")
+
+    def check_preset(self, preset_name: str) -> None:
+        if preset_name not in self.presets:
+            raise ConfigError("--preset", preset_name, f"one of {', '.join(self.presets)} (chapter {self.name})")
+
+    def records(self, figure: str, preset_name: str, device: str | None = None, root=None) -> list[dict]:
+        """The records of figure ``figure`` at ``preset_name`` (see :meth:`Figure.records`)."""
+        self.check_preset(preset_name)
+        return self.figure(figure).records(preset_name, device, root)
+
+    def frame(self, figure: str, preset_name: str, device: str | None = None, root=None):
+        """:meth:`records` as a DataFrame, one row per run (:func:`randweights.runs.frame`)."""
+        return runs.frame(self.records(figure, preset_name, device, root))
+
+    def planned(self, preset_name: str) -> list[Planned]:
+        """Every run of every figure at ``preset_name``, in figure order (a run may appear under several)."""
+        self.check_preset(preset_name)
+        return [Planned(f.name, cfg, f.needs_model, f.reads_compact) for f in self.figures for cfg in f.configs(preset_name)]
 
 
 @dataclass(frozen=True)
@@ -72,43 +123,47 @@ class Entry:
         }
 
 
-def available_chapters() -> list[str]:
-    """The chapters of :data:`CHAPTERS` whose module is installed (a chapter may be listed before it lands)."""
-    return [name for name, module in CHAPTERS.items() if importlib.util.find_spec(module) is not None]
-
-
-def check_chapters(only: Iterable[str] | None) -> list[str]:
-    """The chapters asked for (all, in book order, when ``only`` is empty); an unknown name is a ConfigError."""
-    names = available_chapters()
-    if not only:
-        return names
+def select(chapters: Sequence[Chapter], only: Iterable[str] | None = None) -> list[Chapter]:
+    """The chapters named in ``only`` (all of ``chapters``, in their order, when empty); an unknown name is a
+    ConfigError on ``--only``."""
+    names = [c.name for c in chapters]
+    only = list(only or ())
     unknown = [name for name in only if name not in names]
     if unknown:
         raise ConfigError("--only", ",".join(unknown), "one of " + ", ".join(names))
-    return [name for name in names if name in only]
+    return [c for c in chapters if not only or c.name in only]
 
 
-def chapter_plan(chapter: str, preset_name: str) -> list[Planned]:
-    """``plan(preset_name)`` of one chapter's experiments module."""
-    check_chapters([chapter])
-    if preset_name not in PRESETS:
-        raise ConfigError("--preset", preset_name, "one of " + ", ".join(PRESETS))
-    module = importlib.import_module(CHAPTERS[chapter])
-    if not hasattr(module, "plan"):
-        raise NotImplementedError(f"{module.__name__} has no plan(preset_name) -> list[Planned] (see randweights/plan.py)")
-    return list(module.plan(preset_name))
+def presets(chapters: Sequence[Chapter]) -> tuple[str, ...]:
+    """The presets every one of ``chapters`` declares, in the first chapter's order."""
+    if not chapters:
+        return ()
+    return tuple(p for p in chapters[0].presets if all(p in c.presets for c in chapters[1:]))
 
 
-def plan(preset_name: str, only: Iterable[str] | None = None) -> list[Entry]:
-    """Every distinct run of ``preset_name`` over the chapters ``only`` (default all), first use first; a run
-    that several figures (or chapters) use appears once, listing all of them."""
+def check_preset(preset_name: str, chapters: Sequence[Chapter]) -> None:
+    """``preset_name`` must be declared by every chapter of ``chapters`` (a ConfigError on ``--preset``
+    naming the allowed ones, and the chapters that declare it if some do)."""
+    allowed = presets(chapters)
+    if preset_name in allowed:
+        return
+    having = [c.name for c in chapters if preset_name in c.presets]
+    hint = f" (--preset {preset_name} is declared by {', '.join(having)}: choose it with --only)" if having else ""
+    raise ConfigError("--preset", preset_name, "one of " + ", ".join(allowed) + hint)
+
+
+def plan(preset_name: str, chapters: Sequence[Chapter], only: Iterable[str] | None = None) -> list[Entry]:
+    """Every distinct run of ``preset_name`` over ``chapters`` (those named in ``only``, default all), first
+    use first; a run that several figures (or chapters) use appears once, listing all of them."""
+    chosen = select(chapters, only)
+    check_preset(preset_name, chosen)
     entries: dict[str, Entry] = {}
-    for chapter in check_chapters(only):
-        for item in chapter_plan(chapter, preset_name):
+    for chapter in chosen:
+        for item in chapter.planned(preset_name):
             entry = entries.setdefault(item.config.run_id, Entry(item.config))
-            label = f"{chapter}: {item.figure}"
-            if chapter not in entry.chapters:
-                entry.chapters.append(chapter)
+            label = f"{chapter.name}: {item.figure}"
+            if chapter.name not in entry.chapters:
+                entry.chapters.append(chapter.name)
             if label not in entry.figures:
                 entry.figures.append(label)
             entry.keep_model = entry.keep_model or item.keep_model
@@ -116,8 +171,8 @@ def plan(preset_name: str, only: Iterable[str] | None = None) -> list[Entry]:
     return list(entries.values())
 
 
-def configs(preset_name: str, only: Iterable[str] | None = None) -> list[RunConfig]:
-    return [e.config for e in plan(preset_name, only)]
+def configs(preset_name: str, chapters: Sequence[Chapter], only: Iterable[str] | None = None) -> list[RunConfig]:
+    return [e.config for e in plan(preset_name, chapters, only)]
 
 
 def summary_lines(entries: list[Entry]) -> list[str]:
@@ -173,10 +228,6 @@ def recipe_key(cfg: RunConfig) -> tuple:
 
 def synthetic_splits(cfg: RunConfig, seed: int = 0):
     """Random images of the dataset's shape and labels of its classes: enough for a step, no files read."""
-    import torch
-
-    from . import data
-
     shape, classes = data.SHAPES[cfg.data.dataset], data.NUM_CLASSES[cfg.data.dataset]
     g = torch.Generator().manual_seed(seed)
 
@@ -190,17 +241,11 @@ def synthetic_splits(cfg: RunConfig, seed: int = 0):
 def dry_step(cfg: RunConfig, device: str = "cpu") -> dict:
     """Run the method's real flow (``run`` or the shared loop after ``prepare``) on :func:`dry_config` with
     synthetic data, then evaluate as :func:`randweights.train.run` does. Raises whatever the run raises."""
-    import torch
-
-    from . import train
-    from .methods import method_module
-
     small = dry_config(cfg)
     dev = torch.device(device)
     train.seed_everything(small.train.seed)
     splits = synthetic_splits(small)
-    runner = getattr(method_module(small.method.name), "run", train.standard_run)
-    model, metrics = runner(small, splits, dev)
+    model, metrics = train.method_flow(small)(small, splits, dev, train.Trainer())
     test = train.evaluate(model, splits.test, dev)
     if not math.isfinite(test["loss"]):
         raise FloatingPointError(f"test loss {test['loss']} after one step")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-import os
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
+
+from . import env, store
 
 PALETTE = "colorblind"
 DENSE_STYLE = {"color": "0.25", "linestyle": "--", "linewidth": 1.2}
@@ -82,8 +84,8 @@ MAX_WIDTH_IN = 7.0  # the book's text column
 def figures_dir(chapter: str) -> Path:
     """Where a chapter's figure files go: ``$RANDWEIGHTS_FIGURES/<chapter>``, else ``book/figures/<chapter>`` of the
     checkout holding the working directory (the chapters run there), else ``figures/<chapter>``."""
-    if os.environ.get("RANDWEIGHTS_FIGURES"):
-        return Path(os.environ["RANDWEIGHTS_FIGURES"]) / chapter
+    if env.figures_dir() is not None:
+        return env.figures_dir() / chapter
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "book" / "_config.yml").is_file():
@@ -142,11 +144,7 @@ def legend_outside(fig_or_ax, where: str = "right", **kwargs):
 def run_note(frame, preset: str, results=None) -> str:
     """One Markdown sentence naming the preset, device(s) and date(s) of the runs in ``frame`` (the dates are
     those of the stored records)."""
-    import datetime
-
-    from .runs import results_root
-
-    root = results_root(results)
+    root = store.results_root(results)
     devices = sorted({str(d) for d in frame["device"].dropna()}) if "device" in frame else []
     stamps = [
         (root / rid / "record.json").stat().st_mtime
@@ -172,7 +170,7 @@ READABLE = {
     "laperm-conv7": "Conv-7 (LaPerm)", "laperm-conv13": "Conv-13 (LaPerm)", "slot-conv2": "Conv-2 (Slot Machines)",
     "slot-conv4": "Conv-4 (Slot Machines)", "slot-conv6": "Conv-6 (Slot Machines)", "edge-popup": "Edge-Popup",
     "supermask-bernoulli": "Bernoulli supermask", "dense": "dense", "imp": "IMP", "slot": "Slot Machines",
-    "laperm": "LaPerm", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+    "laperm": "LaPerm", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenet32": "ImageNet32",
     "he-uniform": "He uniform", "weight-agnostic": "weight-agnostic", "random-sparse": "random sparse",
     "signed-constant": "signed constant", "kaiming-normal": "Kaiming normal", "sgd": "SGD", "adam": "Adam",
 }

@@ -13,16 +13,20 @@ it was, and the next call resumes from the stored runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-# Book order. A chapter joins the book once its notebook exists in notebooks/.
-CHAPTERS = ["edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size", "synthesis"]
+from . import colab, env, plan, stored
+from .chapters import CHAPTERS
+from .config import check_device
+
 KERNEL = "python3"
 
 
@@ -32,10 +36,8 @@ class NoCheckout(FileNotFoundError):
 
 def source_url() -> str:
     """The repository address (``[project.urls] Repository``, read by ``randweights.colab.repository_url``)."""
-    from .colab import repository_url
-
     try:
-        return repository_url()
+        return colab.repository_url()
     except LookupError:
         return "the randweights repository"
 
@@ -53,7 +55,8 @@ def repo_root(start: Path | None = None) -> Path:
 
 
 def available_chapters(root: Path) -> list[str]:
-    return [name for name in CHAPTERS if (root / "notebooks" / f"{name}.ipynb").is_file()]
+    """The names of :data:`randweights.chapters.CHAPTERS` (book order) whose notebook is in ``root``."""
+    return [c.name for c in CHAPTERS if (root / c.notebook).is_file()]
 
 
 def chapter_path(root: Path, name: str) -> Path:
@@ -179,8 +182,6 @@ def hide_setup_cells(path: Path) -> None:
     states its preset in words). The Colab badge points at the book's local image instead of Colab's server."""
     import nbformat
 
-    from .colab import BADGE_IMAGE
-
     nb = nbformat.read(path, as_version=4)
     changed = False
     for cell in nb.cells:
@@ -188,8 +189,8 @@ def hide_setup_cells(path: Path) -> None:
         if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
             tags.append("remove-cell")
             changed = True
-        if cell.cell_type == "markdown" and BADGE_IMAGE in cell.source:
-            cell.source = cell.source.replace(BADGE_IMAGE, LOCAL_BADGE)
+        if cell.cell_type == "markdown" and colab.BADGE_IMAGE in cell.source:
+            cell.source = cell.source.replace(colab.BADGE_IMAGE, LOCAL_BADGE)
             changed = True
     if changed:
         nbformat.write(nb, path)
@@ -244,8 +245,6 @@ def mark_failed(name: str, root: Path, preset: str, reason: str) -> None:
 
 def chapter_title(root: Path, name: str) -> str:
     """The first ``# `` heading of the chapter's source notebook (else its name)."""
-    import json
-
     try:
         cells = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"]
         for cell in cells:
@@ -259,8 +258,6 @@ def chapter_title(root: Path, name: str) -> str:
 
 def toc_files(root: Path) -> list[str]:
     """The pages ``book/_toc.yml`` lists (``file:`` entries), in book order."""
-    import re
-
     text = (root / "book" / "_toc.yml").read_text()
     return re.findall(r"^\s*-?\s*(?:file|root):\s*(\S+)", text, flags=re.M)
 
@@ -288,25 +285,19 @@ def say(message: str) -> None:
 
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,
               train_missing: bool | None = None) -> int:
-    """Execute the chapters and build the book. ``train_missing``: train runs that are not stored (default: yes,
+    """Execute the chapters and build the book. ``preset``: one that every chapter run declares (a chapter's own,
+    such as ``full-cifar10``, with ``only``). ``train_missing``: train runs that are not stored (default: yes,
     except ``full`` without CUDA, which builds from stored records and notes incomplete chapters on their page)."""
-    from . import coverage
-    from .config import check_device
-
     check_device(device)
     root = repo_root(root)
     names = available_chapters(root)
-    if only:
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            from .errors import ConfigError
-
-            raise ConfigError("--only", ",".join(unknown), "one of " + ", ".join(names))
-        names = [n for n in names if n in only]
-    os.environ.setdefault("RANDWEIGHTS_RESULTS", str(root / "results"))
-    os.environ["RANDWEIGHTS_PROGRESS"] = "0"
-    train = coverage.should_train(preset, device, train_missing)
-    os.environ[coverage.TRAIN_ENV] = "1" if train else "0"
+    chosen = plan.select([c for c in CHAPTERS if c.name in names], only)
+    plan.check_preset(preset, chosen)
+    names = [c.name for c in chosen]
+    env.set_default(env.RESULTS, str(root / "results"))
+    env.set_flag(env.PROGRESS, False)
+    train = stored.should_train(preset, device, train_missing)
+    env.set_flag(env.TRAIN, train)
     failures, timings, interrupted = [], {}, None
     for number, name in enumerate(names, 1):
         start = time.perf_counter()
@@ -323,10 +314,10 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
             mark_failed(name, root, preset, reason)
         timings[name] = time.perf_counter() - start
         page = root / "book" / "chapters" / f"{name}.ipynb"
-        if not train and page.is_file() and name in coverage.plan.available_chapters():
-            stored = coverage.chapter_coverage(name, preset)
-            if coverage.note_page(page, stored):
-                print(f"[reproduce] {name}: {stored.present} of {stored.total} runs stored; page notes it", file=sys.stderr)
+        if not train and page.is_file():
+            coverage = stored.chapter_coverage(chosen[number - 1], preset)
+            if stored.note_page(page, coverage):
+                print(f"[reproduce] {name}: {coverage.present} of {coverage.total} runs stored; page notes it", file=sys.stderr)
         status = "FAILED" if failures and failures[-1].startswith(name + ":") else "done"
         say(f"{name} ({number}/{len(names)}): {status} in {timings[name]:.0f} s; {sum(timings.values()):.0f} s so far")
     for name, seconds in timings.items():

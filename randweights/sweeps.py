@@ -1,10 +1,11 @@
-"""Sweeps on any ``concurrent.futures.Executor``: a process pool here, Dask, or Slurm through submitit.
+"""Runs of a plan on any ``concurrent.futures.Executor``: a process pool here, Dask, or Slurm through submitit
+(``randweights sweep``).
 
 Each run is one task, :func:`run_task`, that calls :func:`randweights.runs.get_or_run` in the worker; the run
 store does the rest (a stored record is returned, not retrained; the per-run lock keeps two workers from
 training one run). A task never raises: it returns what happened (trained, reused or failed with the reason), so
 one failing run never stops the others. A failed run is submitted once more; a run that fails twice is
-reported. Importing this module does not import torch (worker processes pick their GPU first).
+reported. A local worker process picks its GPU (``CUDA_VISIBLE_DEVICES``) before it first touches CUDA.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import env, runs, store
 from .config import RunConfig
 from .errors import ConfigError, check_range
 
 EXECUTORS = ("local", "dask", "slurm")
-FORWARDED_ENV = ("RANDWEIGHTS_DATA", "RANDWEIGHTS_DOWNLOAD", "RANDWEIGHTS_TRAIN")  # into every worker
+FORWARDED_ENV = (env.DATA, env.DOWNLOAD, env.TRAIN)  # into every worker
 
 
 @dataclass
@@ -38,18 +40,17 @@ class Outcome:
     attempts: int = 1
 
 
-def run_task(cfg: RunConfig, root: str, device: str | None = None, keep_model: bool = False, env: dict | None = None) -> Outcome:
-    """``get_or_run(cfg)`` in a worker; "reused" when the record was there (or another worker finished it first)."""
-    os.environ.update(env or {})
-    os.environ.setdefault("RANDWEIGHTS_PROGRESS", "0")
+def run_task(cfg: RunConfig, root: str, device: str | None = None, keep_model: bool = False, environ: dict | None = None) -> Outcome:
+    """``get_or_run(cfg)`` in a worker, with ``environ`` (the caller's :data:`FORWARDED_ENV`) set; "reused" when the
+    record was there (or another worker finished it first)."""
+    env.apply(environ or {})
+    env.set_default(env.PROGRESS, "0")
     worker = f"{socket.gethostname()}:{os.getpid()}"
     start = time.perf_counter()
     try:
-        from . import runs
-
-        before = runs.trainings_here()
+        before = store.trainings_here()
         runs.get_or_run(cfg, root=root, device=device, keep_model=keep_model)
-        status = "trained" if runs.trainings_here() > before else "reused"
+        status = "trained" if store.trainings_here() > before else "reused"
         return Outcome(cfg.run_id, status, time.perf_counter() - start, worker=worker)
     except Exception as err:  # noqa: BLE001 - reported in the summary; the sweep goes on
         return Outcome(cfg.run_id, "failed", time.perf_counter() - start, describe(err), worker)
@@ -81,7 +82,7 @@ class Summary:
         return out
 
 
-def sweep(
+def run_plan(
     configs: Iterable[RunConfig],
     executor: cf.Executor,
     root=None,
@@ -93,20 +94,18 @@ def sweep(
     """Every distinct run of ``configs`` through ``executor``, each as :func:`run_task`; a failed run is
     submitted again up to ``retries`` times. ``keep_model``: the run_ids (or a predicate) whose model is stored.
     ``log`` gets one progress line per finished task."""
-    from . import runs
-
     check_range("retries", retries, low=0)
-    root = str(runs.results_root(root).resolve())
+    root = str(store.results_root(root).resolve())
     unique = list({c.run_id: c for c in configs}.values())
     keeps = _keep_predicate(keep_model)
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    environ = env.current(FORWARDED_ENV)
     summary = Summary({c.run_id: Outcome(c.run_id, "pending", attempts=0) for c in unique})
     by_id = {c.run_id: c for c in unique}
 
     def submit(cfg: RunConfig) -> cf.Future:
         summary.outcomes[cfg.run_id].attempts += 1
         try:
-            return executor.submit(run_task, cfg, root, device, keeps(cfg), env)
+            return executor.submit(run_task, cfg, root, device, keeps(cfg), environ)
         except Exception as err:  # noqa: BLE001 - a broken pool, a lost cluster: this run failed, report it
             future: cf.Future = cf.Future()
             future.set_result(Outcome(cfg.run_id, "failed", error=describe(err)))

@@ -1,4 +1,5 @@
-"""One training loop for every method: seeds, device, optimizer, cosine schedule, progress, evaluation."""
+"""The training service: one loop for every method (seeds, device, optimizer, schedules, precision, progress,
+evaluation) and checkpoints. It knows nothing of the run store: :mod:`randweights.runs` composes the two."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing; i
     from tqdm.auto import tqdm
 
 from . import data as data_lib
-from . import models
+from . import env, methods, models
 from .config import RunConfig, check_device
-from .methods import method_module
+from .errors import ConfigError
+from .fsutil import write_atomic
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -43,19 +45,14 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def progress(iterable: Iterable, **kwargs):
     """A ``tqdm.auto`` bar, off when ``RANDWEIGHTS_PROGRESS=0`` (batch runs) and when output is not a terminal."""
-    setting = os.environ.get("RANDWEIGHTS_PROGRESS", "auto")
-    disable = {"0": True, "1": False}.get(setting, None)
+    mode = env.progress_mode()
+    disable = None if mode is None else not mode
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-
-
-def keep_checkpoints() -> bool:
-    """Whether finished runs keep their ``checkpoint.pt`` (``RANDWEIGHTS_KEEP_CHECKPOINTS=1``); default: removed."""
-    return os.environ.get("RANDWEIGHTS_KEEP_CHECKPOINTS", "0").lower() in ("1", "true", "yes")
 
 
 def rng_states() -> dict:
@@ -92,7 +89,7 @@ class Checkpointer:
     def __init__(self, path: str | os.PathLike | None, config: dict | None = None, keep: bool | None = None):
         self.path = Path(path) if path is not None else None
         self.config = config
-        self.keep = keep_checkpoints() if keep is None else keep
+        self.keep = env.keep_checkpoints() if keep is None else keep
         self.method_state: Callable[[], dict] | None = None
         self.resumed: dict | None = self._read()
         self.saves = 0
@@ -131,8 +128,6 @@ class Checkpointer:
              history: list[dict], step: int) -> None:
         if self.path is None:
             return
-        from .runs import write_atomic  # runs imports train lazily; no cycle at import time
-
         state = {
             "format": CHECKPOINT_FORMAT, "config": self.config, "phase": phase, "epoch": epoch, "step": step,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_order": generator.get_state(),
@@ -274,7 +269,7 @@ def fit(
 
 def steps_per_epoch(cfg: RunConfig, train_images: int) -> int:
     """Optimizer steps in one epoch: ``steps_per_epoch`` when set, else one pass over the training images."""
-    return cfg.train.steps_per_epoch or math.ceil(train_images / cfg.train.batch_size)
+    return cfg.train.epoch_steps(train_images)
 
 
 def training_batches(cfg: RunConfig, splits: data_lib.Splits, generator: torch.Generator, augment):
@@ -286,21 +281,64 @@ def training_batches(cfg: RunConfig, splits: data_lib.Splits, generator: torch.G
 
 
 def build_model(cfg: RunConfig, splits: data_lib.Splits) -> nn.Module:
-    m = cfg.model
-    return models.build(m.arch, splits.input_shape, splits.num_classes, m.width, m.bias, m.affine_bn)
+    return models.build_for(cfg.model, splits.input_shape, splits.num_classes)
 
 
-def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device, checkpoint: Checkpointer | None = None):
+class Trainer:
+    """The training loop as an object handed to a method with a flow of its own (``Method.run``): it calls
+    these instead of importing this module. ``checkpoint``: the run's :class:`Checkpointer`, or None."""
+
+    def __init__(self, checkpoint: Checkpointer | None = None):
+        self.checkpoint = checkpoint
+
+    def build_model(self, cfg: RunConfig, splits: data_lib.Splits) -> nn.Module:
+        return build_model(cfg, splits)
+
+    def make_optimizer(self, params, cfg: RunConfig) -> torch.optim.Optimizer:
+        return make_optimizer(params, cfg)
+
+    def fit(self, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig, splits: data_lib.Splits,
+            device: torch.device, **options) -> list[dict]:
+        """:func:`fit` (``options``: epochs, on_step, on_epoch, checkpoint, phase, schedule_epochs)."""
+        return fit(model, optimizer, cfg, splits, device, **options)
+
+    def evaluate(self, model: nn.Module, split: data_lib.Split, device: torch.device, batch_size: int = 1000,
+                 precision: str = "fp32") -> dict:
+        return evaluate(model, split, device, batch_size, precision)
+
+    def steps_per_epoch(self, cfg: RunConfig, train_images: int) -> int:
+        return steps_per_epoch(cfg, train_images)
+
+
+def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device, trainer: Trainer):
     """Build the model, let the method prepare it, train what it returns. For methods with ``prepare``."""
-    method = method_module(cfg.method.name)
+    method = methods.get(cfg.method.name)
     model = build_model(cfg, splits)
     params = method.prepare(model, cfg)
     model.to(device)
-    history = fit(model, make_optimizer(params, cfg), cfg, splits, device, checkpoint=checkpoint)
+    history = fit(model, make_optimizer(params, cfg), cfg, splits, device, checkpoint=trainer.checkpoint)
     metrics = {"history": history}
-    if hasattr(method, "summarize"):
+    if method.summarize is not None:
         metrics.update(method.summarize(model))
     return model, metrics
+
+
+def method_flow(cfg: RunConfig):
+    """What trains ``cfg``: the method's own ``run``, or the shared loop after its ``prepare``."""
+    method = methods.get(cfg.method.name)
+    return method.run if method.run is not None else standard_run
+
+
+def model_from_state(cfg: RunConfig, state: dict) -> nn.Module:
+    """A run's model (as the method prepared it) holding a stored state dict (``model.pt``). For methods that
+    train through ``prepare``; the others are rebuilt from their compact files."""
+    method = methods.get(cfg.method.name)
+    if method.prepare is None:
+        raise ConfigError("run", cfg.run_id, f"a run with a compact file ({method.label} networks are rebuilt from those)")
+    model = models.build_for(cfg.model, data_lib.SHAPES[cfg.data.dataset], data_lib.NUM_CLASSES[cfg.data.dataset])
+    method.prepare(model, cfg)
+    model.load_state_dict(state)
+    return model
 
 
 def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | None = None) -> tuple[nn.Module, dict]:
@@ -311,12 +349,10 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
     splits = data_lib.to_device(data_lib.load(cfg.data), dev)  # CUDA: whole splits on the GPU, once
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # conv nets: autotuned kernels (fixed shapes per run)
-    method = method_module(cfg.method.name)
     start = time.perf_counter()
-    runner = getattr(method, "run", standard_run)
-    model, metrics = runner(cfg, splits, dev, checkpoint=checkpoint) if checkpoint is not None else runner(cfg, splits, dev)
+    model, metrics = method_flow(cfg)(cfg, splits, dev, Trainer(checkpoint))
     train_seconds = time.perf_counter() - start
-    # what randweights.compact needs to rebuild this run's network without data (issue 12)
+    # what randweights.compact needs to rebuild this run's network without data
     model.randweights_run = {"config": cfg.to_dict(), "input_shape": list(splits.input_shape), "num_classes": splits.num_classes}
     test = evaluate(model, splits.test, dev, precision=cfg.train.precision)
     record = {
@@ -328,7 +364,7 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
         "test_loss": test["loss"],
         "train_seconds": train_seconds,
         "train_images": len(splits.train),
-        "weights": models.count_weights(model),
+        "weight_count": models.count_weights(model),
         "device": str(dev),
         "torch": torch.__version__,
         **metrics,

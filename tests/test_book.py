@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from randweights import reproduce
+from randweights.chapters import CHAPTERS
 
-PAPER_CHAPTERS = ("edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size")
-
-pytestmark = pytest.mark.slow  # executes notebooks / builds the book: not in the `-m "not slow"` unit loop
+PAPER_CHAPTERS = [c.name for c in CHAPTERS if c.name != "synthesis"]  # one paper each
 
 
 def test_toc_is_committed_and_lists_every_page():
     root = reproduce.repo_root()
     files = reproduce.toc_files(root)
-    for page in ("intro", "own_model", "api", "references", "scale", "chapters/synthesis"):
+    for page in ("intro", "own_model", "api", "references", "scale", "reconstruction"):
         assert page in files
-    for name in reproduce.CHAPTERS:
-        assert f"chapters/{name}" in files
+    # the chapters of randweights.chapters.CHAPTERS, in that order, and no other chapter page
+    assert [f for f in files if f.startswith("chapters/")] == [f"chapters/{c.name}" for c in CHAPTERS]
 
 
+def test_each_chapter_declares_its_notebook_and_title():
+    root = reproduce.repo_root()
+    for chapter in CHAPTERS:
+        assert chapter.notebook == f"notebooks/{chapter.name}.ipynb" and (root / chapter.notebook).is_file()
+        assert reproduce.chapter_title(root, chapter.name) == chapter.title
+
+
+@pytest.mark.slow  # executes notebooks / builds the book: not in the `-m "not slow"` unit loop
 def test_book_builds_with_every_chapter(built_book, mnist):
     code, html = built_book
     assert code == 0
@@ -51,3 +59,18 @@ def test_book_builds_with_every_chapter(built_book, mnist):
 def test_reproduce_rejects_unknown_chapters(tmp_path):
     with pytest.raises(Exception, match="--only"):
         reproduce.reproduce(preset="smoke", only=["nope"], build=False, root=reproduce.repo_root())
+
+
+def test_notebooks_keep_only_parameters_calls_glue_and_figures():
+    """No outputs, one ``parameters`` cell, and no arithmetic on frames in a cell: the numbers a page glues come
+    from library functions (positional access, groupby and concatenation live in the chapter modules)."""
+    root = reproduce.repo_root()
+    for chapter in CHAPTERS:
+        cells = json.loads((root / chapter.notebook).read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") for c in code), chapter.name
+        assert sum("parameters" in c["metadata"].get("tags", []) for c in cells) == 1, chapter.name
+        text = "\n".join("".join(c["source"]) for c in code)
+        for banned in (".iloc[", ".groupby(", "pd.concat(", ".pivot_table(", "compact.size_", "what_ran("):
+            assert banned not in text, (chapter.name, banned)
+        assert text.count("report.closing(") == 1, chapter.name

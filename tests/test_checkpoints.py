@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from randweights import make_config, runs, train
+from randweights import make_config, runs, store, train
 
 SMALL = dict(subset=400, batch_size=64)
 
@@ -88,7 +88,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_record(name, tmp_path, mnist)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert state is not None and (state["phase"], state["epoch"]) == (phase, epoch)
-    assert not (folder / runs.RECORD).exists()
+    assert not (folder / store.RECORD).exists()
 
     resumed = _saves(_child(cfg, tmp_path / "killed"))
     assert resumed[0] == (phase, epoch + 1)  # continued after the kill point, did not start over
@@ -96,8 +96,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_record(name, tmp_path, mnist)
 
     whole = _saves(_child(cfg, tmp_path / "whole"))
     assert whole[-len(resumed):] == resumed and len(whole) > len(resumed)
-    killed_record = json.loads((folder / runs.RECORD).read_text())
-    whole_record = json.loads((tmp_path / "whole" / cfg.run_id / runs.RECORD).read_text())
+    killed_record = json.loads((folder / store.RECORD).read_text())
+    whole_record = json.loads((tmp_path / "whole" / cfg.run_id / store.RECORD).read_text())
     assert _without_timing(killed_record) == _without_timing(whole_record)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from randweights import compact, train
+from randweights import bits, compact, data, runs, store, train
 from randweights.config import make_config
 from randweights.errors import ConfigError
 from randweights.methods import edge_popup as ep
@@ -34,13 +34,13 @@ RUNS = {
 }
 
 
-@pytest.mark.parametrize("bits", [0, 1, 3, 7, 10])
-def test_uint_packing_round_trips_and_takes_bits_per_value(bits):
-    values = torch.randint(0, 2**bits, (37, 5), generator=torch.Generator().manual_seed(bits))
-    packed = compact.pack_uint(values, bits)
-    assert packed.nbytes == -(-values.numel() * bits // 8)
-    assert torch.equal(compact.unpack_uint(packed, bits, values.shape), values)
-    assert compact.index_bits(8) == 3 and compact.index_bits(9) == 4 and compact.index_bits(784) == 10
+@pytest.mark.parametrize("width", [0, 1, 3, 7, 10])
+def test_uint_packing_round_trips_and_takes_bits_per_value(width):
+    values = torch.randint(0, 2**width, (37, 5), generator=torch.Generator().manual_seed(width))
+    packed = bits.pack_uint(values, width)
+    assert packed.nbytes == -(-values.numel() * width // 8)
+    assert torch.equal(bits.unpack_uint(packed, width, values.shape), values)
+    assert bits.index_bits(8) == 3 and bits.index_bits(9) == 4 and bits.index_bits(784) == 10
 
 
 def test_every_method_loads_in_a_new_process_bit_for_bit(mnist, tmp_path):
@@ -66,7 +66,7 @@ def test_every_method_loads_in_a_new_process_bit_for_bit(mnist, tmp_path):
     for method in ("edge-popup", "slot"):
         assert sizes[method]["dense_bytes"] >= 10 * sizes[method]["compact_bytes"], (method, sizes[method])
     weights = 784 * 300 + 300 * 100 + 100 * 10
-    assert sizes["edge-popup"]["weights"] == weights
+    assert sizes["edge-popup"]["weight_count"] == weights
     assert 1.0 <= sizes["edge-popup"]["bits_per_weight"] < 1.2  # 1 bit a weight + the 5 kB generator state
     assert 3.0 <= sizes["slot"]["bits_per_weight"] < 3.1  # 3 bits for K = 8, the seed is a number
     assert 9.0 <= sizes["laperm"]["bits_per_weight"] < 10.1  # ceil(log2 784) = 10 bits in the first layer
@@ -78,7 +78,7 @@ def test_settings_travel_with_the_masks(tmp_path):
                      generator=torch.Generator().manual_seed(2))
     compact.save(model, tmp_path / "m.rwc")
     header, arrays = compact.read(tmp_path / "m.rwc")
-    assert header["settings"]["keep_fraction"] == 0.3 and header["weights"] == {"init": "signed-constant", "seed": 2}
+    assert header["settings"]["keep_fraction"] == 0.3 and header["frozen_weights"] == {"init": "signed-constant", "seed": 2}
     assert sorted(arrays) == ["mask/0", "mask/2", "rest/0.bias", "rest/2.bias"]
     plain = compact.load(tmp_path / "m.rwc", nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 4)))
     kept = [float((m.weight != 0).float().mean()) for m in (plain[0], plain[2])]
@@ -115,7 +115,7 @@ def test_resnet18_round_trip_into_a_users_model(method, tmp_path):
         sm.apply(model, num_slots=4, include=["layer4.*", "fc"], generator=g)
         _train_step(model, sm.scores(model), x, y)
     elif method == "laperm":
-        permutable = lp.apply(model, generator=g, include="layer2.*")
+        permutable = lp.permutable_of(lp.apply(model, generator=g, include="layer2.*"))
         opt = lp.LaPerm(torch.optim.Adam(model.parameters(), lr=1e-2), permutable, sync_period=1)
         nn.functional.cross_entropy(model.train()(x), y).backward()
         opt.step()
@@ -159,17 +159,13 @@ def test_bernoulli_file_holds_the_mask_the_model_evaluates_with(tmp_path):
 
 
 def test_each_record_of_the_store_points_to_its_compact_file(mnist, tmp_path):
-    from randweights import runs
-
     cfg = make_config("edge-popup", **SMOKE)
     record = runs.get_or_run(cfg, root=tmp_path)
-    folder = runs.run_dir(cfg, tmp_path)
+    folder = store.run_dir(cfg, tmp_path)
     path = folder / record["compact_file"]
     assert path.is_file() and record["compact_bytes"] == path.stat().st_size
     assert record["dense_bytes"] >= 10 * record["compact_bytes"]
-    assert record["compact_bits_per_weight"] == pytest.approx(8 * path.stat().st_size / record["weights"])
-    from randweights import data
-
+    assert record["compact_bits_per_weight"] == pytest.approx(8 * path.stat().st_size / record["weight_count"])
     splits = data.load(cfg.data)
     test = train.evaluate(compact.load(path), splits.test, torch.device("cpu"))
     assert test["accuracy"] == record["test_accuracy"] and test["loss"] == record["test_loss"]

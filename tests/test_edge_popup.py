@@ -190,12 +190,12 @@ def test_bad_keep_fraction_and_init_are_named():
 
 @pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
 def test_every_preset_builds_valid_distinct_runs(preset):
-    from randweights.experiments import edge_popup as chapter
+    from randweights.chapters import edge_popup as chapter
 
     p = chapter.preset(preset)
-    configs = chapter.keep_sweep_configs(p) + chapter.init_configs(p) + chapter.width_configs(p) + chapter.bernoulli_configs(p)
+    configs = chapter.keep_fraction_configs(p) + chapter.init_configs(p) + chapter.width_configs(p) + chapter.bernoulli_configs(p)
     assert configs
-    ids = [c.run_id for c in chapter.keep_sweep_configs(p)]
+    ids = [c.run_id for c in chapter.keep_fraction_configs(p)]
     assert len(ids) == len(set(ids))  # no sweep trains the same run twice
     if preset == "full":  # the paper's recipe: all of the data, 100 epochs, cosine, augmentation on CIFAR
         cifar = [c for c in configs if c.data.dataset == "cifar10"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from randweights import make_config
-from randweights.experiments import edge_popup as ep
+from randweights.chapters import edge_popup as ep
 from randweights.methods import edge_popup
 
 
@@ -32,7 +32,7 @@ def test_full_edge_popup_runs_the_papers_networks_per_figure():
     widths = ep.width_configs(p)
     assert {(c.model.arch, c.method.init) for c in widths if c.method.name == "edge-popup"} == {
         (a, i) for a in ("conv4", "conv6") for i in ("signed-constant", "kaiming-normal")}
-    dense_resnet = [c for c in ep.keep_sweep_configs(p) if c.model.arch == "resnet18" and c.method.name == "dense"]
+    dense_resnet = [c for c in ep.keep_fraction_configs(p) if c.model.arch == "resnet18" and c.method.name == "dense"]
     assert dense_resnet and all(c.model.affine_bn for c in dense_resnet)
 
 
@@ -60,8 +60,8 @@ def test_full_figures_draw_one_panel_per_network(plot):
                 rows.append({"arch": arch, "width": w, "method": method, "init": init, "keep_fraction": w / 4,
                              "realized_keep_fraction": w / 4 + 0.01, "k1": 0.3, "test_accuracy": 0.5 + w / 10, "run_id": len(rows)})
     df = pd.DataFrame(rows)
-    fig = {"init": lambda: ep.plot_init_sweep(df[df["method"] == "edge-popup"], "full"),
-           "width": lambda: ep.plot_width_sweep(df[df["method"] != "supermask-bernoulli"], "full"),
+    fig = {"init": lambda: ep.plot_inits(df[df["method"] == "edge-popup"], "full"),
+           "width": lambda: ep.plot_widths(df[df["method"] != "supermask-bernoulli"], "full"),
            "fixed": lambda: ep.plot_fixed_count(df[df["method"] == "edge-popup"], "full"),
            "bernoulli": lambda: ep.plot_bernoulli(df[df["init"] == "signed-constant"], "full")}[plot]()
     titled = [ax for ax in fig.axes if ax.get_title()]
@@ -92,7 +92,7 @@ def test_same_run_finetuning_starts_from_the_epoch_e1_state_of_the_full_run(tmp_
 
 
 def test_full_slot_machines_use_the_code_inits_warm_restarts_and_same_run_finetuning():
-    from randweights.experiments import slot_machines as sm
+    from randweights.chapters import slot_machines as sm
 
     p = sm.preset("full")
     slots = [c for c in sm.slots_configs(p) + sm.finetune_configs(p) if c.method.name == "slot"]
@@ -136,7 +136,7 @@ def test_random_affine_augmentation_is_seeded_and_moves_pixels():
 
 
 def test_full_laperm_runs_the_conv7_notebook_recipe():
-    from randweights.experiments import laperm as lp
+    from randweights.chapters import laperm as lp
 
     conv7 = [c for c in lp.paper_configs(lp.preset("full")) if c.model.arch == "laperm-conv7"][0]
     assert (conv7.method.sync_period, conv7.method.inputs, conv7.train.schedule, conv7.data.random_affine) == (
@@ -146,8 +146,8 @@ def test_full_laperm_runs_the_conv7_notebook_recipe():
 
 def test_less_data_keeps_the_steps_when_batches_are_drawn_with_replacement(tmp_path, mnist):
     from randweights import runs
+    from randweights.chapters import fcn_to_cnn
     from randweights.errors import ConfigError
-    from randweights.experiments import fcn_to_cnn
 
     full = fcn_to_cnn.configs(fcn_to_cnn.preset("full"))
     steps = {label: c.train.epochs * c.train.steps_per_epoch for label, c in full.items()}

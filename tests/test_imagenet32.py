@@ -67,7 +67,7 @@ def test_missing_imagenet32_says_where_to_get_it(tmp_path, monkeypatch):
 
 
 def test_the_full_fcn_preset_runs_imagenet32_and_cifar10_stays_available():
-    from randweights.experiments import fcn_to_cnn
+    from randweights.chapters import fcn_to_cnn
 
     full = fcn_to_cnn.configs(fcn_to_cnn.preset("full"))
     assert {c.data.dataset for c in full.values()} == {"imagenet32", "imagenet32-10", "imagenet32-mod10"}

@@ -1,6 +1,9 @@
 """LaPerm (Qiu & Suda 2020): the sync is a per-unit projection onto the permutations of the initial weights.
 
-Tiny synthetic nets in float64 and exact (bitwise) comparisons; the spec's verification list, Sec. 1.5."""
+Tiny synthetic nets in float64 and exact (bitwise) comparisons: each row keeps its multiset and its rank order,
+the sync is the nearest permutation and idempotent, skipped tensors and the optimizer state are untouched, conv
+filters keep their values within their output channel, sparse inits keep their zero counts, and the sync schedule
+is read at every step."""
 
 from __future__ import annotations
 
@@ -291,7 +294,7 @@ def test_logit_scale_changes_the_loss_not_the_predictions():
 
 
 def test_agnostic_labels_name_only_the_weight_agnostic_nets():
-    from randweights.experiments.laperm import agnostic_label
+    from randweights.chapters.laperm import agnostic_label
 
     assert agnostic_label({"arch": "f2", "logit_scale": 30.0}) == "F2, our recipe"
     assert agnostic_label({"arch": "f2", "logit_scale": 1.0}) == "F2, official recipe"

@@ -75,7 +75,7 @@ def test_slot_init_none_draws_candidates_at_the_weights_scale():
 def test_laperm_init_none_keeps_the_weights_as_the_initial_multisets():
     model = resnet()
     before = [t.detach().clone() for t in lp.permutable_tensors(model, include="layer1.*")]
-    permutable = lp.apply(model, init=None, include="layer1.*")
+    permutable = lp.permutable_of(lp.apply(model, init=None, include="layer1.*"))
     assert len(permutable) == len(before) == 4  # the four 3x3 convs of layer1 (no biases)
     assert all(torch.equal(a, b) for a, b in zip(permutable, before))
     opt = lp.LaPerm(torch.optim.Adam(model.parameters(), lr=1e-2), permutable, sync_period=1)
@@ -149,7 +149,7 @@ def test_generators_replace_the_global_rng():
 
 def test_laperm_is_a_torch_optimizer_with_schedulers_and_state():
     model = resnet()
-    permutable = lp.apply(model, generator=torch.Generator().manual_seed(0), include="layer1.0.*")
+    permutable = lp.permutable_of(lp.apply(model, generator=torch.Generator().manual_seed(0), include="layer1.0.*"))
     opt = lp.LaPerm(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), permutable, sync_period=2)
     assert isinstance(opt, torch.optim.Optimizer)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)

@@ -1,27 +1,69 @@
-"""Plans: every run of a preset listed once without training, and a dry run that steps every recipe."""
+"""Plans: every run of a preset listed once without training, derived from the chapters' figures, and a dry run
+that steps every recipe."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from randweights import plan
-from randweights.experiments import edge_popup, fcn_to_cnn, slot_machines
+from randweights import methods, plan
+from randweights.chapters import CHAPTERS, edge_popup, fcn_to_cnn, slot_machines
+from randweights.errors import ConfigError
+
+# sha256 of the sorted run ids of each chapter's figures per preset, as planned before the chapters declared their
+# figures (the run ids of every figure but Edge-Popup's Fig. 5, which was missing from the plan, are unchanged)
+BEFORE = Path(__file__).parent / "fixtures" / "plan_before.json"
+
+
+def _digest(run_ids) -> str:
+    return hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()
+
+
+def test_every_chapter_and_preset_plans_exactly_the_union_of_its_figures():
+    for chapter in CHAPTERS:
+        for preset in chapter.presets:
+            figures = {c.run_id for f in chapter.figures for c in f.configs(preset)}
+            assert figures, (chapter.name, preset)
+            assert {e.run_id for e in plan.plan(preset, [chapter])} == figures, (chapter.name, preset)
+
+
+def test_figures_keep_the_run_ids_they_had_and_edge_popup_plans_fig_5():
+    before = json.loads(BEFORE.read_text())
+    for chapter in CHAPTERS:
+        for preset in chapter.presets:
+            for figure, digest in before[chapter.name][preset].items():
+                assert _digest(c.run_id for c in chapter.figure(figure).configs(preset)) == digest, (chapter.name, preset, figure)
+    counts = {}
+    for preset in ("quick", "full"):
+        entries = plan.plan(preset, CHAPTERS, ["edge_popup"])
+        fig5 = {c.run_id for c in edge_popup.fixed_count_configs(edge_popup.preset(preset))}
+        assert fig5 <= {e.run_id for e in entries}
+        counts[preset] = sum("edge_popup: Fig. 5" in e.figures for e in entries)
+    assert counts == {"quick": 4, "full": 72}
+
+
+def test_the_notebooks_train_only_declared_figures():
+    """Every figure a notebook asks its chapter for (``CHAPTER.frame("...")`` / ``records``) is declared."""
+    for chapter in CHAPTERS:
+        module = Path(plan.__file__).parent / "chapters" / f"{chapter.name}.py"
+        names = {f.name for f in chapter.figures}
+        for text in (module.read_text(), Path(chapter.notebook).read_text() if Path(chapter.notebook).is_file() else ""):
+            for call in ("CHAPTER.frame(\"", "CHAPTER.records(\""):
+                for part in text.split(call)[1:]:
+                    assert part.split("\"")[0] in names, (chapter.name, part[:40])
 
 
 def test_plan_lists_each_run_once_with_every_figure_that_uses_it():
-    entries = plan.plan("smoke")
+    entries = plan.plan("smoke", CHAPTERS)
     ids = [e.run_id for e in entries]
     assert len(ids) == len(set(ids))
-    # the union of the figures' own config functions, nothing more, nothing less
-    p = edge_popup.preset("smoke")
-    figure_ids = {c.run_id for f in (edge_popup.keep_sweep_configs, edge_popup.init_configs, edge_popup.width_configs,
-                                     edge_popup.bernoulli_configs) for c in f(p)}
-    assert {e.run_id for e in plan.plan("smoke", ["edge_popup"])} == figure_ids
     # the LeNet dense baseline serves Edge-Popup's Figs. 3 and 4 and two Slot Machines figures
     dense = slot_machines.preset("smoke").families[0].dense(seed=0)
     shared = next(e for e in entries if e.run_id == dense.run_id)
@@ -34,13 +76,25 @@ def test_plan_lists_each_run_once_with_every_figure_that_uses_it():
 
 
 def test_plan_covers_every_chapter_and_the_full_presets_are_paper_sized():
-    full = plan.plan("full")
+    full = plan.plan("full", CHAPTERS)
     per_chapter = Counter(c for e in full for c in e.chapters)
-    assert set(per_chapter) == set(plan.available_chapters()) >= {"edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size"}
-    assert len(full) > 5 * len(plan.plan("smoke"))
+    assert set(per_chapter) == {c.name for c in CHAPTERS}
+    assert len(full) > 5 * len(plan.plan("smoke", CHAPTERS))
     rows = [e.row() for e in full]
     assert {"run_id", "method", "arch", "dataset", "epochs", "figures"} <= set(rows[0])
     assert max(r["epochs"] for r in rows if r["method"] == "slot") == 220  # VGG-19
+
+
+def test_presets_are_those_the_chosen_chapters_declare():
+    assert plan.presets(CHAPTERS) == ("smoke", "quick", "full")
+    fcn = [c for c in CHAPTERS if c.name == "fcn_to_cnn"]
+    assert "full-cifar10" in plan.presets(fcn)
+    entries = plan.plan("full-cifar10", CHAPTERS, ["fcn_to_cnn"])
+    assert {e.config.data.dataset for e in entries} == {"cifar10"} and len(entries) == 8
+    with pytest.raises(ConfigError, match="--preset.*--only"):
+        plan.plan("full-cifar10", CHAPTERS)
+    with pytest.raises(ConfigError, match="--only"):
+        plan.plan("smoke", CHAPTERS, ["nope"])
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -53,7 +107,12 @@ def test_plan_cli_json_and_bad_input():
     rows = json.loads(done.stdout)
     assert [r["run_id"] for r in rows] == [c.run_id for c in fcn_to_cnn.configs(fcn_to_cnn.preset("smoke")).values()]
     assert all(r["method"] == "imp" and r["dataset"] == "cifar10" for r in rows)
-    for bad, name in ((("--preset", "huge"), "--preset"), (("--preset", "smoke", "--only", "nope"), "--only")):
+    done = _cli("plan", "--preset", "full-cifar10", "--only", "fcn_to_cnn")
+    assert done.returncode == 0 and "8 distinct runs (fcn_to_cnn 8)" in done.stdout, done.stderr
+    done = _cli("plan", "--preset", "quick", "--only", "edge_popup")
+    assert done.returncode == 0 and sum("Fig. 5" in line for line in done.stdout.splitlines()) == 4, done.stderr
+    for bad, name in ((("--preset", "huge"), "--preset"), (("--preset", "full-cifar10"), "--preset"),
+                      (("--preset", "smoke", "--only", "nope"), "--only")):
         done = _cli("plan", *bad)
         assert done.returncode == 2
         assert done.stderr.count("\n") == 1 and name in done.stderr
@@ -65,18 +124,16 @@ def test_dry_config_keeps_every_code_path_and_cuts_the_rest():
     assert (small.train.epochs, small.method.rounds, small.method.rewind_step, small.train.batch_size) == (1, 2, 1, 4)
     assert small.method.pruning_schedule == "one-shot" and small.model.width == 1.0
     assert plan.recipe_key(cfgs["IMP"]) != plan.recipe_key(cfgs["one-shot"])
-    keeps = [c for c in edge_popup.keep_sweep_configs(edge_popup.preset("full")) if c.model.arch == "conv4" and c.method.name == "edge-popup"]
+    keeps = [c for c in edge_popup.keep_fraction_configs(edge_popup.preset("full")) if c.model.arch == "conv4" and c.method.name == "edge-popup"]
     assert len({plan.recipe_key(c) for c in keeps}) == 2  # two inits; keep fractions and seeds share a recipe
 
 
 def test_dry_run_reports_a_failure_and_goes_on(monkeypatch):
-    from randweights.methods import laperm
-
-    def broken(cfg, splits, device):
+    def broken(cfg, splits, device, trainer):
         raise RuntimeError("shape mismatch in layer 3")
 
-    monkeypatch.setattr(laperm, "run", broken)
-    entries = plan.plan("smoke", ["laperm", "empirical_size"])
+    monkeypatch.setitem(methods.METHODS, "laperm", dataclasses.replace(methods.get("laperm"), run=broken))
+    entries = plan.plan("smoke", CHAPTERS, ["laperm", "empirical_size"])
     results = plan.dry_run(entries)
     failed = [r for r in results if not r.ok]
     assert failed and all(r.config.method.name == "laperm" for r in failed)
@@ -88,7 +145,7 @@ def test_dry_run_reports_a_failure_and_goes_on(monkeypatch):
 def test_dry_run_of_every_full_preset_steps_each_recipe():
     """One optimizer step of each distinct (method, architecture, recipe) of all five `full` presets on the CPU,
     through each method's own flow: IMP prunes and retrains, finetuning runs, LaPerm syncs."""
-    entries = plan.plan("full")
+    entries = plan.plan("full", CHAPTERS)
     results = plan.dry_run(entries)
     assert [r.error for r in results if not r.ok] == []
     assert len(results) == len({plan.recipe_key(e.config) for e in entries})

@@ -129,7 +129,7 @@ def test_laperm_keeps_every_row_multiset_under_bf16(monkeypatch, arch):
 @pytest.mark.parametrize("arch", ["lenet-300-100", "conv2"])
 def test_imp_masks_are_exact_under_bf16(monkeypatch, arch):
     cfg, model, record, _ = run_bf16(monkeypatch, "imp", arch, rounds=2, prune_fraction=0.5, rewind_step=0,
-                                     stop_ratio=0.0)
+                                     stop_unit_fraction=0.0)
     assert record["rounds_trained"] == 3
     for layer, (w, b) in zip(pruning.prunable_layers(model), pruning.get_masks(model)):
         numel = w.numel() + (b.numel() if b is not None else 0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from randweights import config, models
+from randweights import config, models, train
 from randweights.cli import main
 from randweights.data import Split, Splits
 from randweights.errors import ConfigError
@@ -139,7 +139,7 @@ def test_rewind_restores_every_parameter_bitwise(monkeypatch):
     monkeypatch.setattr(pruning, "snapshot", spy_snapshot)
     monkeypatch.setattr(train, "fit", spy_fit)
     torch.manual_seed(0)
-    model, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"))
+    model, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"), train.Trainer())
     assert len(saved) == 1 and len(seen) == 4
     names = [n for n, _ in model.named_parameters()]
     assert {n.split(".")[0] for n in names} >= {"1", "2", "5", "10", "11"}  # BN, hidden and output layers
@@ -163,7 +163,7 @@ def test_rewind_restores_every_parameter_bitwise(monkeypatch):
 def test_pruned_entries_never_revive_during_training():
     cfg = tiny_cfg(rounds=2)
     torch.manual_seed(0)
-    model, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"))
+    model, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"), train.Trainer())
     layer = pruning.prunable_layers(model)[0]
     mask = layer.weight_mask.bool()
     effective = layer.weight.detach()
@@ -183,9 +183,9 @@ def test_stop_rule():
 
 
 def test_run_stops_when_a_layer_disconnects():
-    cfg = tiny_cfg(rounds=30, prune_fraction=0.5, stop_ratio=0.5, epochs=1)
+    cfg = tiny_cfg(rounds=30, prune_fraction=0.5, stop_unit_fraction=0.5, epochs=1)
     torch.manual_seed(0)
-    _, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"))
+    _, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"), train.Trainer())
     assert metrics["stopped_early"]
     last = metrics["round_metrics"][-1]
     assert min(last["alive_units_per_layer"]) > 0.5  # the violating round is not trained
@@ -195,7 +195,7 @@ def test_run_stops_when_a_layer_disconnects():
 def test_one_shot_prunes_straight_to_the_final_fraction():
     cfg = tiny_cfg(pruning_schedule="one-shot", rounds=4)
     torch.manual_seed(0)
-    _, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"))
+    _, metrics = pruning.run(cfg, tiny_splits(), torch.device("cpu"), train.Trainer())
     assert [r["round"] for r in metrics["round_metrics"]] == [0, 4]
     model = tiny_fcn()
     expected = sum(math.ceil(0.7**4 * s - 1e-9) for s in sizes(pruning.get_masks(model))) / sum(sizes(pruning.get_masks(model)))
@@ -251,4 +251,4 @@ def test_config_rejects_bad_types_and_too_late_rewind():
         config.make_config("imp", rounds=2.5)
     cfg = tiny_cfg(rewind_step=10_000)
     with pytest.raises(ConfigError, match="rewind_step"):
-        pruning.run(cfg, tiny_splits(), torch.device("cpu"))
+        pruning.run(cfg, tiny_splits(), torch.device("cpu"), train.Trainer())

@@ -7,14 +7,14 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from randweights.experiments import edge_popup as ep
-from randweights.experiments import slot_machines as sm
+from randweights.chapters import edge_popup as ep
+from randweights.chapters import slot_machines as sm
 
 
 def all_configs(module, name: str):
     if module is ep:
         p = ep.preset(name)
-        return ep.keep_sweep_configs(p) + ep.init_configs(p) + ep.width_configs(p) + ep.bernoulli_configs(p)
+        return ep.keep_fraction_configs(p) + ep.init_configs(p) + ep.width_configs(p) + ep.bernoulli_configs(p)
     p = sm.preset(name)
     return sm.slots_configs(p) + sm.selection_configs(p) + sm.finetune_configs(p)
 
@@ -25,7 +25,7 @@ def test_quick_uses_bf16_exactly_on_the_conv_nets_and_full_stays_fp32(module):
     for cfg in quick:
         conv = "conv" in cfg.model.arch
         assert cfg.train.precision == ("bf16" if conv else "fp32"), cfg.model.arch
-        if conv:  # the floor for the CIFAR experiments
+        if conv:  # the smallest quick CIFAR runs we accept: half width, 10,000 images
             assert cfg.model.width >= 0.5 and cfg.data.subset >= 10_000
     assert {c.train.seed for c in quick} >= {0, 1}
     assert all(c.train.precision == "fp32" for c in all_configs(module, "full"))
@@ -102,7 +102,7 @@ def test_slot_texts_report_k_trend_and_finetuning():
 
 
 def test_fcn_quick_adds_weight_decay_with_a_no_decay_control_and_full_keeps_the_papers_recipe():
-    from randweights.experiments import fcn_to_cnn as fc
+    from randweights.chapters import fcn_to_cnn as fc
 
     quick = fc.configs(fc.preset("quick"))
     assert quick["IMP"].weight_decay == 0.02 and quick["random pruning"].weight_decay == 0.02
@@ -118,7 +118,7 @@ def test_fcn_quick_adds_weight_decay_with_a_no_decay_control_and_full_keeps_the_
 
 
 def test_fcn_weight_decay_text_reports_both_runs_last_rounds():
-    from randweights.experiments import fcn_to_cnn as fc
+    from randweights.chapters import fcn_to_cnn as fc
 
     rows = [{"run": run, "round": r, "locality_ratio": ratio, "best_validation_accuracy": acc}
             for run, last_ratio, last_acc in (("IMP", 0.776, 0.342), ("no weight decay", 0.947, 0.357))

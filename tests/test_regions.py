@@ -1,4 +1,5 @@
-"""Exact properties of the piece / region counters (spec section 3.5, Chen, Gamst & Walker 2016)."""
+"""Exact properties of the piece / region counters (Chen, Gamst & Walker 2016; the list is in the book's
+Reconstruction notes, "Counting pieces and regions")."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from randweights import regression
-from randweights.analysis import regions
+from randweights.analysis import regions, regression
 from randweights.errors import ConfigError
 
 

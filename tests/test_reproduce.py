@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from randweights import reproduce
+from randweights.chapters import NAMES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "notebooks" / "tiny_chapter.ipynb"
 
@@ -27,7 +28,7 @@ def repo(tmp_path, monkeypatch):
     (root / "notebooks").mkdir(parents=True)
     (root / "book").mkdir()
     (root / "book" / "_config.yml").write_text("title: test\n")
-    for name in reproduce.CHAPTERS[:2]:
+    for name in NAMES[:2]:
         shutil.copy(FIXTURE, root / "notebooks" / f"{name}.ipynb")
     monkeypatch.delenv("RANDWEIGHTS_RESULTS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -43,7 +44,7 @@ def _banner(path: Path) -> list[str]:
 
 
 def test_a_failed_chapter_keeps_its_last_good_page_under_a_warning(repo, monkeypatch, capsys, mnist):
-    name = reproduce.CHAPTERS[0]
+    name = NAMES[0]
     page = reproduce.chapter_path(repo, name)
     monkeypatch.setenv("TINY_CHAPTER_MODE", "ok")
     assert reproduce.reproduce(preset="smoke", only=[name], build=False, root=repo) == 0
@@ -73,7 +74,7 @@ def test_a_failed_chapter_keeps_its_last_good_page_under_a_warning(repo, monkeyp
 
 
 def test_a_chapter_that_never_ran_gets_a_short_page_saying_so(repo, monkeypatch):
-    name = reproduce.CHAPTERS[0]
+    name = NAMES[0]
     monkeypatch.setenv("TINY_CHAPTER_MODE", "fail")
     assert reproduce.reproduce(preset="smoke", only=[name], build=False, root=repo) == 1
     cells = _cells(reproduce.chapter_path(repo, name))
@@ -83,7 +84,7 @@ def test_a_chapter_that_never_ran_gets_a_short_page_saying_so(repo, monkeypatch)
 
 
 def test_ctrl_c_stops_cleanly_keeps_the_previous_chapter_and_the_next_call_resumes(repo, tmp_path, mnist):
-    first, second = reproduce.CHAPTERS[:2]
+    first, second = NAMES[:2]
     page = reproduce.chapter_path(repo, first)
     page.parent.mkdir(parents=True)
     shutil.copy(FIXTURE, page)  # stands for the last good page of the chapter
@@ -123,6 +124,7 @@ ORPHANED_TASKS = """
 import asyncio, gc, sys
 from nbclient.exceptions import DeadKernelError
 from randweights import reproduce
+from randweights.chapters import NAMES
 if sys.argv[1] == "quiet":
     reproduce.quiet_orphaned_kernel_tasks()
     reproduce.quiet_orphaned_kernel_tasks()

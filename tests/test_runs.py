@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from randweights import make_config, runs
+from randweights import fsutil, make_config, runs, store
 
 TINY = dict(subset=300, epochs=1, batch_size=64)
 
@@ -47,7 +47,7 @@ def test_a_failed_write_leaves_no_record(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(KeyboardInterrupt):
-        runs.write_json(target, {"a": 1})
+        fsutil.write_json(target, {"a": 1})
     assert not target.exists()
     assert list((tmp_path / "run").iterdir()) == []  # no temporary file left behind either
 
@@ -67,10 +67,10 @@ def test_interrupted_sweep_resumes_and_recomputes_only_what_is_missing(tmp_path,
     monkeypatch.setattr(randweights.train, "run", fake_run)
     configs = [make_config("edge-popup", keep_fraction=k) for k in (0.1, 0.3, 0.5, 0.7)]
     with pytest.raises(KeyboardInterrupt):
-        runs.sweep(configs, root=tmp_path)
+        runs.get_or_run_all(configs, root=tmp_path)
     assert trained == [c.run_id for c in configs[:2]]
     fake_run.resumed = True
-    records = runs.sweep(configs, root=tmp_path)
+    records = runs.get_or_run_all(configs, root=tmp_path)
     assert trained == [c.run_id for c in configs]  # the first two were not trained again
     assert [r["test_accuracy"] for r in records] == [0.1, 0.3, 0.5, 0.7]
 
@@ -82,7 +82,7 @@ def test_a_killed_process_leaves_whole_records_and_the_sweep_resumes(tmp_path, m
         f"""
         from randweights import make_config, runs
         cfgs = [make_config("edge-popup", keep_fraction=k, subset=2000, epochs=2) for k in (0.2, 0.4, 0.6, 0.8)]
-        runs.sweep(cfgs, root={str(tmp_path)!r})
+        runs.get_or_run_all(cfgs, root={str(tmp_path)!r})
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "RANDWEIGHTS_PROGRESS": "0"})
@@ -97,7 +97,7 @@ def test_a_killed_process_leaves_whole_records_and_the_sweep_resumes(tmp_path, m
         json.loads(path.read_text())  # whole, parseable
     cfgs = [make_config("edge-popup", keep_fraction=k, subset=2000, epochs=2) for k in (0.2, 0.4, 0.6, 0.8)]
     stamps = {c.run_id: (tmp_path / c.run_id / "record.json").stat().st_mtime_ns for c in cfgs if c.run_id in done}
-    records = runs.sweep(cfgs, root=tmp_path)
+    records = runs.get_or_run_all(cfgs, root=tmp_path)
     assert [r["run_id"] for r in records] == [c.run_id for c in cfgs]
     for run_id, stamp in stamps.items():
         assert (tmp_path / run_id / "record.json").stat().st_mtime_ns == stamp  # untouched: not recomputed
@@ -133,7 +133,7 @@ COUNTING_WORKER = textwrap.dedent(
     if mode == "one":
         print(json.dumps(runs.get_or_run(cfgs[0], root=root)))
     else:
-        print(json.dumps(runs.sweep(cfgs, root=root)))
+        print(json.dumps(runs.get_or_run_all(cfgs, root=root)))
     """
 )
 
@@ -161,7 +161,7 @@ def test_three_processes_asking_for_one_run_train_it_once_and_return_the_stored_
     assert len(trained) == 1
     stored = json.loads((tmp_path / "results" / trained[0] / "record.json").read_text())
     assert records == [stored, stored, stored]
-    assert runs.run_lock(tmp_path / "results" / trained[0]).lock_file == str(tmp_path / "results" / trained[0] / ".lock")
+    assert store.run_lock(tmp_path / "results" / trained[0]).lock_file == str(tmp_path / "results" / trained[0] / ".lock")
 
 
 def test_three_workers_on_one_sweep_train_each_run_once(tmp_path, mnist):
@@ -176,16 +176,16 @@ def test_a_lock_held_by_a_dead_process_is_free(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pathlib import Path; from randweights import runs; import time\n"
-         f"lock = runs.run_lock(Path({str(folder)!r})); lock.acquire(); print('held', flush=True); time.sleep(600)"],
+        [sys.executable, "-c", f"from pathlib import Path; from randweights import store; import time\n"
+         f"lock = store.run_lock(Path({str(folder)!r})); lock.acquire(); print('held', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     from filelock import Timeout
 
     with pytest.raises(Timeout):
-        runs.run_lock(folder, blocking=False).acquire()
+        store.run_lock(folder, blocking=False).acquire()
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    with runs.run_lock(folder, blocking=False):
+    with store.run_lock(folder, blocking=False):
         pass

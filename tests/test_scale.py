@@ -14,19 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from randweights import bundles, coverage, plan, reproduce, runs, sweeps
+from randweights import bundles, chapters, plan, reproduce, store, stored, sweeps
+from randweights.chapters import CHAPTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER, PRESET = "edge_popup", "smoke"
 
 
 def trainings(results: Path) -> list[dict]:
-    log = results / runs.TRAININGS_LOG
+    log = results / store.TRAININGS_LOG
     return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
 
 
 def planned_ids() -> set[str]:
-    return {e.run_id for e in plan.plan(PRESET, [CHAPTER])}
+    return {e.run_id for e in plan.plan(PRESET, CHAPTERS, [CHAPTER])}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,8 @@ def repo(tmp_path_factory) -> Path:
 
 def execute_without_training(repo: Path, results: Path) -> dict:
     """Execute the chapter at the smoke preset with training off; return the executed notebook."""
-    saved = {k: os.environ.get(k) for k in ("RANDWEIGHTS_RESULTS", coverage.TRAIN_ENV)}
-    os.environ.update({"RANDWEIGHTS_RESULTS": str(results), coverage.TRAIN_ENV: "0"})
+    saved = {k: os.environ.get(k) for k in ("RANDWEIGHTS_RESULTS", stored.TRAIN_ENV)}
+    os.environ.update({"RANDWEIGHTS_RESULTS": str(results), stored.TRAIN_ENV: "0"})
     try:
         out = reproduce.execute(CHAPTER, repo, PRESET)
     finally:
@@ -68,11 +69,11 @@ def check_swept(results: Path, summary: sweeps.Summary) -> None:
     """Every planned run has a verified record, and each was trained exactly once."""
     ids = planned_ids()
     assert summary.failed == [] and set(summary.outcomes) == ids
-    for entry in plan.plan(PRESET, [CHAPTER]):
-        assert runs.load(entry.config, results) is not None
+    for entry in plan.plan(PRESET, CHAPTERS, [CHAPTER]):
+        assert store.load(entry.config, results) is not None
     counts = Counter(t["run_id"] for t in trainings(results))
     assert set(counts) == ids and set(counts.values()) == {1}
-    assert coverage.chapter_coverage(CHAPTER, PRESET, results).complete
+    assert stored.chapter_coverage(chapters.get(CHAPTER), PRESET, results).complete
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def dask_results(tmp_path_factory, repo):
     executor = sweeps.DaskExecutor(workers=2)
     try:
         assert len(executor.client.scheduler_info()["workers"]) == 2
-        summary = runs.sweep(plan.configs(PRESET, [CHAPTER]), root=results, executor=executor)
+        summary = sweeps.run_plan(plan.configs(PRESET, CHAPTERS, [CHAPTER]), executor, root=results)
     finally:
         executor.shutdown()
     before = trainings(results)
@@ -101,7 +102,7 @@ def test_dask_local_cluster_sweeps_a_chapter_then_the_chapter_builds_without_tra
     assert summary.count("trained") == len(planned_ids())
     assert len({t["pid"] for t in before}) == 2  # both worker processes trained runs
     assert trainings(results) == before  # the notebook trained nothing
-    assert not [c for c in nb["cells"] if coverage.NOTE_TAG in c["metadata"].get("tags", [])]
+    assert not [c for c in nb["cells"] if stored.NOTE_TAG in c["metadata"].get("tags", [])]
 
 
 @pytest.mark.slow
@@ -111,7 +112,7 @@ def test_submitit_local_executor_sweeps_a_chapter_then_the_chapter_builds_withou
     results = tmp_path / "results"
     executor = sweeps.SubmititExecutor(tmp_path / "jobs", cluster="local", max_jobs=2)
     try:
-        summary = runs.sweep(plan.configs(PRESET, [CHAPTER]), root=results, executor=executor)
+        summary = sweeps.run_plan(plan.configs(PRESET, CHAPTERS, [CHAPTER]), executor, root=results)
     finally:
         executor.shutdown()
     check_swept(results, summary)
@@ -125,7 +126,7 @@ def test_submitit_local_executor_sweeps_a_chapter_then_the_chapter_builds_withou
 @pytest.mark.slow
 def test_a_bundle_renders_the_same_chapter_in_an_empty_results_folder(dask_results, repo, tmp_path):
     results, _, _, reference = dask_results
-    report = bundles.export(PRESET, tmp_path / "smoke.tar.gz", root=results, only=[CHAPTER])
+    report = bundles.export(PRESET, tmp_path / "smoke.tar.gz", CHAPTERS, root=results, only=[CHAPTER])
     assert report.runs == len(planned_ids()) and report.missing == []
     empty = tmp_path / "empty"
     imported = bundles.import_bundle(tmp_path / "smoke.tar.gz", root=empty)
@@ -150,7 +151,7 @@ def _rewrite(bundle: Path, out: Path, edit) -> None:
 @pytest.mark.slow
 def test_a_bundle_with_one_edited_record_is_merged_without_it(dask_results, tmp_path):
     results = dask_results[0]
-    bundles.export(PRESET, tmp_path / "good.tar.gz", root=results, only=[CHAPTER])
+    bundles.export(PRESET, tmp_path / "good.tar.gz", CHAPTERS, root=results, only=[CHAPTER])
     victim = sorted(planned_ids())[0]
 
     def edit(members: dict[str, bytes]) -> dict[str, bytes]:
@@ -171,5 +172,5 @@ def test_a_bundle_with_one_edited_record_is_merged_without_it(dask_results, tmp_
     assert list(report.refused) == [victim] and "checksum" in report.refused[victim]
     assert sorted(report.merged) == sorted(planned_ids() - {victim})
     assert not (empty / victim).exists()
-    stored = coverage.chapter_coverage(CHAPTER, PRESET, empty)
-    assert (stored.present, stored.total) == (len(planned_ids()) - 1, len(planned_ids()))
+    coverage = stored.chapter_coverage(chapters.get(CHAPTER), PRESET, empty)
+    assert (coverage.present, coverage.total) == (len(planned_ids()) - 1, len(planned_ids()))

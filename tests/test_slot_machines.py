@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from randweights import cli, models
+from randweights import cli, models, train
 from randweights.config import make_config
 from randweights.errors import ConfigError
 from randweights.methods import slot_machines as sm
@@ -201,7 +201,7 @@ def test_state_is_at_most_k_plus_one_times_dense():
     dense = tiny_mlp()
     dopt = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9)
     train_steps_with(dense, dopt)
-    assert sm.state_bytes(model, opt) <= (k + 1) * sm.state_bytes(dense, dopt)
+    assert sm.training_memory_bytes(model, opt) <= (k + 1) * sm.training_memory_bytes(dense, dopt)
 
 
 def train_steps_with(model, opt):
@@ -265,7 +265,7 @@ def test_run_records_selection_and_finetuning(monkeypatch):
 def test_evaluation_follows_scores_updated_by_the_fused_optimizer():
     model = slot_model(4)
     cfg = make_config("slot", num_slots=4)
-    opt = sm.make_optimizer(sm.scores(model), cfg)
+    opt = sm.make_optimizer(sm.scores(model), cfg, train.Trainer())
     x = x_of(model, 8)
     model.eval()
     with torch.no_grad():

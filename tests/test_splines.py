@@ -1,12 +1,12 @@
-"""Properties of the least-squares linear-spline baselines and the spline-equivalent size (spec 3.2-3.3)."""
+"""Properties of the least-squares linear-spline baselines and the spline-equivalent size (definitions in the
+book's Reconstruction notes, "Counting pieces and regions")."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from randweights import regression
-from randweights.analysis import splines
+from randweights.analysis import regression, splines
 from randweights.errors import ConfigError
 
 

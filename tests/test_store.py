@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import randweights
-from randweights import ConfigError, cli, make_config, runs
+from randweights import ConfigError, cli, make_config, report, runs, store
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -163,7 +163,7 @@ def test_a_damaged_record_is_moved_aside_named_in_one_warning_and_recomputed(tmp
     assert len(warnings) == 1 and str(path) in warnings[0] and "\n" not in warnings[0]
     aside = list(path.parent.glob("record.json.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == damaged and aside[0].name in warnings[0]
-    assert runs.read_record(path, SLOT) == (record, None)  # the new record verifies
+    assert store.read_record(path, SLOT) == (record, None)  # the new record verifies
     assert record["test_accuracy"] == 0.4968
     runs.get_or_run(SLOT, root=tmp_path)
     assert fake_training == [SLOT.run_id]  # and is used from then on
@@ -173,7 +173,7 @@ def test_a_sweep_over_damaged_records_finishes_in_a_real_process(tmp_path, mnist
     """Three real runs, one truncated, one garbage, one edited; a fresh process sweeps them: three warnings, each
     naming its file, three recomputed records that verify, and the sweep's exit code 0."""
     cfgs = [make_config("dense", subset=100, epochs=1, batch_size=50, seed=s) for s in (0, 1, 2)]
-    first = runs.sweep(cfgs, root=tmp_path)
+    first = runs.get_or_run_all(cfgs, root=tmp_path)
     paths = [tmp_path / c.run_id / "record.json" for c in cfgs]
     DAMAGES["truncated"](paths[0])
     DAMAGES["garbage"](paths[1])
@@ -183,7 +183,7 @@ def test_a_sweep_over_damaged_records_finishes_in_a_real_process(tmp_path, mnist
         import json
         from randweights import make_config, runs
         cfgs = [make_config("dense", subset=100, epochs=1, batch_size=50, seed=s) for s in (0, 1, 2)]
-        print(json.dumps([r["test_accuracy"] for r in runs.sweep(cfgs, root={str(tmp_path)!r})]))
+        print(json.dumps([r["test_accuracy"] for r in runs.get_or_run_all(cfgs, root={str(tmp_path)!r})]))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -194,7 +194,7 @@ def test_a_sweep_over_damaged_records_finishes_in_a_real_process(tmp_path, mnist
         assert str(path) in line and "moved aside" in line
     assert json.loads(proc.stdout) == [r["test_accuracy"] for r in first]  # same seed, same numbers
     for cfg, path in zip(cfgs, paths):
-        assert runs.read_record(path, cfg)[1] is None
+        assert store.read_record(path, cfg)[1] is None
         assert len(list(path.parent.glob("record.json.corrupt-*"))) == 1
 
 
@@ -222,7 +222,7 @@ def test_records_are_strict_json_group_readable_with_provenance_and_no_stale_tem
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
     assert not stale.exists() and other.exists()
     assert stored["randweights_version"] == randweights.__version__ and stored["record_format"] == 2
-    assert stored["checksum"] == runs.checksum(stored)
+    assert stored["checksum"] == store.checksum(stored)
     if (ROOT / ".git").exists() and shutil.which("git"):
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         if head:  # git may refuse a checkout owned by another user: then no commit is recorded, and that is fine
@@ -236,7 +236,7 @@ def test_every_method_writes_a_record_that_verifies(tmp_path, mnist):
             make_config("slot", **tiny), make_config("laperm", **tiny), make_config("imp", rounds=1, rewind_step=0, **tiny)]
     for cfg in cfgs:
         record = runs.get_or_run(cfg, root=tmp_path)
-        assert runs.check_record(json.loads((tmp_path / cfg.run_id / "record.json").read_text()), cfg) is None, cfg.run_id
+        assert store.check_record(json.loads((tmp_path / cfg.run_id / "record.json").read_text()), cfg) is None, cfg.run_id
         assert runs.get_or_run(cfg, root=tmp_path) == record
 
 
@@ -291,10 +291,10 @@ def test_what_ran_tables_show_the_code_that_trained_each_group(tmp_path, no_trai
     for folder, *_ in OLD_RECORDS:
         shutil.copytree(FIXTURES / folder, tmp_path, dirs_exist_ok=True)
     records = [runs.get_or_run(cfg, root=tmp_path) for _, cfg, _, _ in OLD_RECORDS]
-    table = runs.what_ran(runs.frame(records), ["method"], runs=("run_id", "size"))
+    table = report.what_ran(runs.frame(records), ["method"], runs=("run_id", "size"))
     assert table.loc["slot", "code"] == "0.1.0 @ 87282a750a"
     assert table.loc["laperm", "code"] == table.loc["edge-popup", "code"] == "not recorded"
     # a frame without provenance columns (an analysis's rows) is looked up in the store by run_id
     rows = runs.frame(records)[["run_id", "method", "test_accuracy"]]
-    assert runs.what_ran(rows, ["method"], root=tmp_path, accuracy=("test_accuracy", "first")).loc["slot", "code"] == "0.1.0 @ 87282a750a"
-    assert runs.code_label({"randweights_version": "0.2.0", "git_commit": "abcdef0123456789", "git_dirty": True}) == "0.2.0 @ abcdef0123 +changes"
+    assert report.what_ran(rows, ["method"], root=tmp_path, accuracy=("test_accuracy", "first")).loc["slot", "code"] == "0.1.0 @ 87282a750a"
+    assert store.code_label({"randweights_version": "0.2.0", "git_commit": "abcdef0123456789", "git_dirty": True}) == "0.2.0 @ abcdef0123 +changes"

@@ -11,7 +11,8 @@ import tarfile
 
 import pytest
 
-from randweights import bundles, coverage, make_config, plan, runs
+from randweights import bundles, chapters, env, make_config, plan, runs, store, stored, sweeps
+from randweights.chapters import CHAPTERS
 from randweights.errors import ConfigError
 
 TINY = dict(subset=100, epochs=1, batch_size=50)
@@ -22,16 +23,16 @@ def test_a_failing_run_is_retried_once_reported_and_the_others_finish(tmp_path, 
     bad = make_config("imp", rewind_step=50, rounds=1, **TINY)  # 2 steps per round: rewinding at step 50 is refused
     lines: list[str] = []
     with cf.ThreadPoolExecutor(max_workers=2) as executor:
-        summary = runs.sweep([good[0], bad, good[1], good[0]], root=tmp_path, executor=executor, log=lines.append)
+        summary = sweeps.run_plan([good[0], bad, good[1], good[0]], executor, root=tmp_path, log=lines.append)
     assert list(summary.outcomes) == [good[0].run_id, bad.run_id, good[1].run_id]  # duplicates run once
     failed = summary.failed
     assert [o.run_id for o in failed] == [bad.run_id] and failed[0].attempts == 2
     assert "ConfigError" in failed[0].error and "rewind_step" in failed[0].error
-    assert summary.count("trained") == 2 and all(runs.load(c, tmp_path) for c in good)
+    assert summary.count("trained") == 2 and all(store.load(c, tmp_path) for c in good)
     assert any(line.startswith(f"[sweep] retrying {bad.run_id}") for line in lines)
     assert summary.lines()[0] == "[sweep] 3 runs: 2 trained, 0 reused, 1 failed"
     with cf.ThreadPoolExecutor(max_workers=2) as executor:
-        again = runs.sweep(good, root=tmp_path, executor=executor)
+        again = sweeps.run_plan(good, executor, root=tmp_path)
     assert again.count("reused") == 2 and again.count("trained") == 0
 
 
@@ -39,7 +40,7 @@ def test_an_executor_that_refuses_work_fails_its_runs_without_raising(tmp_path):
     executor = cf.ThreadPoolExecutor(max_workers=1)
     executor.shutdown()  # like a broken process pool or a lost cluster: submit raises
     cfgs = [make_config("dense", seed=s, **TINY) for s in (0, 1)]
-    summary = runs.sweep(cfgs, root=tmp_path, executor=executor, retries=1)
+    summary = sweeps.run_plan(cfgs, executor, root=tmp_path, retries=1)
     assert [o.run_id for o in summary.failed] == [c.run_id for c in cfgs]
     assert all(o.attempts == 2 and o.error.startswith("RuntimeError: cannot schedule new futures") for o in summary.failed)
 
@@ -51,7 +52,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_sweep_cli_on_local_worker_processes_keeps_the_models_a_chapter_reads(tmp_path, mnist):
     done = _cli("sweep", "--preset", "smoke", "--only", "empirical_size", "--workers", "2", "--results", str(tmp_path))
-    entries = plan.plan("smoke", ["empirical_size"])
+    entries = plan.plan("smoke", CHAPTERS, ["empirical_size"])
     assert done.returncode == 0, done.stderr
     assert f"[sweep] {len(entries)} runs: {len(entries)} trained, 0 reused, 0 failed" in done.stdout
     assert all(e.keep_model and (tmp_path / e.run_id / "model.pt").is_file() for e in entries)
@@ -67,47 +68,47 @@ def test_sweep_cli_bad_input_is_one_line_and_starts_nothing(tmp_path):
 
 
 def test_training_off_returns_stored_records_only(tmp_path, mnist, monkeypatch):
-    stored, missing = (make_config("dense", seed=s, **TINY) for s in (0, 1))
-    runs.get_or_run(stored, root=tmp_path)
-    monkeypatch.setenv(coverage.TRAIN_ENV, "0")
-    assert not runs.training_allowed()
+    kept, missing = (make_config("dense", seed=s, **TINY) for s in (0, 1))
+    runs.get_or_run(kept, root=tmp_path)
+    monkeypatch.setenv(stored.TRAIN_ENV, "0")
+    assert not env.training_allowed()
     with pytest.raises(runs.RunMissing, match=missing.run_id):
         runs.get_or_run(missing, root=tmp_path)
-    assert [r["run_id"] for r in runs.sweep([stored, missing], root=tmp_path)] == [stored.run_id]
+    assert [r["run_id"] for r in runs.get_or_run_all([kept, missing], root=tmp_path)] == [kept.run_id]
     with pytest.raises(runs.RunMissing, match="model"):  # the record is there, the weights a figure reads are not
-        runs.get_or_run(stored, root=tmp_path, keep_model=True)
+        runs.get_or_run(kept, root=tmp_path, keep_model=True)
     assert not (tmp_path / missing.run_id).exists()
 
 
 def test_reproduce_trains_except_full_without_cuda(monkeypatch):
-    monkeypatch.delenv(coverage.TRAIN_ENV, raising=False)
-    assert coverage.should_train("smoke", "cpu") and coverage.should_train("quick", "cpu")
-    assert not coverage.should_train("full", "cpu")
-    assert coverage.should_train("full", "cuda")
-    assert coverage.should_train("full", "cpu", train_missing=True)
-    assert not coverage.should_train("smoke", "cuda", train_missing=False)
-    monkeypatch.setenv(coverage.TRAIN_ENV, "0")
-    assert not coverage.should_train("smoke", "cpu")
+    monkeypatch.delenv(stored.TRAIN_ENV, raising=False)
+    assert stored.should_train("smoke", "cpu") and stored.should_train("quick", "cpu")
+    assert not stored.should_train("full", "cpu")
+    assert stored.should_train("full", "cuda")
+    assert stored.should_train("full", "cpu", train_missing=True)
+    assert not stored.should_train("smoke", "cuda", train_missing=False)
+    monkeypatch.setenv(stored.TRAIN_ENV, "0")
+    assert not stored.should_train("smoke", "cpu")
 
 
 def test_coverage_counts_stored_runs_and_the_page_says_so(tmp_path):
-    entries = plan.plan("smoke", ["fcn_to_cnn"])
-    assert coverage.chapter_coverage("fcn_to_cnn", "smoke", tmp_path).present == 0
+    entries = plan.plan("smoke", CHAPTERS, ["fcn_to_cnn"])
+    assert stored.chapter_coverage(chapters.get("fcn_to_cnn"), "smoke", tmp_path).present == 0
     page = tmp_path / "page.ipynb"
     cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]}, {"cell_type": "code", "metadata": {}, "source": ["1"], "outputs": []}]
     page.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    assert coverage.note_page(page, coverage.Coverage("fcn_to_cnn", "smoke", 3, len(entries)))
+    assert stored.note_page(page, stored.Coverage("fcn_to_cnn", "smoke", 3, len(entries)))
     nb = json.loads(page.read_text())
     assert [c["cell_type"] for c in nb["cells"]] == ["markdown", "markdown", "code"]
     assert f"3 of {len(entries)} runs of preset `smoke` are stored" in nb["cells"][1]["source"][0]
-    assert not coverage.note_page(page, coverage.Coverage("fcn_to_cnn", "smoke", len(entries), len(entries)))
+    assert not stored.note_page(page, stored.Coverage("fcn_to_cnn", "smoke", len(entries), len(entries)))
     assert len(json.loads(page.read_text())["cells"]) == 2  # complete again: the note is gone
 
 
 def test_bundle_import_never_replaces_a_stored_record(tmp_path, mnist):
-    cfg = plan.plan("smoke", ["empirical_size"])[0].config
+    cfg = plan.plan("smoke", CHAPTERS, ["empirical_size"])[0].config
     runs.get_or_run(cfg, root=tmp_path / "a")
-    bundles.export("smoke", tmp_path / "b.zip", root=tmp_path / "a", only=["empirical_size"])
+    bundles.export("smoke", tmp_path / "b.zip", CHAPTERS, root=tmp_path / "a", only=["empirical_size"])
     other = tmp_path / "other"
     runs.get_or_run(cfg.replace(lr=0.01), root=other)  # a different run ...
     (other / cfg.run_id).mkdir()
@@ -147,6 +148,8 @@ def test_bundles_that_are_not_bundles_or_leave_the_folder_are_refused(tmp_path):
     assert done.returncode == 2 and "OUT" in done.stderr and not (tmp_path / "out.rar").exists()
 
 
-def test_sweeps_module_does_not_import_torch():
-    code = "import sys, randweights.sweeps; print('torch' in sys.modules)"
+def test_importing_sweeps_does_not_start_cuda():
+    """A local worker process imports this module to run its initializer, which picks the worker's GPU
+    (``CUDA_VISIBLE_DEVICES``): CUDA must not have started by then."""
+    code = "import torch, randweights.sweeps; print(torch.cuda.is_initialized())"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -17,11 +17,11 @@ import torch
 from torch.nn.utils import parametrize
 
 from randweights import ConfigError, RunConfig, data, make_config, models, runs
-from randweights.config import DataConfig, ModelConfig, TrainConfig, check_device
+from randweights.config import DataConfig, ModelConfig, TrainConfig, check_device, method_config_class
 from randweights.errors import DatasetDamaged
-from randweights.methods import METHODS, edge_popup, method_config_class, slot_machines, supermask_bernoulli
+from randweights.methods import NAMES, edge_popup, slot_machines, supermask_bernoulli
 
-SETTINGS = [DataConfig, ModelConfig, TrainConfig] + [method_config_class(m) for m in METHODS]
+SETTINGS = [DataConfig, ModelConfig, TrainConfig] + [method_config_class(m) for m in NAMES]
 HAS_CUDA = torch.cuda.is_available()
 
 

@@ -1,4 +1,5 @@
-"""Locality of first-layer masks (Pellegrini & Biroli 2021, Sec. 2.2 of our spec; the paper's post-processing).
+"""Locality of first-layer masks (Pellegrini & Biroli 2021; the measures of the paper's official
+post-processing notebook, github.com/phiandark/SiftingFeatures ``src/IMP_PostProcess.ipynb``, and ours).
 
 A first-layer mask is a boolean array ``masks[u, c, y, x]``: unit ``u`` is connected to channel ``c`` of pixel
 ``(y, x)``. Displacements ``d = (y2 - y1, x2 - x1)`` over ordered pairs of distinct connections of one unit are

@@ -1,5 +1,6 @@
 """Linear pieces and activation regions of ReLU MLPs (Chen, Gamst & Walker 2016, "The empirical size of trained
-neural networks", arXiv 1611.09444; definitions and algorithms reconstructed in spec section 3.2-3.3).
+neural networks", arXiv 1611.09444). The paper gives no formal definitions or code; ours are in the book's
+Reconstruction notes ("Counting pieces and regions").
 
 A ReLU MLP with a linear top layer is piecewise linear (PL) in its input. Along a segment
 ``x(t) = start + t * (end - start)`` it is PL in ``t``:
@@ -10,7 +11,7 @@ A ReLU MLP with a linear top layer is piecewise linear (PL) in its input. Along 
   output slope changes (the maximum over output coordinates of ``|delta slope|`` exceeds a tolerance). Function
   pieces <= activation pieces: a unit may switch without any effect downstream (dead paths, cancellations).
 
-:func:`segment_pieces` counts both exactly (float64, all intervals of a layer batched in one tensor; spec 3.3),
+:func:`segment_pieces` counts both exactly (float64, all intervals of a layer batched in one tensor),
 :func:`sampled_pieces` gives the cheap lower bound from patterns on a grid, :func:`region_map` labels a 2-D
 plane by hashing activation patterns (a lower bound on the regions hit by the window), and
 :func:`first_layer_regions` gives the exact ``1 + L + I`` count of a one-layer arrangement in a box.
@@ -113,7 +114,8 @@ def hidden_units(model: ModelLike) -> int:
 
 
 def max_pieces_bound(widths: Sequence[int]) -> float:
-    """The bound prod_l (n_l + 1) on activation pieces along any line (spec 3.5 item 3)."""
+    """The bound prod_l (n_l + 1) on activation pieces along any line, n_l the width of hidden layer l (function
+    pieces are at most the activation pieces)."""
     return float(np.prod([n + 1 for n in widths], dtype=np.float64))
 
 
@@ -191,7 +193,7 @@ def segments_pieces(
     slope_tol: float = 1e-9,
 ) -> list[Pieces]:
     """Exact pieces of ``model`` along ``S`` segments ``x(t) = starts[s] + t * (ends[s] - starts[s])``,
-    ``t`` in ``t_range``, all segments and intervals batched (spec 3.3, "Exact 1-D piece counting").
+    ``t`` in ``t_range``, all segments and intervals batched.
 
     Per hidden layer: every interval carries the affine map ``z(t) = A t + B`` of the layer's pre-activations;
     intervals are split at the crossings ``t* = -B/A`` strictly inside them (deduplicated within
@@ -261,8 +263,8 @@ def activation_patterns(model: ModelLike, x) -> torch.Tensor:
 
 def sampled_pieces(model: ModelLike, start, end, n: int, t_range: tuple[float, float] = (0.0, 1.0)) -> int:
     """Lower bound on the activation pieces: 1 + the number of neighbouring samples, among ``n`` equispaced
-    ``t`` (ends included), whose patterns differ (spec 3.3, "Sampled 1-D counting"). It never over-counts unless
-    a sample falls exactly on a boundary; grids with ``n = 2^k + 1`` are nested, so the count is monotone in k."""
+    ``t`` (ends included), whose patterns differ. It never over-counts unless a sample falls exactly on a
+    boundary; grids with ``n = 2^k + 1`` are nested, so the count is monotone in k."""
     if n < 2:
         raise ConfigError("n", n, ">= 2")
     start = torch.as_tensor(start, dtype=torch.float64).reshape(1, -1)
@@ -300,9 +302,9 @@ def unique_patterns(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label rows of packed patterns by identity: ``(labels (N,), first index of each label)``.
 
     Rows of several words are hashed to one uint64 by chaining the splitmix64 finaliser over the words (a plain
-    linear hash ``sum_k word_k r_k mod 2^64``, spec 3.7, collides on high-bit differences); the hashes are made
-    unique, and a check compares every row with its label's representative and falls back to an exact row-wise
-    ``unique`` if any differ. One-word patterns need no hash."""
+    linear hash ``sum_k word_k r_k mod 2^64`` with random odd ``r_k`` collides on high-bit differences); the
+    hashes are made unique, and a check compares every row with its label's representative and falls back to an
+    exact row-wise ``unique`` if any differ. One-word patterns need no hash."""
     if words.shape[1] == 1:
         h = words[:, 0]
     else:
@@ -349,7 +351,8 @@ def region_map(
     chunk: int = 1 << 16,
 ) -> RegionMap:
     """Label a ``resolution`` x ``resolution`` grid (pixel centres, ends included) on a plane by hashing the
-    activation pattern at each point (spec 3.3, "2-D region counting")."""
+    activation pattern at each point. The number of distinct labels is a lower bound on the regions the window
+    meets: regions smaller than a grid cell are missed."""
     layers = affine_layers(model)
     d = layers[0][0].shape[1]
     origin, v1, v2 = (torch.as_tensor(v, dtype=torch.float64).reshape(d) for v in (origin, v1, v2))
@@ -372,8 +375,8 @@ def plane_through(x0, x1, x2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 @torch.no_grad()
 def first_layer_regions(model: ModelLike, origin, v1, v2, extent=(-1.0, 1.0, -1.0, 1.0)) -> int:
     """Exact number of regions the first hidden layer's lines cut the (open) window into: ``1 + L + I`` with L
-    lines crossing the window and I pairwise intersections inside it (lines in general position; spec 3.5 item
-    6). This is also the region count of a one-hidden-layer net."""
+    lines crossing the window and I pairwise intersections inside it (lines in general position). This is also
+    the region count of a one-hidden-layer net."""
     w, b, _ = affine_layers(model)[0]
     d = w.shape[1]
     origin, v1, v2 = (torch.as_tensor(v, dtype=torch.float64).reshape(d) for v in (origin, v1, v2))

@@ -1,7 +1,7 @@
 """Least-squares continuous linear splines, the baselines of Chen, Gamst & Walker (2016), arXiv 1611.09444:
 "initialising and training a neural network is very different from fitting a linear spline" (abstract).
 
-The paper's exact baselines are unknown; spec section 3.3 reconstructs three of them, all here:
+The paper's exact baselines are unknown; we reconstruct three of them (the book's Reconstruction notes), all here:
 
 * (a) fixed uniform knots, least squares (:func:`fit_uniform`);
 * (b) free knots, least squares over the knot positions too (:func:`fit_free`: knots start at quantiles of the
@@ -14,8 +14,8 @@ truncated-power basis ``[1, x, (x - k_j)_+]``; we fit in the equivalent hat-func
 pieces are extended linearly. With more nodes than data the least-squares problem is underdetermined and the
 minimum-norm solution is taken.
 
-:func:`spline_equivalent_size` is the "spline-equivalent size" of spec 3.2: the fewest knots with which such a
-spline, fit to the same training data, reaches a given test error.
+:func:`spline_equivalent_size` is the "spline-equivalent size" (our definition; the paper's is unknown): the
+fewest knots with which such a spline, fit to the same training data, reaches a given test error.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def spline_equivalent_size(
     domain: tuple[float, float] | None = None,
 ) -> int | None:
     """The fewest knots K with which a least-squares ``kind`` ("uniform" or "free") spline fit to the training
-    data has test MSE <= ``target_mse`` (spec 3.2, "spline-equivalent size"); None if no K <= max_knots does.
+    data has test MSE <= ``target_mse`` (the "spline-equivalent size"); None if no K <= max_knots does.
 
     Uniform: every K from 0 is tried (exact). Free: doubling then bisection, which assumes the test error falls
     with K (true for nested fits, approximately true for free knots)."""

@@ -1,59 +1,33 @@
-"""The methods, by the name the CLI and the run store use.
+"""The methods, by the name the CLI and the run store use (one registry: :mod:`randweights.methods.registry`).
 
-A method is a module with a frozen ``*Config`` dataclass (subclass of :class:`randweights.config.MethodConfig`)
-and either
-
-* ``prepare(model, cfg) -> trainable parameters`` (plus an optional ``summarize(model) -> dict``): the shared
-  training loop in :mod:`randweights.train` does the rest; or
-* ``run(cfg, splits, device) -> (model, metrics)``: for methods with their own flow (pruning rounds,
-  finetuning, an optimizer wrapper).
-
-A method that transforms a model also tags it (:mod:`randweights.methods.layers`) and provides
-``pack(model) -> (settings, arrays, covered keys)`` and ``unpack(plain_model, header, arrays)``, the compact
-form :mod:`randweights.compact` writes and reads.
-
-To add one, write the module and add a line to ``_MODULES``.
+Each method is one module that ends with ``METHOD = register(Method(...))``: its name, its settings class, its
+label, its compact codec and how it trains. To add a method: write its module and add it to the tuple below
+(the order of tables, legends and the CLI's list).
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
 from ..errors import ConfigError
+from . import dense, edge_popup, laperm, pruning, registry, slot_machines, supermask_bernoulli
+from .registry import Codec, Method, Trainer
 
-_MODULES = {
-    "dense": "dense",
-    "edge-popup": "edge_popup",
-    "supermask-bernoulli": "supermask_bernoulli",
-    "imp": "pruning",
-    "slot": "slot_machines",
-    "laperm": "laperm",
-}
-METHODS = tuple(_MODULES)
+ORDER = (dense, edge_popup, supermask_bernoulli, slot_machines, laperm, pruning)
+METHODS: dict[str, Method] = {module.METHOD.name: module.METHOD for module in ORDER}
+NAMES: tuple[str, ...] = tuple(METHODS)
+if set(NAMES) != set(registry.METHODS):
+    raise TypeError(f"registered but not in methods.ORDER: {sorted(set(registry.METHODS) - set(NAMES))}")
 
-
-def method_module(name: str) -> ModuleType:
-    if name not in _MODULES:
-        raise ConfigError("method", name, "one of " + ", ".join(METHODS))
-    return importlib.import_module(f"{__name__}.{_MODULES[name]}")
+__all__ = ["METHODS", "NAMES", "Codec", "Method", "Trainer", "get", "label"]
 
 
-def method_config_class(name: str):
-    from ..config import MethodConfig
-
-    module = method_module(name)
-    for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, MethodConfig) and value.name == name:
-            return value
-    raise LookupError(f"method module {module.__name__} defines no config named {name!r}")
+def get(name: str) -> Method:
+    """The registered method called ``name`` (built in, or registered since by one's own code); an unknown name
+    is a ConfigError naming ``method``."""
+    if name not in registry.METHODS:
+        raise ConfigError("method", name, "one of " + ", ".join(dict.fromkeys([*NAMES, *registry.METHODS])))
+    return registry.METHODS[name]
 
 
-def check_untransformed(model) -> None:
-    """A method's ``apply`` needs a model no method has transformed yet: a second mask stacked on the first would
-    train something else silently. ``export(model)`` (or a fresh model) is the way to start again."""
-    from torch.nn.utils import parametrize
-
-    done = [name or type(model).__name__ for name, module in model.named_modules() if parametrize.is_parametrized(module)]
-    if done:
-        raise ConfigError("model", f"{type(model).__name__} already transformed (layer {done[0]!r})", "a model no method has transformed yet: build a new one, or export() this one first")
+def label(name: str) -> str:
+    """How figures and tables name the method (``"Edge-Popup"``); an unregistered name as it is."""
+    return registry.METHODS[name].label if name in registry.METHODS else name

@@ -9,6 +9,7 @@ from torch import nn
 from ..config import MethodConfig
 from ..errors import check_choice
 from .edge_popup import INITS, init_weight_, maskable_layers
+from .registry import PLAIN, Method, register
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,6 @@ def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+METHOD = register(Method("dense", DenseConfig, "dense", PLAIN, prepare=prepare))

@@ -18,9 +18,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..bits import pack_bits, unpack_bits
 from ..config import MethodConfig
 from ..errors import check_choice, check_range
-from . import layers as sel
+from . import transform
+from .registry import Codec, Method, register
 
 INITS = (
     "signed-constant",  # U_k in the paper: +-sqrt(2/fan_in), the paper's best
@@ -222,8 +224,8 @@ def apply(
     model: nn.Module,
     keep_fraction: float = 0.5,
     init: str | None = "signed-constant",
-    include: sel.Selector = None,
-    exclude: sel.Selector = None,
+    include: transform.Selector = None,
+    exclude: transform.Selector = None,
     generator: torch.Generator | None = None,
     scaled_fan: str = "kept",
 ) -> nn.Module:
@@ -232,21 +234,19 @@ def apply(
     re-drawn with ``init``, or kept as it is with ``init=None`` (a supermask inside pretrained or one's own
     weights; ``scaled_fan`` as in :func:`init_weight_`). Weights and scores are drawn from ``generator`` (None: the global generator). Returns the same
     model (modified in place)."""
-    from . import check_untransformed
-
     keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init or INITS[0]).keep_fraction  # the config's checks
-    check_untransformed(model)
-    chosen = sel.select(model, MASKABLE, include, exclude)
+    transform.check_untransformed(model)
+    chosen = transform.select(model, MASKABLE, include, exclude)
     freeze_all(model)
-    replay = sel.generator_record(generator)
-    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
-    with sel.drawing(generator) as g:
+    replay = transform.generator_record(generator)
+    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}
+    with transform.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
                 init_weight_(layer.weight, init, keep_fraction, g, scaled_fan)
             parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction, g), unsafe=True)
             layer.parametrizations.weight.original.requires_grad_(False)
-    sel.tag(model, "edge-popup", [n for n, _ in chosen], keep_fraction=keep_fraction, weights=weights)
+    transform.tag(model, "edge-popup", [n for n, _ in chosen], keep_fraction=keep_fraction, frozen_weights=weights)
     return model
 
 
@@ -264,7 +264,7 @@ def export(model: nn.Module) -> nn.Module:
     parametrizations: loads anywhere, pickles, and runs at dense speed (masks save compute only with sparse
     kernels). ``model`` itself is left untouched. ``state_dict()`` of the parametrized model is the way to save
     it for further training; :mod:`randweights.compact` stores it in a few bits per weight."""
-    return sel.plain_copy(model)
+    return transform.plain_copy(model)
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
@@ -283,28 +283,28 @@ def summarize(model: nn.Module) -> dict:
 # ---------------------------------------------------------------------------------------------- compact form
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each masked layer's top-k mask as bits."""
-    from ..compact import pack_bits
-
-    tag = sel.tag_of(model)
+    tag = transform.tag_of(model)
     arrays = {f"mask/{n}": pack_bits(model.get_submodule(n).parametrizations.weight[0].mask()) for n in tag["layers"]}
-    return {}, arrays, [sel.weight_key(n) for n in tag["layers"]]
+    return {}, arrays, [transform.weight_key(n) for n in tag["layers"]]
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     """Inverse of :func:`pack` on a plain model: ``weight = W * M`` with W drawn again (or the model's own)."""
-    from ..compact import unpack_bits
-
     settings = header["settings"]
 
     def redo(scratch: nn.Module, generator: torch.Generator) -> None:
-        apply(scratch, settings["keep_fraction"], header["weights"]["init"], include=header["layers"], generator=generator,
-              scaled_fan=header["weights"].get("scaled_fan", "kept"))
+        apply(scratch, settings["keep_fraction"], header["frozen_weights"]["init"], include=header["layers"], generator=generator,
+              scaled_fan=header["frozen_weights"].get("scaled_fan", "kept"))
 
-    for name, weight in sel.frozen_weights(model, header, redo).items():
+    for name, weight in transform.frozen_weights(model, header, redo).items():
         mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)
-        sel.set_tensor(model, sel.weight_key(name), weight * mask)
+        transform.set_tensor(model, transform.weight_key(name), weight * mask)
 
 
 def scratch_copy(model: nn.Module) -> nn.Module:
     """A plain copy holding the frozen weights (what :func:`unpack` starts from)."""
-    return sel.plain_copy(model, original=True)
+    return transform.plain_copy(model, original=True)
+
+
+METHOD = register(Method("edge-popup", EdgePopupConfig, "Edge-Popup", Codec(pack, unpack, scratch_copy=scratch_copy),
+                         prepare=prepare, summarize=summarize))

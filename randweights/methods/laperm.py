@@ -24,9 +24,13 @@ from fractions import Fraction
 import torch
 from torch import nn
 
+from .. import models
+from ..bits import index_bits, pack_uint, unpack_uint
 from ..config import MethodConfig
+from ..data import STATS
 from ..errors import ConfigError, check_choice, check_range
-from . import layers as sel
+from . import transform
+from .registry import Codec, Method, Trainer, register
 
 INITS = ("he-uniform", "random-sparse", "weight-agnostic")
 INNERS = ("adam", "sgd")
@@ -281,7 +285,7 @@ class LaPerm(torch.optim.Optimizer):
 
 # ---------------------------------------------------------------------------------------------- what is permuted
 def permutable_tensors(
-    model: nn.Module, skip_bias: bool = False, skip_bn: bool = True, include: sel.Selector = None, exclude: sel.Selector = None
+    model: nn.Module, skip_bias: bool = False, skip_bn: bool = True, include: transform.Selector = None, exclude: transform.Selector = None
 ) -> list[torch.Tensor]:
     """Weights of Linear/Conv layers, their biases unless ``skip_bias``, norm-layer scale/shift unless ``skip_bn``
     (the official ``skip_bias`` / ``skip_bn`` switches); ``include`` / ``exclude`` pick modules by name, glob or
@@ -289,11 +293,11 @@ def permutable_tensors(
     return [t for _, t in permutable_named(model, skip_bias, skip_bn, include, exclude)]
 
 
-def permutable_named(model: nn.Module, skip_bias: bool = False, skip_bn: bool = True, include: sel.Selector = None,
-                     exclude: sel.Selector = None) -> list[tuple[str, torch.Tensor]]:
+def permutable_named(model: nn.Module, skip_bias: bool = False, skip_bn: bool = True, include: transform.Selector = None,
+                     exclude: transform.Selector = None) -> list[tuple[str, torch.Tensor]]:
     """``(state-dict key, tensor)`` of every tensor :func:`permutable_tensors` returns, in the same order."""
     out: list[tuple[str, torch.Tensor]] = []
-    for name, m in sel.select(model, WEIGHTED + NORMS, include, exclude):
+    for name, m in transform.select(model, WEIGHTED + NORMS, include, exclude):
         prefix = f"{name}." if name else ""
         if isinstance(m, WEIGHTED):
             out.append((prefix + "weight", m.weight))
@@ -308,28 +312,37 @@ def apply(
     model: nn.Module,
     init: str | None = "he-uniform",
     generator: torch.Generator | None = None,
-    include: sel.Selector = None,
-    exclude: sel.Selector = None,
+    include: transform.Selector = None,
+    exclude: transform.Selector = None,
     skip_bias: bool = False,
     skip_bn: bool = True,
-) -> list[torch.Tensor]:
-    """Make ``model`` ready for LaPerm and return the tensors to give :class:`LaPerm` as ``permutable``:
-    ``init="he-uniform"`` redraws every selected Linear/Conv layer (kernel and bias) from ``generator`` (None:
-    the global generator); ``init=None`` keeps the existing weights as the initial multisets (permutations of a
-    pretrained network). The model is tagged so that :mod:`randweights.compact` can store what LaPerm found as
-    per-row permutation indices."""
+) -> nn.Module:
+    """Make ``model`` ready for LaPerm and return it (in place, as every method's ``apply``); give
+    :class:`LaPerm` the tensors :func:`permutable_of` lists. ``init="he-uniform"`` redraws every selected
+    Linear/Conv layer (kernel and bias) from ``generator`` (None: the global generator); ``init=None`` keeps the
+    existing weights as the initial multisets (permutations of a pretrained network). The model is tagged so
+    that :mod:`randweights.compact` can store what LaPerm found as per-row permutation indices."""
     if init is not None:
         check_choice("init", init, ("he-uniform",))
-    replay = sel.generator_record(generator)
+    replay = transform.generator_record(generator)
     if init is not None:
-        with sel.drawing(generator) as g:
-            for _, layer in sel.select(model, WEIGHTED, include, exclude):
+        with transform.drawing(generator) as g:
+            for _, layer in transform.select(model, WEIGHTED, include, exclude):
                 he_uniform_(layer, g)
     named = permutable_named(model, skip_bias, skip_bn, include, exclude)
-    modules = [n for n, _ in sel.select(model, WEIGHTED, include, exclude)]
+    modules = [n for n, _ in transform.select(model, WEIGHTED, include, exclude)]
     weights = {"init": init, **replay} if init is not None else {"own": True}
-    sel.tag(model, "laperm", [n for n, _ in named], weights=weights, modules=modules)
-    return [t for _, t in named]
+    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights=weights, modules=modules)
+    return model
+
+
+def permutable_of(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors LaPerm permutes in a model :func:`apply` (or a run) prepared, in model order."""
+    tag = transform.tag_of(model)
+    if tag is None or tag.get("method") != "laperm":
+        raise ConfigError("model", type(model).__name__, "a model prepared by laperm.apply")
+    state = dict(model.named_parameters())
+    return [state[name] for name in tag["layers"]]
 
 
 # ---------------------------------------------------------------------------------------------- initializations
@@ -463,8 +476,6 @@ def make_inner(params, cfg, decayed: set[int] | None = None) -> torch.optim.Opti
 def build_initialized(cfg, input_shape, num_classes: int) -> nn.Module:
     """The model of ``cfg`` at its LaPerm initialization (biases unless ``biases="none"`` and the model has
     none); deterministic in the config."""
-    from .. import models
-
     m = cfg.model
     bias = m.bias or cfg.method.biases != "none"
     model = init_model_(models.build(m.arch, input_shape, num_classes, m.width, bias, m.affine_bn), cfg.method, cfg.train.seed)
@@ -498,8 +509,6 @@ class UnitPixels(nn.Module):
 
     def __init__(self, dataset: str):
         super().__init__()
-        from ..data import STATS
-
         mean, std = STATS[dataset]
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
@@ -516,7 +525,7 @@ def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
         period = lambda epoch: sync_period_at(epoch, m.sync_period, schedule)
     named = permutable_named(model, skip_bias=m.biases != "permute", skip_bn=m.skip_bn)
     permutable = [t for _, t in named]
-    sel.tag(model, "laperm", [n for n, _ in named], weights={"config": True})  # initial values: build_initialized(cfg)
+    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights={"config": True})  # initial values: build_initialized(cfg)
     decayed = {id(k) for k in hidden_kernels(model)} if m.l2_scope == "hidden-kernels" else None
     return LaPerm(make_inner(model.parameters(), cfg, decayed), permutable, period, steps_per_epoch, m.hold_zeros)
 
@@ -539,15 +548,14 @@ def zero_fraction(tensors: list[torch.Tensor]) -> float:
     return sum(int((t == 0).sum()) for t in kernels) / max(1, sum(t.numel() for t in kernels))
 
 
-def run(cfg, splits, device: torch.device, checkpoint=None):
+def run(cfg, splits, device: torch.device, trainer: Trainer):
     """Build the model with LaPerm's init, train it with the LaPerm-wrapped inner optimizer, sync at the end
     (so the returned model is a row-wise permutation of its initial weights; k = 0 returns the plain inner
     optimizer's weights). Per epoch the synced weights (k = 0: the plain ones) are evaluated on the test set
     (the paper's protocol keeps the best of these)."""
-    from .. import train
-
+    checkpoint = trainer.checkpoint
     model = build_initialized(cfg, splits.input_shape, splits.num_classes).to(device)
-    steps_per_epoch = train.steps_per_epoch(cfg, len(splits.train))
+    steps_per_epoch = cfg.train.epoch_steps(len(splits.train))
     opt = make_laperm(model, cfg, steps_per_epoch)
     initial = [p.detach().clone() for p in opt.permutable]
     probe = None
@@ -566,16 +574,16 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
 
     def on_epoch(epoch: int, row: dict) -> None:
         with opt.synced() if syncing else contextlib.nullcontext():
-            row["test_accuracy"] = train.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
+            row["test_accuracy"] = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
 
-    history = train.fit(model, opt, cfg, splits, device, on_step=probe, on_epoch=on_epoch, checkpoint=checkpoint)
+    history = trainer.fit(model, opt, cfg, splits, device, on_step=probe, on_epoch=on_epoch, checkpoint=checkpoint)
     metrics: dict = {"history": history, "model_bias": cfg.model.bias or cfg.method.biases != "none"}
     if syncing:
         opt.sync()
     else:
-        sel.tag(model, "dense", [])  # k = 0: the plain inner optimizer's weights, no permutation of the initial ones
+        transform.tag(model, "dense", [])  # k = 0: the plain inner optimizer's weights, no permutation of the initial ones
         with opt.synced():
-            metrics["synced_test_accuracy"] = train.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
+            metrics["synced_test_accuracy"] = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
     metrics.update(
         syncs=opt.syncs,
         multisets_kept=opt.multisets_kept(),
@@ -593,9 +601,7 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: every entry's rank within its row, ``ceil(log2 fan_in)`` bits each. The
     row's values are its initial ones, so the initial model (drawn again, rebuilt from the run config, or the
     model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``)."""
-    from ..compact import index_bits, pack_uint
-
-    tag = sel.tag_of(model)
+    tag = transform.tag_of(model)
     state = model.state_dict()
     arrays, sorted_all = {}, []
     for key in tag["layers"]:
@@ -604,24 +610,25 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(view.shape[1]).expand_as(order).contiguous())
         arrays[f"rank/{key}"] = pack_uint(rank, index_bits(view.shape[1]))
         sorted_all.append(view.gather(1, order))
-    return {"multiset_fingerprint": sel.fingerprint([v + 0.0 for v in sorted_all])}, arrays, list(tag["layers"])
+    return {"multiset_fingerprint": transform.fingerprint([v + 0.0 for v in sorted_all])}, arrays, list(tag["layers"])
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     """Inverse of :func:`pack` on a plain model holding the initial weights (or drawn again from the seed)."""
-    from ..compact import index_bits, unpack_uint
-
-    weights = header["weights"]
+    weights = header["frozen_weights"]
     source = model
     if "init" in weights:
         source = copy.deepcopy(model)
-        generator = sel.replay_generator(weights)
-        for _, layer in sel.select(source, WEIGHTED, include=header["settings"]["modules"]):
+        generator = transform.replay_generator(weights)
+        for _, layer in transform.select(source, WEIGHTED, include=header["settings"]["modules"]):
             he_uniform_(layer, generator)
     state = source.state_dict()
     initial = [sorted_rows(state[key].detach().cpu()) for key in header["layers"]]
-    if sel.fingerprint([v + 0.0 for v in initial]) != header["settings"]["multiset_fingerprint"]:
+    if transform.fingerprint([v + 0.0 for v in initial]) != header["settings"]["multiset_fingerprint"]:
         raise ConfigError("model", type(model).__name__, "the model at its LaPerm initialization (the initial multisets differ)")
     for key, sorted_init in zip(header["layers"], initial):
         rank = unpack_uint(arrays[f"rank/{key}"], index_bits(sorted_init.shape[1]), sorted_init.shape)
-        sel.set_tensor(model, key, sorted_init.gather(1, rank).view_as(state[key]))
+        transform.set_tensor(model, key, sorted_init.gather(1, rank).view_as(state[key]))
+
+
+METHOD = register(Method("laperm", LaPermConfig, "LaPerm", Codec(pack, unpack, build=build_initialized), run=run))

@@ -13,14 +13,14 @@ One IMP round, as a pure function :func:`imp_step` from (model, masks) to new ma
 Between rounds every parameter (weights, biases, BatchNorm scale and shift, the output layer) is rewound
 bitwise to its value at ``rewind_step`` of round 0 (late rewinding), the BatchNorm running statistics are
 reset and the optimizer is rebuilt (stateless SGD in the paper). IMP stops early when, in some prunable layer,
-the fraction of units with at least one surviving incoming connection is <= ``stop_ratio`` (the paper's
-``stop_ratio`` = 0.2).
+the fraction of units with at least one surviving incoming connection is <= ``stop_unit_fraction`` (the
+paper's ``stop_ratio`` = 0.2; stored under that name, so run ids are unchanged).
 
 Masks are attached with :func:`torch.nn.utils.prune.custom_from_mask`: the layer keeps ``weight_orig`` (the
 trained tensor, stale at pruned entries) and the buffer ``weight_mask``; the forward uses their product, so a
 pruned entry gets exactly zero gradient and never revives.
 
-Controls (Sec. 2.4 of our spec, P8/P9): ``strategy="random"`` prunes uniformly at random among the surviving
+Controls (the paper's Sec. 2.4 and its appendix): ``strategy="random"`` prunes uniformly at random among the surviving
 entries at the same schedule; ``pruning_schedule="one-shot"`` prunes the dense trained net straight to
 ``(1 - prune_fraction)**rounds`` in one step; ``pixel_shuffle_seed`` applies one fixed permutation of the pixel
 positions to every image; ``label_grouping`` replaces the labels by a meaningful or a random 2-way grouping.
@@ -39,9 +39,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .. import models
+from ..bits import pack_bits, unpack_bits
 from ..config import MethodConfig
+from ..data import Split
 from ..errors import ConfigError, check_choice, check_range
-from . import layers as sel
+from . import transform
+from .registry import Codec, Method, Trainer, register
 
 STRATEGIES = ("magnitude", "random")
 PRUNING_SCHEDULES = ("iterative", "one-shot")
@@ -76,7 +80,7 @@ class IMPConfig(MethodConfig):
     rewind_step: int = field(default=50, metadata={"flag": "rewind_step", "help": "step of round 0 that every later round restarts from (0: the initialization)"})
     strategy: str = field(default="magnitude", metadata={"help": "which weights are removed"})
     pruning_schedule: str = field(default="iterative", metadata={"help": "prune a little per round (iterative) or all at once (one-shot)"})
-    stop_ratio: float = field(default=0.2, metadata={"help": "stop pruning when this fraction of the weights is left"})
+    stop_unit_fraction: float = field(default=0.2, metadata={"stored_as": "stop_ratio", "help": "stop pruning once some pruned layer has at most this fraction of its units still connected (the paper's stop_ratio)"})
     init: str = field(default="xavier-normal", metadata={"help": "weight initialization"})  # N(0, 2/(fan_in+fan_out)), zero biases (the paper's Network.py)
     pixel_shuffle_seed: int | None = field(default=None, metadata={"help": "permute the input pixels with this seed (none: no shuffle)"})
     label_grouping: str = field(default="none", metadata={"help": "merge the labels into groups"})
@@ -87,7 +91,7 @@ class IMPConfig(MethodConfig):
         _check_int("rewind_step", self.rewind_step, low=0)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("pruning_schedule", self.pruning_schedule, PRUNING_SCHEDULES)
-        check_range("stop_ratio", self.stop_ratio, low=0, high=1, high_open=True)
+        check_range("stop_unit_fraction", self.stop_unit_fraction, low=0, high=1, high_open=True)
         check_choice("init", self.init, INITS)
         if self.pixel_shuffle_seed is not None:
             _check_int("pixel_shuffle_seed", self.pixel_shuffle_seed, low=0)
@@ -126,12 +130,12 @@ def prunable_layers(model: nn.Module) -> list[nn.Module]:
     return masked if masked else [m for _, m in select_prunable(model)]
 
 
-def select_prunable(model: nn.Module, include: sel.Selector = None, exclude: sel.Selector = None,
+def select_prunable(model: nn.Module, include: transform.Selector = None, exclude: transform.Selector = None,
                     output: str | nn.Module | None = None) -> list[tuple[str, nn.Module]]:
     """``(name, layer)`` of every Linear / Conv2d picked by ``include`` / ``exclude`` (names, globs or a
     predicate), without the output layer."""
     head = output_layer(model, output)
-    return [(n, m) for n, m in sel.select(model, PRUNABLE, include, exclude) if m is not head]
+    return [(n, m) for n, m in transform.select(model, PRUNABLE, include, exclude) if m is not head]
 
 
 def output_layer(model: nn.Module, output: str | nn.Module | None = None) -> nn.Module:
@@ -139,7 +143,7 @@ def output_layer(model: nn.Module, output: str | nn.Module | None = None) -> nn.
     were attached, else the last Linear / Conv2d registered (a model that registers its head first must name
     it)."""
     if output is None:
-        output = (sel.tag_of(model) or {}).get("output_layer")
+        output = (transform.tag_of(model) or {}).get("output_layer")
     if isinstance(output, nn.Module):
         return output
     if isinstance(output, str):
@@ -168,7 +172,7 @@ def init_paper_(model: nn.Module) -> None:
             m.reset_parameters()
 
 
-def attach_masks(model: nn.Module, include: sel.Selector = None, exclude: sel.Selector = None,
+def attach_masks(model: nn.Module, include: transform.Selector = None, exclude: transform.Selector = None,
                  output_layer: str | nn.Module | None = None) -> nn.Module:
     """Give every prunable layer (``include`` / ``exclude`` by name, glob or predicate; never the output layer,
     the last Linear / Conv2d unless ``output_layer`` names another) all-ones masks for its weight and bias via
@@ -181,11 +185,11 @@ def attach_masks(model: nn.Module, include: sel.Selector = None, exclude: sel.Se
             if tensor is not None and not hasattr(layer, name + "_mask"):
                 prune.custom_from_mask(layer, name, torch.ones_like(tensor, dtype=torch.bool))
     head_name = next(n for n, m in model.named_modules() if m is head)
-    sel.tag(model, "imp", [n for n, _ in chosen], output_layer=head_name)
+    transform.tag(model, "imp", [n for n, _ in chosen], output_layer=head_name)
     return model
 
 
-def apply(model: nn.Module, init: str | None = "xavier-normal", include: sel.Selector = None, exclude: sel.Selector = None,
+def apply(model: nn.Module, init: str | None = "xavier-normal", include: transform.Selector = None, exclude: transform.Selector = None,
           output_layer: str | nn.Module | None = None) -> nn.Module:
     """Prepare any model for IMP: ``init="xavier-normal"`` re-initializes it as the paper does
     (:func:`init_paper_`), ``init=None`` keeps its weights (pruning a pretrained network); then
@@ -267,9 +271,9 @@ def alive_unit_fraction(weight_mask: torch.Tensor) -> float:
     return int(rows.sum()) / rows.numel()
 
 
-def should_stop(masks: Masks, stop_ratio: float) -> bool:
-    """The paper's stop rule: some prunable layer has <= ``stop_ratio`` of its units still connected."""
-    return min(alive_unit_fraction(w) for w, _ in masks) <= stop_ratio
+def should_stop(masks: Masks, stop_unit_fraction: float) -> bool:
+    """The paper's stop rule: some prunable layer has <= ``stop_unit_fraction`` of its units still connected."""
+    return min(alive_unit_fraction(w) for w, _ in masks) <= stop_unit_fraction
 
 
 def remaining(masks: Masks) -> tuple[float, list[float]]:
@@ -346,10 +350,8 @@ def group_labels(y: torch.Tensor, dataset: str, grouping: str) -> torch.Tensor:
 
 
 def apply_controls(cfg, splits) -> None:
-    """Apply the pixel shuffle and label grouping of ``cfg.method`` to ``splits`` IN PLACE (train.run evaluates
+    """Apply the pixel shuffle and label grouping of ``cfg.method`` to ``splits`` IN PLACE (the training service evaluates
     the returned model on the same object, so its test numbers use the same inputs and labels)."""
-    from ..data import Split
-
     method = cfg.method
     parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     for name, split in parts.items():
@@ -370,9 +372,7 @@ def apply_controls(cfg, splits) -> None:
 # ---------------------------------------------------------------------------------------------- the flow
 def build(cfg, splits) -> nn.Module:
     """The model of ``cfg`` with the paper's init and all-ones masks attached."""
-    from .. import train
-
-    model = train.build_model(cfg, splits)
+    model = models.build_for(cfg.model, splits.input_shape, splits.num_classes)
     if cfg.method.init == "xavier-normal":
         init_paper_(model)
     if cfg.method.pixel_shuffle_seed is not None:
@@ -396,17 +396,16 @@ def permute_first_layer_(model: nn.Module, seed: int, input_shape) -> None:
 
 
 def steps_per_round(cfg, splits) -> int:
-    from ..train import steps_per_epoch
-
-    return cfg.train.epochs * steps_per_epoch(cfg, len(splits.train))
+    return cfg.train.epochs * cfg.train.epoch_steps(len(splits.train))
 
 
-def run(cfg, splits, device, checkpoint=None):
+def run(cfg, splits, device, trainer: Trainer):
     """Round 0 trains the dense net (saving the parameters at ``rewind_step``); each later round prunes
     (:func:`imp_step`), rewinds and retrains. Returns the last round's model and the per-round metrics,
-    including every round's first-layer mask (:func:`first_layer_masks` decodes them). With a ``checkpoint``
-    (:class:`randweights.train.Checkpointer`) every epoch of every round is saved with the IMP state (round
-    reached, finished rounds, masks, the rewind snapshot, the pruning generator) and a killed run resumes."""
+    including every round's first-layer mask (:func:`first_layer_masks` decodes them). With the trainer's
+    ``checkpoint`` every epoch of every round is saved with the IMP state (round reached, finished rounds, masks,
+    the rewind snapshot, the pruning generator) and a killed run resumes."""
+    checkpoint = trainer.checkpoint
 
     method = cfg.method
     apply_controls(cfg, splits)
@@ -439,14 +438,14 @@ def run(cfg, splits, device, checkpoint=None):
         round_index = plan[i]
         if i > 0 and resumed is None:
             new = imp_step(model, get_masks(model), round_index, method.prune_fraction, method.strategy, generator)
-            if should_stop(new, method.stop_ratio):
+            if should_stop(new, method.stop_unit_fraction):
                 stopped = True
                 break
             set_masks(model, new)
             rewind(model, saved)
         resumed = None  # only the checkpoint's own round skips pruning: the checkpoint holds its masks
         state["position"] = i
-        rounds.append(_train_round(model, cfg, splits, device, round_index, on_step if i == 0 else None, checkpoint))
+        rounds.append(_train_round(model, cfg, splits, device, round_index, on_step if i == 0 else None, trainer))
         mask_texts.append(encode_mask(get_masks(model)[0][0].cpu().numpy()))
     first_w = get_masks(model)[0][0]
     metrics = {
@@ -462,23 +461,21 @@ def run(cfg, splits, device, checkpoint=None):
     return model, metrics
 
 
-def _train_round(model, cfg, splits, device, round_index: int, on_step, checkpoint=None) -> dict:
-    from .. import train
-
+def _train_round(model, cfg, splits, device, round_index: int, on_step, trainer: Trainer) -> dict:
     start = time.perf_counter()
 
     def on_epoch(epoch: int, row: dict) -> None:
         if splits.validation is not None:
-            row["validation_accuracy"] = train.evaluate(model, splits.validation, device, precision=cfg.train.precision)["accuracy"]
+            row["validation_accuracy"] = trainer.evaluate(model, splits.validation, device, precision=cfg.train.precision)["accuracy"]
         model.train()
 
-    optimizer = train.make_optimizer(model.parameters(), cfg)  # fresh each round: no stale momentum
-    history = train.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch,
-                        checkpoint=checkpoint, phase=f"round-{round_index}")
+    optimizer = trainer.make_optimizer(model.parameters(), cfg)  # fresh each round: no stale momentum
+    history = trainer.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch,
+                        checkpoint=trainer.checkpoint, phase=f"round-{round_index}")
     for row in history:
         row["round"] = round_index
     validation = [row["validation_accuracy"] for row in history if "validation_accuracy" in row]
-    test = train.evaluate(model, splits.test, device, precision=cfg.train.precision)
+    test = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)
     masks = get_masks(model)
     total, per_layer = remaining(masks)
     return {
@@ -493,13 +490,6 @@ def _train_round(model, cfg, splits, device, round_index: int, on_step, checkpoi
         "seconds": time.perf_counter() - start,
         "history": history,
     }
-
-
-def load_model(cfg, state: dict, splits) -> nn.Module:
-    """Rebuild a model stored by ``runs.get_or_run(cfg, keep_model=True)`` (masks included)."""
-    model = build(cfg, splits)
-    model.load_state_dict(state)
-    return model
 
 
 # ---------------------------------------------------------------------------------------------- compact form
@@ -522,15 +512,13 @@ def plain_copy(model: nn.Module) -> nn.Module:
 
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: every pruned tensor's mask as bits and its kept values as fp32."""
-    from ..compact import pack_bits
-
-    tag = sel.tag_of(model)
+    tag = transform.tag_of(model)
     arrays, covered = {}, []
     for name in tag["layers"]:
         layer = model.get_submodule(name)
         for tensor in ("weight", "bias"):
             if hasattr(layer, tensor + "_mask"):
-                key = sel.weight_key(name, tensor)
+                key = transform.weight_key(name, tensor)
                 mask = getattr(layer, tensor + "_mask").detach().bool().cpu()
                 arrays[f"mask/{key}"] = pack_bits(mask)
                 arrays[f"kept/{key}"] = getattr(layer, tensor + "_orig").detach().cpu()[mask].float().numpy()
@@ -540,11 +528,12 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     """Inverse of :func:`pack` on a plain model: zeros where pruned, the kept values elsewhere."""
-    from ..compact import unpack_bits
-
     state = model.state_dict()
     for key in header["covered"]:
         mask = unpack_bits(arrays[f"mask/{key}"], state[key].shape)
         value = torch.zeros(state[key].shape, dtype=state[key].dtype)
         value[mask] = torch.from_numpy(arrays[f"kept/{key}"]).to(value.dtype)
-        sel.set_tensor(model, key, value)
+        transform.set_tensor(model, key, value)
+
+
+METHOD = register(Method("imp", IMPConfig, "IMP", Codec(pack, unpack, plain_copy=plain_copy), run=run))

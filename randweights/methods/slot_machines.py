@@ -24,7 +24,7 @@ writes the ``K x n`` score gradient directly; greedy selection uses ``K x n`` on
 ``K x n`` float noise tensor. Candidates and scores are stored slot-axis first, shape ``(K, *weight.shape)``, so
 every per-slot slice is contiguous.
 
-Initialization (Sec. 4; the spec's part B.2). Candidates: U(-b, b) with ``b = sqrt(2 / (fan_in + fan_out))``
+Initialization (Sec. 4 and the official code). Candidates: U(-b, b) with ``b = sqrt(2 / (fan_in + fan_out))``
 ("Glorot uniform bounded by the Glorot-normal std", the paper's wording, ``candidate_init="paper"``) or the
 standard Glorot-uniform bound ``sqrt(6 / (fan_in + fan_out))`` of the official code (``"code"``). Scores:
 U(0, lambda * b) with lambda = 1 for conv and 0.1 for fully connected layers (paper, ``score_init="paper"``) or
@@ -42,10 +42,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..bits import index_bits, pack_uint, unpack_uint
 from ..config import MethodConfig
 from ..errors import ConfigError, check_choice, check_range
-from . import layers as sel
+from . import transform
 from .edge_popup import MASKABLE, freeze_all
+from .registry import Codec, Method, Trainer, register
 
 SELECTIONS = ("greedy", "probabilistic")
 CANDIDATE_INITS = ("paper", "code")
@@ -224,8 +226,8 @@ def apply(
     score_init: str = "paper",
     candidate_bits: int = 8,
     generator: torch.Generator | None = None,
-    include: sel.Selector = None,
-    exclude: sel.Selector = None,
+    include: transform.Selector = None,
+    exclude: transform.Selector = None,
     bounds: list[float] | None = None,
 ) -> nn.Module:
     """Freeze every parameter and turn each selected Linear/Conv weight into a slot machine (in place; returns
@@ -236,20 +238,18 @@ def apply(
     ``candidate_init=None`` draws each layer's candidates around its EXISTING weights' scale: uniform on
     ``[-b, b]`` with ``b = sqrt(3) * std(W)`` (the same spread as the given weights; the given values themselves
     are not candidates). ``bounds`` overrides b per selected layer (how a stored slot machine is rebuilt)."""
-    from . import check_untransformed
-
     num_slots = SlotMachineConfig(num_slots=num_slots, selection=selection, candidate_init=candidate_init or "paper",
                                   score_init=score_init, candidate_bits=candidate_bits).num_slots  # the config's checks
-    check_untransformed(model)
-    chosen = sel.select(model, MASKABLE, include, exclude)
+    transform.check_untransformed(model)
+    chosen = transform.select(model, MASKABLE, include, exclude)
     if bounds is None and candidate_init is None:
         bounds = [math.sqrt(3.0) * float(layer.weight.detach().float().std()) for _, layer in chosen]
     if bounds is not None and len(bounds) != len(chosen):
         raise ConfigError("bounds", len(bounds), f"one bound per selected layer ({len(chosen)})")
     freeze_all(model)
-    replay = sel.generator_record(generator)
+    replay = transform.generator_record(generator)
     used = []
-    with sel.drawing(generator) as g:
+    with transform.drawing(generator) as g:
         for i, (_, layer) in enumerate(chosen):
             shape, fans = layer.weight.shape, _fans(layer)
             slot = SlotSelect(shape, fans, num_slots, selection, candidate_init or "paper", score_init, candidate_bits,
@@ -260,7 +260,7 @@ def apply(
             parametrize.register_parametrization(layer, "weight", slot, unsafe=True)
     settings = {"num_slots": num_slots, "selection": selection, "candidate_init": candidate_init, "score_init": score_init,
                 "candidate_bits": candidate_bits, "bounds": used}
-    sel.tag(model, "slot", [n for n, _ in chosen], weights=replay, **settings)
+    transform.tag(model, "slot", [n for n, _ in chosen], frozen_weights=replay, **settings)
     return model
 
 
@@ -312,7 +312,7 @@ def to_dense(model: nn.Module) -> nn.Module:
         layer.weight = nn.Parameter(weight)
     for p in model.parameters():
         p.requires_grad_(True)
-    sel.tag(model, "dense", [])  # plain trainable weights from now on
+    transform.tag(model, "dense", [])  # plain trainable weights from now on
     return model
 
 
@@ -347,7 +347,7 @@ def value_histograms(model: nn.Module, bins: int = 51) -> list[dict]:
     return out
 
 
-def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
+def training_memory_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
     """Bytes of training state: parameters, buffers, gradients and optimizer state (after at least one step)."""
     tensors = list(model.parameters()) + list(model.buffers())
     total = sum(t.numel() * t.element_size() for t in tensors)
@@ -359,14 +359,12 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 
 
 # ---------------------------------------------------------------------------------------------- run
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    """The shared optimizer (:func:`randweights.train.make_optimizer`), but SGD uses PyTorch's fused kernel where
-    it exists: the same update (momentum, weight decay) in one pass over the K-fold score tensors instead of
+def make_optimizer(params, cfg, trainer: Trainer) -> torch.optim.Optimizer:
+    """The trainer's optimizer (:func:`randweights.train.make_optimizer`), but SGD uses PyTorch's fused kernel
+    where it exists: the same update (momentum, weight decay) in one pass over the K-fold score tensors instead of
     several, which is most of a slot machine's extra cost per step on a CPU."""
-    from ..train import make_optimizer as shared
-
     if cfg.train.optimizer != "sgd":
-        return shared(params, cfg)
+        return trainer.make_optimizer(params, cfg)
     params = [p for p in params if p.requires_grad]
     kwargs = {"lr": cfg.lr, "momentum": cfg.train.momentum, "weight_decay": cfg.weight_decay}
     try:
@@ -382,21 +380,19 @@ def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     return scores(model)
 
 
-def run(cfg, splits, device: torch.device, checkpoint=None):
+def run(cfg, splits, device: torch.device, trainer: Trainer):
     """Train the scores; record the selected network's test accuracy and per-epoch selection changes; then,
     if ``finetune_epochs > 0``, train the selected weights as a plain network (``to_dense``) and record both.
-    With a ``checkpoint`` both phases save every epoch (with the selection tracking, and during finetuning the
-    score phase's results) and a killed run resumes in the phase it reached."""
-    from ..train import build_model, evaluate, fit
-    from ..train import make_optimizer as dense_optimizer
-
-    model = build_model(cfg, splits)
+    With the trainer's ``checkpoint`` both phases save every epoch (with the selection tracking, and during
+    finetuning the score phase's results) and a killed run resumes in the phase it reached."""
+    checkpoint = trainer.checkpoint
+    model = trainer.build_model(cfg, splits)
     params = prepare(model, cfg)
     model.to(device)
     resumed_phase = checkpoint.resumed_phase if checkpoint is not None else None
     resumed = checkpoint.resumed_method_state if checkpoint is not None else None
     if resumed_phase != "finetune":
-        metrics = _train_scores(model, params, cfg, splits, device, checkpoint, resumed)
+        metrics = _train_scores(model, params, cfg, splits, device, trainer, resumed)
     else:
         metrics = resumed["metrics"]
     if cfg.method.finetune_epochs > 0:
@@ -404,18 +400,17 @@ def run(cfg, splits, device: torch.device, checkpoint=None):
         ft_cfg = cfg.replace(lr=cfg.method.finetune_lr)
         if cfg.train.schedule == "sgdr":  # the restarts belong to the score phase; finetuning decays once
             ft_cfg = ft_cfg.replace(schedule="cosine")
-        optimizer = dense_optimizer(model.parameters(), ft_cfg)
+        optimizer = trainer.make_optimizer(model.parameters(), ft_cfg)
         if checkpoint is not None:
             checkpoint.method_state = lambda: {"metrics": metrics}
-        metrics["finetune_history"] = fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs,
-                                          checkpoint=checkpoint, phase="finetune")
-        metrics["finetuned_test_accuracy"] = evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
+        metrics["finetune_history"] = trainer.fit(model, optimizer, ft_cfg, splits, device, epochs=cfg.method.finetune_epochs,
+                                                  checkpoint=checkpoint, phase="finetune")
+        metrics["finetuned_test_accuracy"] = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)["accuracy"]
     return model, metrics
 
 
-def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> dict:
-    from ..train import evaluate, fit
-
+def _train_scores(model, params, cfg, splits, device, trainer: Trainer, resumed) -> dict:
+    checkpoint = trainer.checkpoint
     layers = slots(model)
     for s in layers:
         s.track = True
@@ -426,7 +421,7 @@ def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> di
             s._last = None if last is None else last.to(device)
     if checkpoint is not None:
         checkpoint.method_state = lambda: {"previous": previous, "last": [s._last for s in layers]}
-    optimizer = make_optimizer(params, cfg)
+    optimizer = make_optimizer(params, cfg, trainer)
 
     def on_epoch(epoch: int, row: dict) -> None:
         nonlocal previous
@@ -438,11 +433,11 @@ def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> di
         previous = current
 
     planned = cfg.train.epochs + cfg.method.finetune_epochs if cfg.method.finetune_from == "same-run" else None
-    history = fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores",
-                  schedule_epochs=planned)
+    history = trainer.fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores",
+                          schedule_epochs=planned)
     for s in layers:
         s.track, s._last = False, None
-    selected = evaluate(model, splits.test, device, precision=cfg.train.precision)
+    selected = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)
     return {
         "history": history,
         "selected_test_accuracy": selected["accuracy"],
@@ -456,27 +451,26 @@ def _train_scores(model, params, cfg, splits, device, checkpoint, resumed) -> di
 # ---------------------------------------------------------------------------------------------- compact form
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each connection's chosen candidate in ``ceil(log2 K)`` bits."""
-    from ..compact import index_bits, pack_uint
-
-    tag = sel.tag_of(model)
+    tag = transform.tag_of(model)
     bits = index_bits(tag["num_slots"])
     arrays = {f"slot/{n}": pack_uint(model.get_submodule(n).parametrizations.weight[0].index().squeeze(0), bits)
               for n in tag["layers"]}
-    return {"index_bits": bits}, arrays, [sel.weight_key(n) for n in tag["layers"]]
+    return {"index_bits": bits}, arrays, [transform.weight_key(n) for n in tag["layers"]]
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     """Inverse of :func:`pack` on a plain model: the candidates are drawn again from the stored generator with
     the stored bounds, and every connection takes its stored choice."""
-    from ..compact import unpack_uint
-
     s = header["settings"]
     scratch = copy.deepcopy(model)
     apply(scratch, s["num_slots"], s["selection"], s["candidate_init"], s["score_init"], s["candidate_bits"],
-          sel.replay_generator(header["weights"]), include=header["layers"], bounds=s["bounds"])
+          transform.replay_generator(header["frozen_weights"]), include=header["layers"], bounds=s["bounds"])
     for name in header["layers"]:
         slot = scratch.get_submodule(name).parametrizations.weight[0]
         index = unpack_uint(arrays[f"slot/{name}"], s["index_bits"], slot.codes.shape[1:]).unsqueeze(0)
         weight = slot.codes.gather(0, index).squeeze(0).to(slot.scores.dtype) * slot.scale
-        sel.set_tensor(model, sel.weight_key(name), weight)
+        transform.set_tensor(model, transform.weight_key(name), weight)
 
+
+
+METHOD = register(Method("slot", SlotMachineConfig, "Slot Machines", Codec(pack, unpack), run=run))

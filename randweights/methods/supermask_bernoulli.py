@@ -17,10 +17,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..bits import pack_bits, unpack_bits
 from ..config import MethodConfig
 from ..errors import check_choice, check_range
-from . import layers as sel
+from . import transform
 from .edge_popup import INITS, MASKABLE, freeze_all, init_weight_
+from .registry import Codec, Method, register
 
 EVAL_MASKS = ("sample", "threshold")
 
@@ -84,22 +86,20 @@ def apply(
     keep_fraction: float = 0.5,
     init: str | None = "signed-constant",
     eval_mask: str = "sample",
-    include: sel.Selector = None,
-    exclude: sel.Selector = None,
+    include: transform.Selector = None,
+    exclude: transform.Selector = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
     """Freeze all parameters and attach a Bernoulli supermask to every selected Linear/Conv weight (``include`` /
     ``exclude`` as in :func:`randweights.methods.edge_popup.apply`). ``init=None`` keeps the existing weights.
     Weights and every mask sample are drawn from ``generator`` (None: the global generator)."""
-    from . import check_untransformed
-
     keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init or INITS[0], eval_mask=eval_mask).keep_fraction  # checks
-    check_untransformed(model)
-    chosen = sel.select(model, MASKABLE, include, exclude)
+    transform.check_untransformed(model)
+    chosen = transform.select(model, MASKABLE, include, exclude)
     freeze_all(model)
-    replay = sel.generator_record(generator)
-    weights = {"init": init, **replay} if init is not None else {"fingerprint": sel.fingerprint([m.weight for _, m in chosen])}
-    with sel.drawing(generator) as g:
+    replay = transform.generator_record(generator)
+    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}
+    with transform.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
                 init_weight_(layer.weight, init, keep_fraction, g)
@@ -107,7 +107,7 @@ def apply(
         mask = BernoulliMask(layer.weight, keep_fraction, eval_mask, generator)
         parametrize.register_parametrization(layer, "weight", mask, unsafe=True)
         layer.parametrizations.weight.original.requires_grad_(False)
-    sel.tag(model, "supermask-bernoulli", [n for n, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask, weights=weights)
+    transform.tag(model, "supermask-bernoulli", [n for n, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask, frozen_weights=weights)
     return model
 
 
@@ -126,7 +126,7 @@ def fix_eval_mask(model: nn.Module, seed: int) -> list[torch.Tensor]:
         if m.eval_mask == "sample":
             m.fixed = m.sample(g)
         out.append(m.eval_weight_mask())
-    tag = sel.tag_of(model)
+    tag = transform.tag_of(model)
     if tag is not None:
         tag["eval_seed"] = seed
     return out
@@ -153,29 +153,29 @@ def summarize(model: nn.Module) -> dict:
 def pack(model: nn.Module, eval_seed: int = 0, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: the mask each layer evaluates with, as bits (a sampling supermask gets
     its evaluation sample fixed from ``eval_seed`` first, unless it was fixed already)."""
-    from ..compact import pack_bits
-
-    tag = sel.tag_of(model)
+    tag = transform.tag_of(model)
     layer_masks = [model.get_submodule(n).parametrizations.weight[0] for n in tag["layers"]]
     if any(m.eval_mask == "sample" and m.fixed is None for m in layer_masks):
         fix_eval_mask(model, eval_seed)
     arrays = {f"mask/{n}": pack_bits(m.eval_weight_mask() > 0) for n, m in zip(tag["layers"], layer_masks)}
-    return {}, arrays, [sel.weight_key(n) for n in tag["layers"]]
+    return {}, arrays, [transform.weight_key(n) for n in tag["layers"]]
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     """Inverse of :func:`pack` on a plain model: ``weight = W * M``."""
-    from ..compact import unpack_bits
-
     settings = header["settings"]
 
     def redo(scratch: nn.Module, generator: torch.Generator) -> None:
-        apply(scratch, settings["keep_fraction"], header["weights"]["init"], settings["eval_mask"], include=header["layers"], generator=generator)
+        apply(scratch, settings["keep_fraction"], header["frozen_weights"]["init"], settings["eval_mask"], include=header["layers"], generator=generator)
 
-    for name, weight in sel.frozen_weights(model, header, redo).items():
+    for name, weight in transform.frozen_weights(model, header, redo).items():
         mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)
-        sel.set_tensor(model, sel.weight_key(name), weight * mask)
+        transform.set_tensor(model, transform.weight_key(name), weight * mask)
 
 
 def scratch_copy(model: nn.Module) -> nn.Module:
-    return sel.plain_copy(model, original=True)
+    return transform.plain_copy(model, original=True)
+
+
+METHOD = register(Method("supermask-bernoulli", BernoulliConfig, "Bernoulli supermask",
+                         Codec(pack, unpack, scratch_copy=scratch_copy), prepare=prepare, summarize=summarize))

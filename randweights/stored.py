@@ -1,4 +1,4 @@
-"""Chapters from stored records: whether ``reproduce`` trains, and how much of a chapter's plan is stored.
+"""Stored runs of a chapter: whether ``reproduce`` trains, and how much of a chapter's plan is stored.
 
 On a machine without CUDA, ``randweights reproduce --preset full`` trains nothing: it sets ``RANDWEIGHTS_TRAIN=0``
 for the notebooks, so the run store returns stored records and raises :class:`randweights.runs.RunMissing` for
@@ -10,13 +10,13 @@ trained as always.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import plan
+from . import env, plan, store
+from .plan import Chapter
 
-TRAIN_ENV = "RANDWEIGHTS_TRAIN"
+TRAIN_ENV = env.TRAIN
 NOTE_TAG = "runs-incomplete"
 
 
@@ -34,7 +34,7 @@ def should_train(preset: str, device: str | None = None, train_missing: bool | N
     CPU) or ``$RANDWEIGHTS_TRAIN`` is already 0."""
     if train_missing is not None:
         return train_missing
-    if os.environ.get(TRAIN_ENV, "1").strip().lower() in ("0", "false", "no"):
+    if not env.training_allowed():
         return False
     return preset != "full" or has_cuda(device)
 
@@ -60,16 +60,14 @@ class Coverage:
                 f"`randweights reproduce --preset {self.preset} --train-missing`).")
 
 
-def chapter_coverage(chapter: str, preset: str, root=None) -> Coverage:
+def chapter_coverage(chapter: Chapter, preset: str, root=None) -> Coverage:
     """How many runs of ``chapter``'s plan at ``preset`` have a verified record (and, where the chapter reads
     the trained weights, ``model.pt`` or the compact file) in the results folder ``root``."""
-    from . import runs
-
     entries = plan.plan(preset, [chapter])
     present = without_model = 0
     for entry in entries:
-        folder = runs.run_dir(entry.config, root)
-        record, _ = runs.read_record(folder / runs.RECORD, entry.config)
+        folder = store.run_dir(entry.config, root)
+        record, _ = store.read_record(folder / store.RECORD, entry.config)
         if record is None:
             continue
         compact = record.get("compact_file")
@@ -77,7 +75,7 @@ def chapter_coverage(chapter: str, preset: str, root=None) -> Coverage:
             without_model += 1
         else:
             present += 1
-    return Coverage(chapter, preset, present, len(entries), without_model)
+    return Coverage(chapter.name, preset, present, len(entries), without_model)
 
 
 def note_page(notebook: Path, coverage: Coverage) -> bool:

@@ -1,5 +1,5 @@
 """Small seeded regression nets and tasks (method-free): the 1-D and 2-D settings of the empirical-size chapter
-(Chen, Gamst & Walker 2016; reconstructed in spec section 3.4).
+(Chen, Gamst & Walker 2016; the settings are our reconstruction, listed in the book's Reconstruction notes).
 
 Everything is deterministic given its seed: the data comes from a NumPy generator, the weights from a torch
 generator, and training is full-batch (no sampling), so a run is a pure function of its settings.
@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis.regions import single_thread
-from .errors import check_choice, check_range
+from ..errors import check_choice, check_range
+from .regions import single_thread
 
-BIAS_INITS = ("zero", "normal")  # normal: N(0, 2/fan_in), the spec's C1 choice
+BIAS_INITS = ("zero", "normal")  # normal: N(0, 2/fan_in), the biases of figure C1
 
 
 def target_1d(x: np.ndarray) -> np.ndarray:
-    """The 1-D target of spec C2: ``sin(3 pi x) + 0.5 sin(7 pi x)`` on [-1, 1]."""
+    """The 1-D target of figures C2 to C5: ``sin(3 pi x) + 0.5 sin(7 pi x)`` on [-1, 1]."""
     return np.sin(3 * np.pi * x) + 0.5 * np.sin(7 * np.pi * x)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..errors import ConfigError
 
@@ -101,13 +102,20 @@ def tag_of(model: nn.Module) -> dict | None:
     return getattr(model, TAG, None)
 
 
+def check_untransformed(model: nn.Module) -> None:
+    """A method's ``apply`` needs a model no method has transformed yet: a second mask stacked on the first would
+    train something else silently. ``export(model)`` (or a fresh model) is the way to start again."""
+    done = [name or type(model).__name__ for name, module in model.named_modules() if parametrize.is_parametrized(module)]
+    if done:
+        raise ConfigError("model", f"{type(model).__name__} already transformed (layer {done[0]!r})",
+                          "a model no method has transformed yet: build a new one, or export() this one first")
+
+
 def plain_copy(model: nn.Module, original: bool = False) -> nn.Module:
     """A copy of ``model`` in which every parametrized tensor is an ordinary frozen Parameter holding the value
     the model uses in evaluation mode (with ``original``: the tensor under the parametrization); ``model`` is
     left untouched (``remove_parametrizations`` on a deep copy would delete the property from the class the
     copy shares with its source)."""
-    from torch.nn.utils import parametrize
-
     plain = copy.deepcopy(model)
     modes = {name: m.training for name, m in plain.named_modules()}
     plain.eval()
@@ -157,7 +165,7 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
     """The frozen weights (the tensors under the parametrization) of ``header["layers"]``, by layer name: drawn
     again by ``redo(copy_of_model, generator)`` from the stored generator seed/state, or, for ``init=None``, the
     plain ``model``'s own weights after checking their fingerprint."""
-    weights = header["weights"]
+    weights = header["frozen_weights"]
     names = header["layers"]
     if "fingerprint" in weights:
         own = [model.get_submodule(n).weight for n in names]

@@ -1,9 +1,10 @@
 """Empirical size of trained networks (Chen, Gamst & Walker 2016, arXiv 1611.09444): presets, the computations
-behind figures C1-C7 of spec section 3.4, and the figures.
+behind the chapter's figures C1-C7, and the figures.
 
 Only the paper's abstract and introduction are available, so every figure is a RECONSTRUCTION: the settings
-are the spec's operationalisation, not the paper's (which are unknown). C1-C6 use small synthetic regression
-nets (:mod:`randweights.regression`); C7 uses MNIST MLPs trained through the run store.
+are our reading of its claims (the book's reconstruction notes list them), not the paper's, which are unknown.
+C1-C6 use small synthetic regression nets (:mod:`randweights.analysis.regression`); C7 uses MNIST MLPs trained through
+the run store.
 
 Caching: training runs of C7 go through :func:`randweights.runs.get_or_run`; every other result (a 1-D or 2-D
 regression run with its analyses, a spline sweep, segment counts) is stored as atomic JSON (plus an ``.npz`` for
@@ -14,7 +15,6 @@ notebook is cheap and an interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import plots, regression, runs
-from ..analysis import regions, splines
+from .. import data, plots, runs, store
+from ..analysis import regions, regression, splines
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Planned
+from ..plan import Chapter, Figure
 
 CACHE_VERSION = 1  # bump when an analysis changes, to recompute cached results
 DOMAIN = (-1.0, 1.0)
@@ -94,7 +94,7 @@ PRESETS: dict[str, Preset] = {
         lrs=(1e-3, 3e-3, 1e-2), weight_scales=(0.5, 1.0, 2.0),
         mnist=_MNIST_QUICK, mnist_epochs=(0, 1, 2, 4), mnist_methods=("dense", "edge-popup"), segments=100,
     ),
-    "full": Preset(  # the spec's settings (20k steps, 100 segments, all of MNIST); the paper's own are unknown
+    "full": Preset(  # our full settings (20k steps, 100 segments, all of MNIST); the paper's own are unknown
         init_archs=((16,), (32,), (64,), (128,), (256,), (16, 16), (32, 32), (64, 64), (128, 128), (16,) * 4, (32,) * 3, (32,) * 4, (64,) * 4),
         init_seeds=20, init_range=1e4,
         hidden=(64, 64), train_points=256, steps=20000, checkpoints=(0, 1, 10, 100, 1000, 5000, 20000), lr=3e-3,
@@ -118,27 +118,14 @@ def _key(kind: str, settings: dict) -> str:
 
 
 def cached(kind: str, settings: dict, compute: Callable[[], dict]) -> dict:
-    """``compute()`` once per (kind, settings): the result is stored as atomic JSON under the results root."""
-    path = runs.results_root() / "empirical-size" / f"{_key(kind, settings)}.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("settings") == json.loads(json.dumps(settings, default=str)):
-            return stored["result"]
-    result = compute()
-    runs.write_json(path, {"kind": kind, "version": CACHE_VERSION, "settings": settings, "result": result})
-    return result
+    """``compute()`` once per (kind, settings): the result is stored as atomic JSON under the results root
+    (``empirical-size/<kind>-<hash>.json``), computed under the store's lock for that file."""
+    header = {"kind": kind, "version": CACHE_VERSION, "settings": settings}
+    return store.cached_json(f"empirical-size/{_key(kind, settings)}.json", header, compute)
 
 
 def _cached_arrays(kind: str, settings: dict, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    path = runs.results_root() / "empirical-size" / f"{_key(kind, settings)}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return dict(z)
-    arrays = compute()
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    runs.write_atomic(path, buffer.getvalue())
-    return arrays
+    return store.cached_arrays(f"empirical-size/{_key(kind, settings)}.npz", compute)
 
 
 # ---------------------------------------------------------------------------------------------- C1
@@ -499,27 +486,16 @@ def mnist_configs(p: Preset) -> list[RunConfig]:
     return out
 
 
-def plan(preset_name: str) -> list[Planned]:
-    """The chapter's run-store runs (C7, models kept), without training; its other results are analyses cached
-    on their own (``randweights plan``, sweeps, bundles)."""
-    return [Planned("C7", cfg, keep_model=True) for cfg in mnist_configs(preset(preset_name))]
-
-
-def _load_model(cfg: RunConfig):
-    from .. import data, models
-    from ..methods import method_module
-
-    model = models.build(cfg.model.arch, data.SHAPES[cfg.data.dataset], data.NUM_CLASSES[cfg.data.dataset], cfg.model.width, cfg.model.bias, cfg.model.affine_bn)
-    method = method_module(cfg.method.name)
-    if hasattr(method, "prepare"):
-        method.prepare(model, cfg)
-    model.load_state_dict(runs.load_state(cfg))
-    return model.eval()
+# The chapter's run-store runs (C7, models kept); its other results are analyses cached on their own. `randweights
+# plan`, `sweep` and `bundle` read the same list.
+CHAPTER = Chapter(
+    "empirical_size", "The empirical size of trained networks", "notebooks/empirical_size.ipynb", tuple(PRESETS),
+    (Figure("C7", lambda name: mnist_configs(preset(name)), needs_model=True),),
+    order=5,
+)
 
 
 def _segment_ends(cfg: RunConfig, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from .. import data
-
     test = data.load(cfg.data).test
     rng = np.random.default_rng(seed)
     i, j = rng.choice(len(test), size=(2, count), replace=True)
@@ -532,12 +508,13 @@ def segment_counts(preset_name: str, device=None) -> pd.DataFrame:
     """C7: exact activation and function pieces along segments between random pairs of MNIST test images, for
     each stored run (method x epochs). Runs come from the run store; counts are cached per run."""
     p = preset(preset_name)
+    configs = {cfg.run_id: cfg for cfg in mnist_configs(p)}
     rows = []
-    for cfg in mnist_configs(p):
-        record = runs.get_or_run(cfg, device=device, keep_model=True)
+    for record in CHAPTER.records("C7", preset_name, device):
+        cfg = configs[record["run_id"]]
 
         def compute(cfg=cfg):
-            model = _load_model(cfg)
+            model = runs.load_network(cfg)
             a, b = _segment_ends(cfg, p.segments, p.seed)
             pieces = []
             for lo in range(0, p.segments, 8):
@@ -618,3 +595,65 @@ def claims_table(init: pd.DataFrame, training: pd.DataFrame, curves: dict, seg: 
 def settings_frame(preset_name: str) -> pd.DataFrame:
     p = asdict(preset(preset_name))
     return pd.DataFrame({"setting": list(p), "value": [str(v) for v in p.values()]})
+
+
+# ---------------------------------------------------------------------------------------------- numbers for the text
+def init_numbers(init: pd.DataFrame) -> dict[str, str]:
+    """C1's numbers for the text: the lowest and highest mean knots per neuron over the architectures."""
+    ratio = init.groupby("arch").apply(lambda g: g["knots"].mean() / g["neurons"].iloc[0], include_groups=False)
+    return {"c1_low": f"{ratio.min():.2f}", "c1_high": f"{ratio.max():.2f}"}
+
+
+def init_table(init: pd.DataFrame) -> pd.DataFrame:
+    """C1 per architecture: mean knots (on the line and in the domain) and activation pieces over draws."""
+    return init.groupby(["arch", "neurons", "bound"])[["knots", "knots_in_domain", "activation_pieces"]].mean()
+
+
+def _base_training(training: pd.DataFrame, preset_name: str) -> pd.DataFrame:
+    """C2's runs: the preset's learning rate at weight scale 1."""
+    return training[(training["lr"] == preset(preset_name).lr) & (training["weight_scale"] == 1.0)]
+
+
+def training_numbers(training: pd.DataFrame, preset_name: str) -> dict[str, int]:
+    """C2's numbers for the text: knots at the last checkpoint per bias init, neurons and parameters."""
+    last = _base_training(training, preset_name).groupby("bias_init").tail(1).set_index("bias_init")
+    return {"c2_knots_zero": int(last.loc["zero", "knots"]), "c2_knots_normal": int(last.loc["normal", "knots"]),
+            "c2_neurons": int(last["neurons"].max()), "c2_params": int(last["parameters"].max())}
+
+
+def training_table(training: pd.DataFrame, preset_name: str) -> pd.DataFrame:
+    return _base_training(training, preset_name)[["bias_init", "step", "train_mse", "test_mse", "knots", "activation_pieces"]]
+
+
+def spline_verdict(curves: dict) -> str:
+    """C3 for the text: whether the net's last checkpoint spends "more" or "no more" knots than a uniform spline
+    of the same test error."""
+    last = curves["equivalent"][-1]
+    return "more" if last["uniform_knots"] is not None and last["net_knots"] > last["uniform_knots"] else "no more"
+
+
+def noisy_table(noisy: dict) -> pd.DataFrame:
+    """C5's splines (the interpolating one first)."""
+    return pd.DataFrame(noisy["splines"])
+
+
+def noisy_numbers(noisy: dict) -> dict[str, object]:
+    """C5's numbers for the text: the net's final and best test error and final knots, against the interpolating
+    spline's (the first of ``noisy["splines"]``)."""
+    net = pd.DataFrame(noisy["net"]["rows"])
+    interp = noisy["splines"][0]
+    final = net["test_mse"].iloc[-1]  # the last checkpoint
+    ratio = final / interp["test_mse"]
+    return {"c5_net_test": f"{final:.3f}", "c5_net_best": f"{net['test_mse'].min():.3f}", "c5_interp_test": f"{interp['test_mse']:.3f}",
+            "c5_net_knots": int(net["knots"].iloc[-1]), "c5_interp_knots": int(interp["knots"]),
+            "c5_verdict": f"the net's final test error is {ratio:.2f} times the interpolating spline's" + (" (better)" if ratio < 1 else " (not better)")}
+
+
+def segments_table(segments: pd.DataFrame) -> pd.DataFrame:
+    """C7 per run (method, epochs): mean pieces per segment, neurons and test accuracy."""
+    return segments.groupby(["method", "epochs"])[["activation_pieces", "function_pieces", "neurons", "test_accuracy"]].mean()
+
+
+def regions_table(res: dict) -> pd.DataFrame:
+    """C6 per checkpoint: regions the grid meets, and the first layer's count and maximum."""
+    return pd.DataFrame(res["rows"])

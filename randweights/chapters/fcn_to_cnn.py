@@ -1,4 +1,4 @@
-"""FCN to CNN by pruning (Pellegrini & Biroli 2021): the runs behind figures P1-P9 of our spec, and the figures.
+"""FCN to CNN by pruning (Pellegrini & Biroli 2021): the runs behind figures P1-P9 of the chapter, and the figures.
 
 Every figure is drawn from IMP runs of :mod:`randweights.methods.pruning` on the paper's FCN (BatchNorm on each
 block input, masked affine map, ReLU). The paper's runs use ImageNet32, as does our ``full`` preset; ``smoke``, ``quick`` and ``full-cifar10`` use
@@ -13,18 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .. import plots, runs
+from .. import data, plots, runs, store, train
 from ..analysis import locality as L
 from ..config import RunConfig, make_config
+from ..data import NUM_CLASSES
 from ..errors import check_choice
 from ..methods import pruning
-from ..plan import Planned
+from ..plan import Chapter, Figure
 
 ANALYSIS_VERSION = 1
 
 # The official notebook output (github.com/phiandark/SiftingFeatures, src/IMP_PostProcess.ipynb, run "IMPn22",
-# ImageNet32, 1000 classes; our spec Sec. 2.4): best IMP iteration, its remaining weights, best validation
+# ImageNet32, 1000 classes): best IMP iteration, its remaining weights, best validation
 # accuracy, and top-1 / top-5 of the final-step weights on 10k validation images (all in %).
 PAPER = {"best_round": 13, "remaining_percent": 0.97, "best_validation_accuracy": 12.64, "final_top1": 11.63, "final_top5": 25.46}
 
@@ -122,14 +124,16 @@ def configs(p: Preset) -> dict[str, RunConfig]:
     return {label: make_config("imp", **{**base, **c}) for label, c in changes.items()}
 
 
-def run_all(preset_name: str, device=None) -> dict[str, dict]:
-    """Train (or load) every run of the chapter; the main IMP run keeps its final model for node ablation."""
-    cfgs = configs(preset(preset_name))
-    records = {"IMP": runs.get_or_run(cfgs["IMP"], device=device, keep_model=True)}
-    rest = [label for label in cfgs if label != "IMP"]
-    for label, record in zip(rest, runs.sweep([cfgs[k] for k in rest], device=device, desc="fcn_to_cnn")):
-        records[label] = record
-    return records
+def records_by_run(preset_name: str, device=None) -> dict[str, dict]:
+    """The record of every run of the chapter by its label (:data:`RUNS`), trained where missing, through
+    :data:`CHAPTER` (one figure per run); the main IMP run keeps its final model for node ablation. A run that is
+    not stored while training is off is left out."""
+    out = {}
+    for figure in CHAPTER.figures:
+        records = CHAPTER.records(figure.name, preset_name, device)
+        if records:
+            out[figure.name] = records[0]
+    return out
 
 
 def scale_text(p: Preset) -> str:
@@ -164,10 +168,25 @@ def weight_decay_text(frame: pd.DataFrame, p: Preset) -> str:
             f"against {acc['IMP']:.1f}% with it.")
 
 
-def plan(preset_name: str) -> list[Planned]:
-    """Every run of the chapter by curve label, without training (``randweights plan``, sweeps, bundles); the
-    main IMP run keeps its model (node ablation)."""
-    return [Planned(label, cfg, keep_model=label == "IMP") for label, cfg in configs(preset(preset_name)).items()]
+def _run_of(label: str):
+    """``preset name -> [the config of run "label"]`` (empty where the preset has no such run)."""
+
+    def configs_at(name: str) -> list[RunConfig]:
+        cfg = configs(preset(name)).get(label)
+        return [cfg] if cfg is not None else []
+
+    return configs_at
+
+
+# One figure per run of the chapter (each of P1-P9 reads several of them; :func:`records_by_run` gathers them), in
+# the order of RUNS; the main IMP run keeps its model (node ablation, P7). `randweights plan`, `sweep` and `bundle`
+# read the same list.
+CHAPTER = Chapter(
+    "fcn_to_cnn", "FCN to CNN by pruning: local features sifted out of a fully connected net", "notebooks/fcn_to_cnn.ipynb",
+    tuple(PRESETS),
+    tuple(Figure(label, _run_of(label), needs_model=label == "IMP") for label in RUNS),
+    order=4,
+)
 
 
 # ---------------------------------------------------------------------------------------------- analysis
@@ -182,16 +201,8 @@ def masks_of(record: dict, unshuffle: bool = True) -> list[np.ndarray]:
 
 
 def _cached(record: dict, name: str, compute):
-    path = runs.results_root() / record["run_id"] / name
-    if path.is_file():
-        import json
-
-        stored = json.loads(path.read_text())
-        if stored.get("version") == ANALYSIS_VERSION:
-            return stored["rows"]
-    rows = compute()
-    runs.write_json(path, {"version": ANALYSIS_VERSION, "rows": rows})
-    return rows
+    """``compute()`` once per run and analysis version: stored as ``<results>/<run_id>/<name>`` by the store."""
+    return store.cached_json(f"{record['run_id']}/{name}", {"version": ANALYSIS_VERSION}, compute, field="rows")
 
 
 def round_table(record: dict) -> list[dict]:
@@ -233,19 +244,14 @@ def pick_rounds(record: dict, targets=(0.3, 0.1)) -> list[int]:
 def ablation(record: dict, preset_name: str, device=None) -> pd.DataFrame:
     """P7: test accuracy of the final IMP model with the k most / least connected or random first-layer units
     zeroed (BatchNorm keeps its running statistics)."""
-    import torch
-
-    from .. import data as data_lib
-    from .. import train
-
     p = preset(preset_name)
     cfg = configs(p)["IMP"]
 
     def compute():
-        splits = data_lib.load(cfg.data)
+        splits = data.load(cfg.data)
         pruning.apply_controls(cfg, splits)
         dev = train.pick_device(device)
-        model = pruning.load_model(cfg, runs.load_state(cfg), splits).to(dev)
+        model = runs.load_network(cfg).to(dev)  # weight = weight_orig * mask, as the masked model computes it
         layer = pruning.prunable_layers(model)[0]
         masks = masks_of(record)[-1]
         counts = np.linspace(0, len(masks), p.ablation_points).round().astype(int).tolist()
@@ -260,13 +266,14 @@ def ablation(record: dict, preset_name: str, device=None) -> pd.DataFrame:
 
 
 def comparison_table(records: dict[str, dict], preset_name: str) -> pd.DataFrame:
-    """The paper's best IMP iteration beside ours (different data: ImageNet32, 1000 classes vs CIFAR-10)."""
+    """The paper's best IMP iteration beside ours (ImageNet32, 1000 classes; ours: the preset's dataset)."""
+    p = preset(preset_name)
     df = pd.DataFrame(round_table(records["IMP"]))
     best = df.loc[df["best_validation_accuracy"].idxmax()]
     return pd.DataFrame(
         {
             "paper (ImageNet32, 1000 classes)": [PAPER["best_round"], PAPER["remaining_percent"], PAPER["best_validation_accuracy"], PAPER["final_top1"]],
-            f"ours ({preset_name}, CIFAR-10, 10 classes)": [int(best["round"]), round(100 * best["remaining_fraction"], 2), round(100 * best["best_validation_accuracy"], 2), round(100 * best["test_accuracy"], 2)],
+            f"ours ({preset_name}, {plots.readable(p.dataset)}, {NUM_CLASSES[p.dataset]:,} classes)": [int(best["round"]), round(100 * best["remaining_fraction"], 2), round(100 * best["best_validation_accuracy"], 2), round(100 * best["test_accuracy"], 2)],
         },
         index=pd.Index(["best IMP round", "remaining weights at best round (%)", "best validation accuracy (%)", "final-weights accuracy (%)"], name="measure"),
     )
@@ -602,3 +609,42 @@ def plot_one_shot(frame: pd.DataFrame, preset_name: str):
     plots.caption_preset(fig, preset_name, f"u = {100 * one['remaining_fraction']:.1f}%")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- numbers for the text
+def _imp_rounds(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["run"] == "IMP"].sort_values("round")
+
+
+def best_round_numbers(frame: pd.DataFrame) -> dict[str, str]:
+    """P1's numbers for the text: IMP's best round (best validation accuracy), its u and accuracy, and round 0's."""
+    imp = _imp_rounds(frame)
+    best = imp.loc[imp["best_validation_accuracy"].idxmax()]
+    first = imp.iloc[0]  # round 0: the dense network
+    return {"p1_best_round": f"{int(best['round'])}", "p1_best_u": f"{100 * best['remaining_fraction']:.1f}%",
+            "p1_best_acc": f"{100 * best['best_validation_accuracy']:.1f}%",
+            "p1_first_acc": f"{100 * first['best_validation_accuracy']:.1f}%"}
+
+
+def locality_numbers(frame: pd.DataFrame, p: Preset) -> dict[str, str]:
+    """P4's numbers for the text: IMP's locality ratio after the first pruning round and at the last, the random
+    pruning run's last, and :func:`weight_decay_text`."""
+    imp = _imp_rounds(frame)["locality_ratio"]
+    random = frame[frame["run"] == "random pruning"].sort_values("round")["locality_ratio"]
+    return {"ratio_first": f"{imp.iloc[1]:.3f}",  # after the first pruning round "ratio_last": f"{imp.iloc[-1]:.3f}",
+            "weight_decay_text": weight_decay_text(frame, p), "random_last": f"{random.iloc[-1]:.3f}"}
+
+
+def ablation_text(ablation: pd.DataFrame) -> str:
+    """P7 in one sentence: which order of removing units reaches the lower accuracy, and by how much."""
+    by_order = ablation.groupby("order")["test_accuracy"].min()
+    diff = 100 * (by_order.get("least", float("nan")) - by_order.get("most", float("nan")))
+    return plots.ahead(diff, "removing the least connected units first", "removing the most connected first",
+                       unit="points (lowest accuracy reached)")
+
+
+def run_summary(records: dict[str, dict]) -> pd.DataFrame:
+    """One row per run of the chapter (by label), for the "What ran" table."""
+    return pd.DataFrame([{"run": k, "run_id": r["run_id"], "arch": r["arch"], "device": r["device"], "train_seconds": r["train_seconds"],
+                          "training images": r["train_images"], "rounds trained": r["rounds_trained"],
+                          "minutes": r["train_seconds"] / 60, "code": store.code_label(r)} for k, r in records.items()])

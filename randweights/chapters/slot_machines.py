@@ -16,7 +16,7 @@ import pandas as pd
 from .. import plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Planned
+from ..plan import Chapter, Figure
 
 LABELS = {"lenet-300-100": "LeNet-300-100", "slot-conv2": "Conv-2", "slot-conv4": "Conv-4", "slot-conv6": "Conv-6",
           "vgg19": "VGG-19"}
@@ -117,9 +117,9 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# The paper's numbers (Aladago & Torresani 2021), test accuracy in %, read off the figure images (+-0.1) as listed
-# in ../shared/specs part B.6: Fig. 3 (GS vs K, learned baseline) and the GS-vs-PS figure; VGG-19 K = 8 from the
-# abstract. K -> accuracy.
+# The paper's numbers (Aladago & Torresani 2021), test accuracy in %, read off its figure images (+-0.1 points):
+# Fig. 3 (GS vs K, learned baseline) and the GS-vs-PS figure; VGG-19 K = 8 from the abstract. K -> accuracy. The
+# book's reconstruction notes list where each number comes from.
 PAPER_GS = {
     "lenet-300-100": {2: 97.15, 4: 98.0, 8: 98.2, 16: 98.17, 32: 98.18, 64: 98.16},
     "slot-conv2": {2: 75.2, 4: 77.85, 8: 78.1, 16: 78.2, 32: 77.75, 64: 77.5},
@@ -141,8 +141,9 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def _sweep(configs: list[RunConfig], device, desc: str) -> pd.DataFrame:
-    df = runs.frame(runs.sweep(configs, device=device, desc=desc))
+def _frame(figure: str, preset_name: str, device) -> pd.DataFrame:
+    """The runs of ``figure`` (one of :data:`CHAPTER`'s), one row each, with the family's label."""
+    df = CHAPTER.frame(figure, preset_name, device)
     df["family"] = df["arch"].map(LABELS)
     return df
 
@@ -157,9 +158,9 @@ def slots_configs(p: Preset) -> list[RunConfig]:
     return out
 
 
-def slots_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def slots_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Figs. 2-3: test accuracy vs K (greedy selection) per architecture; dense (learned) baselines as extra rows."""
-    return _sweep(slots_configs(preset(preset_name)), device, "accuracy vs K")
+    return _frame("accuracy vs K", preset_name, device)
 
 
 def selection_configs(p: Preset) -> list[RunConfig]:
@@ -172,9 +173,9 @@ def selection_configs(p: Preset) -> list[RunConfig]:
     ]
 
 
-def selection_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def selection_frame(preset_name: str, device=None) -> pd.DataFrame:
     """GS vs PS (LeNet-300-100; in ``full`` also the Conv nets): the paper finds GS better, PS noisier."""
-    return _sweep(selection_configs(preset(preset_name)), device, "GS vs PS")
+    return _frame("GS vs PS", preset_name, device)
 
 
 def finetune_configs(p: Preset) -> list[RunConfig]:
@@ -190,16 +191,22 @@ def finetune_configs(p: Preset) -> list[RunConfig]:
     return out
 
 
-def finetune_sweep(preset_name: str, device=None) -> pd.DataFrame:
-    return _sweep(finetune_configs(preset(preset_name)), device, "finetuning")
+def finetune_frame(preset_name: str, device=None) -> pd.DataFrame:
+    """Finetuned slot machines vs slot machines and learned weights trained all epochs (equal total epochs)."""
+    return _frame("finetuning", preset_name, device)
 
 
-def plan(preset_name: str) -> list[Planned]:
-    """Every run of the chapter by figure, without training (``randweights plan``, sweeps, bundles). The
-    histogram figure reads one run of the accuracy-vs-K sweep."""
-    p = preset(preset_name)
-    figures = {"accuracy vs K": slots_configs(p), "GS vs PS": selection_configs(p), "finetuning": finetune_configs(p)}
-    return [Planned(figure, cfg) for figure, cfgs in figures.items() for cfg in cfgs]
+# The chapter's figures with their runs per preset (the notebook trains them only through these; `randweights
+# plan`, `sweep` and `bundle` read the same). The selection-changes and histogram figures read runs of these.
+CHAPTER = Chapter(
+    "slot_machines", "Slot Machines: winning combinations of random weights", "notebooks/slot_machines.ipynb", tuple(PRESETS),
+    (
+        Figure("accuracy vs K", lambda name: slots_configs(preset(name))),
+        Figure("GS vs PS", lambda name: selection_configs(preset(name))),
+        Figure("finetuning", lambda name: finetune_configs(preset(name))),
+    ),
+    order=2,
+)
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -270,6 +277,25 @@ def gain_2_to_8(sweep: pd.DataFrame, arch: str = "lenet-300-100") -> float:
     s = sweep[(sweep["method"] == "slot") & (sweep["arch"] == arch) & (sweep["selection"] == "greedy")]
     acc = s.groupby("num_slots")["test_accuracy"].mean()
     return 100 * float(acc.get(8, np.nan) - acc.get(2, np.nan))
+
+
+def lenet_numbers(sweep: pd.DataFrame) -> dict[str, str]:
+    """LeNet-300-100's numbers of the accuracy-vs-K frame, for the text: the K = 2 to 8 gain (points) and the
+    greedy slot machine at K = 2 and K = 8 (mean over seeds)."""
+    lenet = sweep[(sweep["arch"] == "lenet-300-100") & (sweep["method"] == "slot")].groupby("num_slots")["test_accuracy"].mean()
+    return {"gain_2_8": f"{gain_2_to_8(sweep):+.1f}", "lenet_k2": f"{100 * lenet.get(2, float('nan')):.1f}%",
+            "lenet_k8": f"{100 * lenet.get(8, float('nan')):.1f}%"}
+
+
+def first_family(p: Preset) -> str:
+    """The name of the preset's first family as the frames' ``family`` column has it."""
+    return LABELS[p.families[0].arch]
+
+
+def abs_ratio(record: dict) -> str:
+    """Mean |selected value| over mean |candidate| in the first layer of a slot machine's record, for the text."""
+    first = record["value_histograms"][0]
+    return f"{first['mean_abs_selected'] / first['mean_abs_candidates']:.2f}"
 
 
 def scale_text(p: Preset) -> str:

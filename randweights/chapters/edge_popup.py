@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .. import plots, runs
+from .. import data, models, plots
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Planned
+from ..methods.edge_popup import maskable_layers
+from ..plan import Chapter, Figure
 
 SKC, KN = "signed-constant", "kaiming-normal"
 INIT_LABELS = {
@@ -149,8 +151,9 @@ PRESETS: dict[str, Preset] = {
 # Adam recipe of the dense baselines (Frankle & Carbin style; Edge-Popup's official configs): batch 60, no decay.
 ADAM_LR = {"lenet-300-100": 1.2e-3, "conv2": 2e-4, "conv4": 3e-4, "conv6": 3e-4, "conv8": 3e-4, "resnet18": 1e-3}
 
-# The paper's numbers, read off Fig. 3 by a third party (see ../shared/specs, A.6) and quoted in Slot Machines
-# Table 2 for Conv-2/4/6: best Edge-Popup accuracy over k on CIFAR-10 and the dense (SGD) baseline, in %.
+# The paper's numbers as a third-party summary reads them off its Fig. 3 (approximate; Conv-8 and the dense lines
+# only from that reading), the Edge-Popup ones for Conv-2/4/6 as quoted in Slot Machines' Table 2: best Edge-Popup
+# accuracy over k on CIFAR-10 and the dense (SGD) baseline, in %. The book's reconstruction notes say more.
 PAPER_FIG3 = {
     "conv2": {"edge-popup": 77.7, "dense": 79.5},
     "conv4": {"edge-popup": 85.8, "dense": 86.5},
@@ -164,12 +167,8 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def _sweep(configs: list[RunConfig], device, desc: str) -> pd.DataFrame:
-    return runs.frame(runs.sweep(configs, device=device, desc=desc))
-
-
 # ---------------------------------------------------------------------------------------------- runs
-def keep_sweep_configs(p: Preset) -> list[RunConfig]:
+def keep_fraction_configs(p: Preset) -> list[RunConfig]:
     out = []
     for i, fam in enumerate(p.families):
         grid = p.keep_fractions if i == 0 else p.conv_keep_fractions
@@ -182,10 +181,10 @@ def keep_sweep_configs(p: Preset) -> list[RunConfig]:
     return out
 
 
-def keep_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def keep_fraction_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 3: test accuracy vs fraction of weights kept, per architecture; dense baselines as extra rows."""
     p = preset(preset_name)
-    df = _sweep(keep_sweep_configs(p), device, "Fig. 3")
+    df = CHAPTER.frame("Fig. 3", preset_name, device)
     labels = {f.arch: f.label for f in p.families}
     df["family"] = df["arch"].map(labels)
     return df
@@ -204,9 +203,9 @@ def init_configs(p: Preset) -> list[RunConfig]:
     ]
 
 
-def init_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def init_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 7: the weight distribution matters; scaling helps at small k; unsigned constants fail."""
-    return _sweep(init_configs(preset(preset_name)), device, "Fig. 7")
+    return CHAPTER.frame("Fig. 7", preset_name, device)
 
 
 def width_configs(p: Preset) -> list[RunConfig]:
@@ -222,9 +221,6 @@ def width_configs(p: Preset) -> list[RunConfig]:
 @functools.lru_cache(maxsize=64)
 def maskable_weights(arch: str, dataset: str, width: float) -> int:
     """Weights Edge-Popup masks in ``arch`` on ``dataset`` at ``width`` (every Linear / Conv weight)."""
-    from .. import data, models
-    from ..methods.edge_popup import maskable_layers
-
     with torch.device("meta"):  # shapes only, no memory, no init cost
         model = models.build(arch, data.SHAPES[dataset], data.NUM_CLASSES[dataset], width)
     return sum(layer.weight.numel() for layer in maskable_layers(model))
@@ -247,19 +243,18 @@ def fixed_count_configs(p: Preset) -> list[RunConfig]:
     return out
 
 
-def fixed_count_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def fixed_count_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 5: accuracy vs width at a fixed number of kept weights per curve; ``k1`` names the curve (the
     kept fraction at width 1)."""
-    p = preset(preset_name)
-    df = _sweep(fixed_count_configs(p), device, "Fig. 5")
+    df = CHAPTER.frame("Fig. 5", preset_name, device)
     rows = zip(df["keep_fraction"], df["arch"], df["dataset"], df["width"])
     df["k1"] = [round(k * maskable_weights(a, d, w) / maskable_weights(a, d, 1.0), 2) for k, a, d, w in rows]
     return df
 
 
-def width_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def width_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 4: accuracy vs width at k = 0.5, Edge-Popup vs dense training of the same network."""
-    return _sweep(width_configs(preset(preset_name)), device, "Fig. 4")
+    return CHAPTER.frame("Fig. 4", preset_name, device)
 
 
 def bernoulli_configs(p: Preset) -> list[RunConfig]:
@@ -272,18 +267,26 @@ def bernoulli_configs(p: Preset) -> list[RunConfig]:
     return out
 
 
-def bernoulli_sweep(preset_name: str, device=None) -> pd.DataFrame:
+def bernoulli_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 6: Edge-Popup vs the Bernoulli supermask at matching kept fractions. The Bernoulli kept fraction is
     an outcome: we plot it at the realized (final, expected) fraction."""
-    df = _sweep(bernoulli_configs(preset(preset_name)), device, "Fig. 6")
+    df = CHAPTER.frame("Fig. 6", preset_name, device)
     return df.rename(columns={"kept_fraction": "realized_keep_fraction"})
 
 
-def plan(preset_name: str) -> list[Planned]:
-    """Every run of the chapter by figure, without training (``randweights plan``, sweeps, bundles)."""
-    p = preset(preset_name)
-    figures = {"Fig. 3": keep_sweep_configs(p), "Fig. 7": init_configs(p), "Fig. 4": width_configs(p), "Fig. 6": bernoulli_configs(p)}
-    return [Planned(figure, cfg) for figure, cfgs in figures.items() for cfg in cfgs]
+# The chapter's figures in page order, each with its runs per preset: the notebook trains them only through
+# CHAPTER.frame, and `randweights plan`, `sweep`, `bundle export`, the dry run and the stored-run note read the same.
+CHAPTER = Chapter(
+    "edge_popup", "Edge-Popup: what's hidden in a randomly weighted network", "notebooks/edge_popup.ipynb", tuple(PRESETS),
+    (
+        Figure("Fig. 3", lambda name: keep_fraction_configs(preset(name))),
+        Figure("Fig. 7", lambda name: init_configs(preset(name))),
+        Figure("Fig. 4", lambda name: width_configs(preset(name))),
+        Figure("Fig. 5", lambda name: fixed_count_configs(preset(name))),
+        Figure("Fig. 6", lambda name: bernoulli_configs(preset(name))),
+    ),
+    order=1,
+)
 
 
 def best_init_by_k(df: pd.DataFrame) -> str:
@@ -319,17 +322,40 @@ def width_gaps(df: pd.DataFrame) -> tuple[float, float]:
     return float(gap.iloc[0]), float(gap.iloc[-1])
 
 
+def width_numbers(df: pd.DataFrame) -> dict[str, str]:
+    """Fig. 4's numbers for the text: the gap to dense at the narrowest and widest width, and its trend."""
+    narrow, wide = width_gaps(df)
+    return {"gap_narrow": f"{narrow:.1f}", "gap_wide": f"{wide:.1f}", "gap_trend": "shrinks" if wide < narrow else "does not shrink"}
+
+
+def fixed_count_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5's runs as a table, by network, curve and width."""
+    return df[["arch", "width", "k1", "keep_fraction", "init", "test_accuracy"]].sort_values(["arch", "k1", "width"])
+
+
 def bernoulli_gap(df: pd.DataFrame) -> float:
     """Mean accuracy of Edge-Popup minus the Bernoulli supermask, in points, with Edge-Popup's curve
     interpolated at each Bernoulli run's realized kept fraction."""
-    import numpy as np
-
     gaps = []
     for _, sub in df.groupby("arch", sort=False):
         ep_curve = sub[sub["method"] == "edge-popup"].groupby("keep_fraction")["test_accuracy"].mean()
         zb = sub[sub["method"] == "supermask-bernoulli"]
         gaps += list(np.interp(zb["realized_keep_fraction"], ep_curve.index, ep_curve.values) - zb["test_accuracy"])
     return float(100 * np.mean(gaps))
+
+
+def bernoulli_numbers(df: pd.DataFrame) -> dict[str, str]:
+    """Fig. 6's numbers for the text: :func:`bernoulli_gap` and who is ahead."""
+    gap = bernoulli_gap(df)
+    return {"bernoulli_gap": f"{gap:+.1f}", "bernoulli_verdict": plots.ahead(gap, "Edge-Popup", "the Bernoulli supermask", paper_first=True)}
+
+
+BERNOULLI_COLUMNS = ["method", "keep_fraction", "realized_keep_fraction", "test_accuracy"]
+
+
+def bernoulli_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 6's runs as a table (:data:`BERNOULLI_COLUMNS`)."""
+    return df[BERNOULLI_COLUMNS]
 
 
 def scale_text(p: Preset) -> str:
@@ -402,13 +428,20 @@ def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("network")
 
 
+def mlp_numbers(table: pd.DataFrame, preset_name: str) -> dict[str, str]:
+    """The first network's (the MLP's) row of :func:`comparison_table`, for the text."""
+    row = table.loc[preset(preset_name).families[0].label]
+    return {"lenet_best": f"{row[f'Edge-Popup, ours ({preset_name})']:.1f}%", "lenet_best_k": f"{100 * row['best k (ours)']:.0f}%",
+            "lenet_dense": f"{row[f'dense SGD, ours ({preset_name})']:.1f}%"}
+
+
 # ---------------------------------------------------------------------------------------------- figures
 def _arch_label(df: pd.DataFrame) -> str:
     row = df.iloc[0]
     return Family(row["arch"], {"width": row["width"]} if "width" in row and df["width"].nunique() == 1 else {}).label
 
 
-def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
+def plot_keep_fractions(df: pd.DataFrame, preset_name: str):
     families = list(dict.fromkeys(df["family"]))
     fig, axes = plots.panels(len(families), width=3.8)
     colors = dict(zip((SKC, KN), plots.sns.color_palette(plots.PALETTE, 2)))
@@ -430,7 +463,7 @@ def plot_keep_sweep(df: pd.DataFrame, preset_name: str):
     return fig
 
 
-def plot_init_sweep(df: pd.DataFrame, preset_name: str):
+def plot_inits(df: pd.DataFrame, preset_name: str):
     archs = list(dict.fromkeys(df["arch"]))
     fig, axes = plots.panels(len(archs), width=6.0)
     inits = [i for i in INIT_LABELS if i in set(df["init"])]
@@ -452,7 +485,7 @@ def _width_label(method: str, init: str) -> str:
     return "dense (SGD)" if method == "dense" else f"Edge-Popup (k = 0.5), {INIT_LABELS[init]}"
 
 
-def plot_width_sweep(df: pd.DataFrame, preset_name: str):
+def plot_widths(df: pd.DataFrame, preset_name: str):
     """Fig. 4: accuracy vs width per network (one legend below, shared), and the dense minus Edge-Popup gap in
     the last panel (its own legend, only where it has several lines)."""
     archs = list(dict.fromkeys(df["arch"]))

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import compact, plots, runs
+from .. import bits, compact, data, methods, plots, runs, store
 from ..analysis import locality, regions
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Planned
+from ..plan import Chapter, Figure
 
 METHODS = ("dense", "edge-popup", "supermask-bernoulli", "slot", "laperm", "imp")
-LABELS = compact.METHOD_LABELS
+LABELS = {name: methods.label(name) for name in METHODS}
 MASKING = ("edge-popup", "supermask-bernoulli", "imp")  # methods whose networks have pruned (zero) weights
 
 
@@ -122,19 +122,20 @@ def configs(p: Preset) -> list[tuple[Family, str, str, RunConfig]]:
     return out
 
 
-def sweep(preset_name: str, device: str | None = None) -> pd.DataFrame:
-    """Every run of the chapter (trained once, then read from the store), one row each."""
+def run_table(preset_name: str, device: str | None = None) -> pd.DataFrame:
+    """Every run of the chapter (trained once, then read from the store), one row each, in training order."""
     p = preset(preset_name)
+    meta = {cfg.run_id: (fam, method, setting, cfg) for fam, method, setting, cfg in configs(p)}
     rows = []
-    for fam, method, setting, cfg in configs(p):
-        r = runs.get_or_run(cfg, device=device)
+    for r in CHAPTER.records("Figs. 1-5", preset_name, device):
+        fam, method, setting, cfg = meta[r["run_id"]]
         rows.append({
             "family": fam.key, "family_label": fam.label, "method": method, "label": LABELS[method], "setting": setting,
-            "seed": cfg.train.seed, "run_id": r["run_id"], "test_accuracy": r["test_accuracy"],
+            "seed": cfg.train.seed, "run_id": r["run_id"], "config": cfg, "test_accuracy": r["test_accuracy"],
             "train_minutes": r["train_seconds"] / 60, "train_seconds": r["train_seconds"], "device": r.get("device"),
-            "weights": r["weights"],
+            "weights": r["weight_count"],
             "bits_per_weight": r.get("compact_bits_per_weight"), "compact_bytes": r.get("compact_bytes"),
-            "dense_bytes": r.get("dense_bytes"), "compact_path": str(runs.run_dir(cfg) / r["compact_file"]) if r.get("compact_file") else None,
+            "dense_bytes": r.get("dense_bytes"), "compact_path": str(store.run_dir(cfg) / r["compact_file"]) if r.get("compact_file") else None,
             "keep_fraction": kept_fraction(method, cfg, r),
         })
     return pd.DataFrame(rows)
@@ -152,14 +153,19 @@ def kept_fraction(method: str, cfg: RunConfig, record: dict) -> float:
 
 
 def network(row) -> torch.nn.Module:
-    """The run's network, loaded from its compact file (a plain model in eval mode)."""
-    return compact.load(row["compact_path"])
+    """The run's trained network (:func:`randweights.runs.load_network`: from its compact file, a plain model in
+    eval mode)."""
+    return runs.load_network(row["config"])
 
 
-def plan(preset_name: str) -> list[Planned]:
-    """Every run of the chapter, without training (``randweights plan``, sweeps, bundles): all of them feed
-    Figs. 1-2 and the table; the networks of Figs. 3-5 are read back from their compact files."""
-    return [Planned("Figs. 1-5", cfg, reads_compact=True) for _, _, _, cfg in configs(preset(preset_name))]
+# Every run of the chapter feeds Figs. 1-2 and the table; the networks of Figs. 3-5 are read back from their
+# compact files. `randweights plan`, `sweep` and `bundle` read the same list.
+CHAPTER = Chapter(
+    "synthesis", "Synthesis: five ways to train without training weight values", "notebooks/synthesis.ipynb",
+    tuple(PRESETS),
+    (Figure("Figs. 1-5", lambda name: [cfg for _, _, _, cfg in configs(preset(name))], reads_compact=True),),
+    order=6,
+)
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 1, 2
@@ -268,8 +274,6 @@ def plt_single(width: float, height: float):
 # ---------------------------------------------------------------------------------------------- Fig. 4
 def segment_ends(dataset: str, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` pairs of distinct test images (flattened), the same for every method."""
-    from .. import data
-
     test = data.load(make_config("dense", dataset=dataset).data).test
     rng = np.random.default_rng(seed)
     i = rng.choice(len(test), size=count, replace=False)
@@ -343,8 +347,8 @@ def overlap_table(df: pd.DataFrame) -> pd.DataFrame:
             for key in imp_header["covered"]:
                 if not key.endswith("weight") or f"mask/{key[:-len('.weight')]}" not in ep_arrays:
                     continue
-                a = compact.unpack_bits(imp_arrays[f"mask/{key}"], shapes[key]).numpy()
-                b = compact.unpack_bits(ep_arrays[f"mask/{key[:-len('.weight')]}"], shapes[key]).numpy()
+                a = bits.unpack_bits(imp_arrays[f"mask/{key}"], shapes[key]).numpy()
+                b = bits.unpack_bits(ep_arrays[f"mask/{key[:-len('.weight')]}"], shapes[key]).numpy()
                 layer = f"{int(np.prod(shapes[key][1:]))}\u2192{shapes[key][0]}"  # fan-in -> units
                 rows.append({"family": fam, "seed": seed, "layer": layer, "keep_fraction": imp["keep_fraction"],
                              "imp_kept": float(a.mean()), "overlap": float((a & b).sum() / max(1, a.sum())), "chance": float(b.mean())})
@@ -417,3 +421,22 @@ def claims(df: pd.DataFrame, loc: pd.DataFrame | None = None, pieces: pd.DataFra
         out["overlap_excess"] = f"{100 * excess.mean():+.1f}"
         out["overlap_max"] = f"{100 * overlap['overlap'].max():.0f}%"
     return out
+
+
+HEADLINE = ("best_method", "best_accuracy", "dense_accuracy", "cheap_method", "cheap_accuracy", "cheap_bits", "runs", "train_minutes")
+ANALYSES = ("imp_locality", "popup_locality", "laperm_locality", "pieces_range", "neurons", "overlap_excess", "overlap_max")
+
+
+def headline_numbers(df: pd.DataFrame) -> dict[str, str]:
+    """The numbers of the chapter's opening text (:data:`HEADLINE` of :func:`claims`)."""
+    out = claims(df)
+    return {name: out[name] for name in HEADLINE}
+
+
+def analysis_numbers(df: pd.DataFrame, loc: pd.DataFrame, pieces: pd.DataFrame, overlap: pd.DataFrame) -> dict[str, str]:
+    """The numbers of the analyses' text (:data:`ANALYSES` of :func:`claims`; "n/a" where a table is empty)."""
+    out = claims(df, loc, pieces, overlap)
+    return {name: out.get(name, "n/a") for name in ANALYSES}
+
+
+RUN_COLUMNS = ["family", "label", "setting", "test_accuracy", "bits_per_weight", "train_minutes", "run_id"]

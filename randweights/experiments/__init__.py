@@ -1,1 +1,0 @@
-"""One module per chapter: presets, the runs behind each figure, and the figures themselves."""
