@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from filelock import Timeout
 from torch import nn
 
 from . import compact, env, store, train
@@ -54,7 +55,7 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
             if _complete(record, folder, keep_model):
                 return record
             return _train_and_store(cfg, folder, device, keep_model)
-    except store.Timeout as err:
+    except Timeout as err:
         raise RunBusy(f"{folder}: another process is training this run") from err
     except BaseException:
         store.remove_if_empty(created)  # bad input, missing data, Ctrl-C: leave no empty folder behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,11 @@ def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= min_images
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
+    # every glue key the page's text or figures refer to is glued by the executed notebook (else the book shows a gap)
+    glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for o in outputs}
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    referenced = set(re.findall(r"\{glue(?::[a-z]+)?\}`([^`]+)`", text)) | set(re.findall(r"```\{glue(?::[a-z]+)?\} *([\w-]+)", text))
+    assert referenced and not referenced - glued, f"referenced but never glued: {sorted(referenced - glued)}"
     return outputs
 
 

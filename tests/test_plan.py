@@ -132,7 +132,7 @@ def test_dry_run_reports_a_failure_and_goes_on(monkeypatch):
     def broken(cfg, splits, device, trainer):
         raise RuntimeError("shape mismatch in layer 3")
 
-    monkeypatch.setitem(methods.METHODS, "laperm", dataclasses.replace(methods.get("laperm"), run=broken))
+    monkeypatch.setitem(methods.registry.METHODS, "laperm", dataclasses.replace(methods.get("laperm"), run=broken))
     entries = plan.plan("smoke", CHAPTERS, ["laperm", "empirical_size"])
     results = plan.dry_run(entries)
     failed = [r for r in results if not r.ok]

@@ -631,7 +631,8 @@ def locality_numbers(frame: pd.DataFrame, p: Preset) -> dict[str, str]:
     pruning run's last, and :func:`weight_decay_text`."""
     imp = _imp_rounds(frame)["locality_ratio"]
     random = frame[frame["run"] == "random pruning"].sort_values("round")["locality_ratio"]
-    return {"ratio_first": f"{imp.iloc[1]:.3f}",  # after the first pruning round "ratio_last": f"{imp.iloc[-1]:.3f}",
+    return {"ratio_first": f"{imp.iloc[1]:.3f}",  # after the first pruning round
+            "ratio_last": f"{imp.iloc[-1]:.3f}",
             "weight_decay_text": weight_decay_text(frame, p), "random_last": f"{random.iloc[-1]:.3f}"}
 
 
