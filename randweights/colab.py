@@ -117,7 +117,7 @@ def _is_install(cell: dict) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m randweights.colab [NOTEBOOK ...]``: stamp the given notebooks (default: notebooks/*.ipynb)."""
+    """``python -m randweights.colab [NOTEBOOK ...]``: stamp the given notebooks (default: ``notebooks/*.ipynb``)."""
     paths = [Path(a) for a in (argv if argv is not None else sys.argv[1:])] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     for path in paths:
         if stamp(path):

@@ -1,16 +1,16 @@
 """Every ``RANDWEIGHTS_*`` environment variable, read here and nowhere else, with one rule for yes/no values.
 
-=============================  ==========================================================================
-variable                       meaning
-=============================  ==========================================================================
-``RANDWEIGHTS_DATA``           folder of the datasets (default ``data``)
-``RANDWEIGHTS_RESULTS``        folder of the run store (default ``results``)
-``RANDWEIGHTS_TRAIN``          yes/no: train runs that are not stored (default yes); no: stored runs only
-``RANDWEIGHTS_DOWNLOAD``       auto/yes/no: download a missing dataset (auto: when its server answers)
-``RANDWEIGHTS_PROGRESS``       auto/yes/no: progress bars (auto: when the output is a terminal)
-``RANDWEIGHTS_KEEP_CHECKPOINTS`` yes/no: keep ``checkpoint.pt`` after a run finishes (default no)
-``RANDWEIGHTS_FIGURES``        folder where every figure is also written as PNG and SVG (default: the book's)
-=============================  ==========================================================================
+================================  ==========================================================================
+variable                          meaning
+================================  ==========================================================================
+``RANDWEIGHTS_DATA``              folder of the datasets (default ``data``)
+``RANDWEIGHTS_RESULTS``           folder of the run store (default ``results``)
+``RANDWEIGHTS_TRAIN``             yes/no: train runs that are not stored (default yes); no: stored runs only
+``RANDWEIGHTS_DOWNLOAD``          auto/yes/no: download a missing dataset (auto: when its server answers)
+``RANDWEIGHTS_PROGRESS``          auto/yes/no: progress bars (auto: when the output is a terminal)
+``RANDWEIGHTS_KEEP_CHECKPOINTS``  yes/no: keep ``checkpoint.pt`` after a run finishes (default no)
+``RANDWEIGHTS_FIGURES``           folder where every figure is also written as PNG and SVG (default: the book's)
+================================  ==========================================================================
 
 Yes/no values: ``1``, ``true``, ``yes``, ``on`` and ``0``, ``false``, ``no``, ``off`` (any case, spaces
 ignored); unset or empty means the default. Anything else is a :class:`~randweights.errors.ConfigError` naming

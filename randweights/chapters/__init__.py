@@ -31,6 +31,7 @@ def _collect() -> tuple[Chapter, ...]:
     return tuple(sorted(found, key=lambda c: c.order))
 
 
+#: Every chapter, in book order.
 CHAPTERS: tuple[Chapter, ...] = _collect()
 NAMES: tuple[str, ...] = tuple(c.name for c in CHAPTERS)
 
