@@ -166,12 +166,17 @@ def summary(path: str | os.PathLike, model: nn.Module | None = None) -> dict:
 
 def _archive(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
+    def member(name: str) -> zipfile.ZipInfo:  # a fixed time: one network, one file, byte for byte (its SHA-256)
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        return info
+
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("header.json", json.dumps(header, sort_keys=True))
+        zf.writestr(member("header.json"), json.dumps(header, sort_keys=True))
         for name, array in arrays.items():
             blob = io.BytesIO()
             np.save(blob, np.asarray(array, order="C"), allow_pickle=False)  # (ascontiguousarray makes 0-d arrays 1-d)
-            zf.writestr(f"{name}.npy", blob.getvalue())
+            zf.writestr(member(f"{name}.npy"), blob.getvalue())
     return buffer.getvalue()
 
 
