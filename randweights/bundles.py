@@ -117,11 +117,19 @@ def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], roo
         if record is None or (models and entry.keep_model and not (folder / "model.pt").is_file()):
             missing.append(entry.run_id)
             continue
-        files = {}
+        files, run_members = {}, {}
         for path in run_files(folder, record, models, max_compact_bits):
             data = path.read_bytes()
-            members[f"runs/{entry.run_id}/{path.name}"] = data
+            run_members[f"runs/{entry.run_id}/{path.name}"] = data
             files[path.name] = _sha256(data)
+        recorded = {store.COMPACT: record.get("compact_sha256"), store.CONFIG: record.get("config_sha256")}
+        damaged = [name for name, digest in recorded.items() if digest and name in files and files[name] != digest]
+        if damaged:  # changed since the record was verified: never shipped with a fresh SHA-256
+            store.log.warning(f"randweights: warning: {folder / damaged[0]}: its SHA-256 differs from its record's; "
+                              f"run {entry.run_id} left out of the bundle")
+            missing.append(entry.run_id)
+            continue
+        members.update(run_members)
         records.append(record)
         listed.append({**entry.row(), "files": files})
     manifest = {"format": FORMAT, "preset": preset, "chapters": [c.name for c in plan.select(chapters, only)], "runs": listed,

@@ -24,6 +24,10 @@ them. Every other tensor of the model (BatchNorm statistics, free biases) is sto
 Each method declares how to pack and unpack its own state (its :class:`~randweights.methods.registry.Codec`
 in the methods registry); this module does the file. :func:`save` checks, before writing, that loading the file gives the
 model's tensors bit for bit.
+
+The header also holds the shape of each tensor the method stored in its own form (``shapes``): loading into a
+model whose tensor has another shape is a :class:`~randweights.errors.ConfigError` naming the layer (files
+written before shapes were stored load as before).
 """
 
 from __future__ import annotations
@@ -49,11 +53,22 @@ VERSION = 2  # 1: the frozen weights' source under "weights" (read as "frozen_we
 SUFFIX = ".rwc"
 
 
+class RoundTripError(RuntimeError):
+    """The packed form of a model does not give its tensors back bit for bit (nothing was written)."""
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 def method_of(model: nn.Module) -> str:
     """The method that transformed ``model`` (its tag), ``"dense"`` for an untransformed model."""
     tag = transform.tag_of(model)
     return tag["method"] if tag else "dense"
+
+
+def regenerates_weights(model: nn.Module) -> bool:
+    """Whether ``model``'s compact file draws its frozen weights again from a seed or generator state (Edge-Popup,
+    Bernoulli, Slot Machines, LaPerm), rather than storing them (dense, IMP) or checking one's own (``init=None``)."""
+    weights = (transform.tag_of(model) or {}).get("frozen_weights")
+    return bool(weights) and "fingerprint" not in weights
 
 
 def _codec(method: str) -> Codec:
@@ -97,6 +112,7 @@ def pack(model: nn.Module, eval_seed: int = 0) -> tuple[dict, dict[str, np.ndarr
         arrays["generator_state"] = np.asarray(torch.as_tensor(weights.pop("state")).cpu(), dtype=np.uint8)
         weights["state"] = "generator_state"
     plain = plain_copy(model)
+    shapes = {k: list(v.shape) for k, v in plain.state_dict().items() if k in set(covered)}
     rest = [k for k in plain.state_dict() if k not in set(covered)]
     for key, value in plain.state_dict().items():
         if key in rest:
@@ -109,6 +125,7 @@ def pack(model: nn.Module, eval_seed: int = 0) -> tuple[dict, dict[str, np.ndarr
         "settings": {k: v for k, v in tag.items() if k not in ("method", "layers", "frozen_weights")} | settings,
         "frozen_weights": weights,
         "covered": list(covered),
+        "shapes": shapes,
         "rest": rest,
         "torch": torch.__version__,
         "weight_count": models.count_weights(plain),
@@ -149,12 +166,17 @@ def summary(path: str | os.PathLike, model: nn.Module | None = None) -> dict:
 
 def _archive(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
+    def member(name: str) -> zipfile.ZipInfo:  # a fixed time: one network, one file, byte for byte (its SHA-256)
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        return info
+
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("header.json", json.dumps(header, sort_keys=True))
+        zf.writestr(member("header.json"), json.dumps(header, sort_keys=True))
         for name, array in arrays.items():
             blob = io.BytesIO()
             np.save(blob, np.asarray(array, order="C"), allow_pickle=False)  # (ascontiguousarray makes 0-d arrays 1-d)
-            zf.writestr(f"{name}.npy", blob.getvalue())
+            zf.writestr(member(f"{name}.npy"), blob.getvalue())
     return buffer.getvalue()
 
 
@@ -166,7 +188,7 @@ def _check_round_trip(model: nn.Module, header: dict, arrays: dict) -> None:
     got = rebuilt.state_dict()
     bad = [k for k in expected if k not in got or got[k].shape != expected[k].shape or not torch.equal(got[k], expected[k])]
     if bad:
-        raise RuntimeError(f"compact.save: the packed form does not reproduce {', '.join(bad[:5])} (nothing written)")
+        raise RoundTripError(f"compact.save: the packed form does not reproduce {', '.join(bad[:5])} (nothing written)")
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -221,6 +243,7 @@ def fill(model: nn.Module, header: dict, arrays: dict[str, np.ndarray]) -> nn.Mo
     if isinstance(weights.get("state"), str):
         weights["state"] = arrays[weights["state"]]
     header = {**header, "frozen_weights": weights}
+    _check_shapes(model, header)
     _codec(header["method"]).unpack(model, header, arrays)
     state = model.state_dict()
     missing = [k for k in state if k not in header["rest"] and k not in header["covered"]]
@@ -235,3 +258,18 @@ def fill(model: nn.Module, header: dict, arrays: dict[str, np.ndarray]) -> nn.Mo
                 raise ConfigError("model", type(model).__name__, f"the stored architecture ({key}: {tuple(value.shape)})")
             target.copy_(value)
     return model
+
+
+def _check_shapes(model: nn.Module, header: dict) -> None:
+    """Each tensor the file stores in its method's form has the shape it had when saved (``shapes``; absent in
+    older files). A 0-size tensor is a stub the codec replaces (a slot machine's), not checked."""
+    shapes = header.get("shapes")
+    if not isinstance(shapes, dict):
+        return
+    state = model.state_dict()
+    for key, shape in shapes.items():
+        if key not in state:
+            raise ConfigError("model", type(model).__name__, f"the stored architecture: it has no layer {key} (shape {tuple(shape)})")
+        got = tuple(state[key].shape)
+        if state[key].numel() > 0 and got != tuple(shape):
+            raise ConfigError("model", type(model).__name__, f"the stored architecture: layer {key} is {tuple(shape)} in the file, {got} in the model")

@@ -10,6 +10,7 @@ variable                          meaning
 ``RANDWEIGHTS_PROGRESS``          auto/yes/no: progress bars (auto: when the output is a terminal)
 ``RANDWEIGHTS_KEEP_CHECKPOINTS``  yes/no: keep ``checkpoint.pt`` after a run finishes (default no)
 ``RANDWEIGHTS_FIGURES``           folder where every figure is also written as PNG and SVG (default: the book's)
+``RANDWEIGHTS_LOCK_NOTE``         seconds a process waits for another's run lock before saying who holds it (default 30)
 ================================  ==========================================================================
 
 Yes/no values: ``1``, ``true``, ``yes``, ``on`` and ``0``, ``false``, ``no``, ``off`` (any case, spaces
@@ -31,7 +32,8 @@ DOWNLOAD = "RANDWEIGHTS_DOWNLOAD"
 PROGRESS = "RANDWEIGHTS_PROGRESS"
 KEEP_CHECKPOINTS = "RANDWEIGHTS_KEEP_CHECKPOINTS"
 FIGURES = "RANDWEIGHTS_FIGURES"
-VARIABLES = (DATA, RESULTS, TRAIN, DOWNLOAD, PROGRESS, KEEP_CHECKPOINTS, FIGURES)
+LOCK_NOTE = "RANDWEIGHTS_LOCK_NOTE"
+VARIABLES = (DATA, RESULTS, TRAIN, DOWNLOAD, PROGRESS, KEEP_CHECKPOINTS, FIGURES, LOCK_NOTE)
 
 _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off")
@@ -96,6 +98,20 @@ def progress_mode() -> bool | None:
 
 def keep_checkpoints() -> bool:
     return flag(KEEP_CHECKPOINTS, False)
+
+
+def lock_note_seconds() -> float:
+    """``RANDWEIGHTS_LOCK_NOTE``: seconds of waiting for a run's lock before one line names its holder (30)."""
+    value = _raw(LOCK_NOTE)
+    if not value:
+        return 30.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(LOCK_NOTE, os.environ[LOCK_NOTE], "a number of seconds >= 0")
+    return seconds
 
 
 def current(names: tuple[str, ...] = VARIABLES) -> dict[str, str]:

@@ -15,6 +15,14 @@ class ConfigError(ValueError):
         super().__init__(f"{parameter}: got {given!r}, allowed: {allowed}")
 
 
+class RunFailed(RuntimeError):
+    """A run whose result cannot be trusted: nothing was stored. Names the run and the reason (one line)."""
+
+    def __init__(self, run_id: str, reason: str):
+        self.run_id = run_id
+        super().__init__(f"{run_id}: run failed: {reason}")
+
+
 class DatasetNotFound(FileNotFoundError):
     """A dataset is not on disk and could not (or may not) be downloaded."""
 

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 FILE_MODE = 0o644
+log = logging.getLogger("randweights")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """``sha256:`` and the hex digest of a file's bytes (read in blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def aside_name(path: Path) -> Path:
+    """``<name>.corrupt-<UTC time>`` beside ``path`` (with the process id when that name is taken)."""
+    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    if target.exists() or target.is_symlink():
+        target = target.with_name(f"{target.name}-{os.getpid()}")
+    return target
+
+
+def move_aside(path: str | os.PathLike, problem: str, then: str, also: tuple[Path, ...] = ()) -> Path | None:
+    """Rename a damaged file (or a folder where a file belongs) to ``<name>.corrupt-<UTC time>`` and say so in one
+    warning line on the ``randweights`` logger: ``<path>: <problem>; moved aside to <name>; <then>``. The files in
+    ``also`` (that depend on it, e.g. the record of a damaged compact file) are moved aside with it and named in
+    the same line. Returns the new path (None when another process moved it first or it could not be moved)."""
+    path = Path(path)
+    target = aside_name(path)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:  # another process moved it first
+        return None
+    except OSError as err:
+        log.warning(f"randweights: warning: {path}: {problem}; could not move it aside ({err.strerror}); {then}")
+        return None
+    moved = [target.name]
+    for other in also:
+        other = Path(other)
+        other_target = aside_name(other)
+        try:
+            os.replace(other, other_target)
+            moved.append(other_target.name)
+        except OSError:
+            continue
+    log.warning(f"randweights: warning: {path}: {problem}; moved aside to {', '.join(moved)}; {then}")
+    return target
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

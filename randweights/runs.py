@@ -19,10 +19,11 @@ from torch import nn
 
 from . import compact, env, store, train
 from .config import RunConfig, check_device
-from .fsutil import write_atomic, write_json
+from .errors import RunFailed
+from .fsutil import aside_name, sha256_file, write_atomic, write_json
 from .store import RECORD, RunBusy
 
-__all__ = ["RunBusy", "RunMissing", "frame", "get_or_run", "get_or_run_all", "load_network"]
+__all__ = ["RunBusy", "RunFailed", "RunMissing", "frame", "get_or_run", "get_or_run_all", "load_network"]
 
 
 class RunMissing(LookupError):
@@ -40,26 +41,67 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
     Training happens under the run's lock: a second process asking for the same run waits for the first and
     returns its record (or, with ``wait=False``, raises :class:`~randweights.store.RunBusy` at once). The steps
     are always: lock, load and verify the record, train if it is missing, write the extra files, write the
-    record last."""
+    record last. A finished run's leftover checkpoint (a kill between the record and its removal) is removed.
+    A run that fails before writing anything leaves no folder behind (removed by the lock's holder, so that a
+    process waiting for the lock is not disturbed)."""
     check_device(device)
     folder = store.run_dir(cfg, root)
     record, _ = store.read_record(folder / RECORD, cfg)  # no lock needed to read a finished run
     if _complete(record, folder, keep_model):
+        _remove_stale_checkpoint(cfg, folder)
         return record
     if not env.training_allowed():
         raise RunMissing(cfg.run_id, "record" if record is None else "model")
     created = store.prepare_folder(folder, root)
+    lock = store.run_lock(folder, blocking=wait)
     try:
-        with store.run_lock(folder, blocking=wait):
-            record = store.load(cfg, root)  # another process may have finished it while we waited; a bad one is moved
-            if _complete(record, folder, keep_model):
-                return record
-            return _train_and_store(cfg, folder, device, keep_model)
+        lock.acquire()
     except Timeout as err:
         raise RunBusy(f"{folder}: another process is training this run") from err
-    except BaseException:
-        store.remove_if_empty(created)  # bad input, missing data, Ctrl-C: leave no empty folder behind
+    except BaseException:  # Ctrl-C while waiting: remove what this process made only if nobody holds the lock
+        _remove_if_free(folder, created)
         raise
+    try:
+        record = store.load(cfg, root)  # another process may have finished it while we waited; a bad one is moved
+        if _complete(record, folder, keep_model):
+            _drop_checkpoint(folder)
+            return record
+        return _train_and_store(cfg, folder, device, keep_model)
+    except BaseException:
+        lock.remove_folder(created)  # bad input, missing data, Ctrl-C: leave no empty folder behind
+        raise
+    finally:
+        lock.release()
+
+
+def _drop_checkpoint(folder: Path) -> None:
+    """Under the run's lock, with its record written: the checkpoint has no more use (unless asked to keep it)."""
+    path = folder / train.CHECKPOINT
+    if not env.keep_checkpoints() and (path.is_file() or path.is_symlink()):
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale_checkpoint(cfg: RunConfig, folder: Path) -> None:
+    """A finished run whose checkpoint remains (killed between writing its record and removing the checkpoint):
+    remove it under the run's lock, unless another process holds the lock (it removes its own)."""
+    path = folder / train.CHECKPOINT
+    if env.keep_checkpoints() or not (path.is_file() or path.is_symlink()):
+        return
+    try:
+        with store.run_lock(folder, blocking=False):
+            if store.read_record(folder / RECORD, cfg)[0] is not None:
+                _drop_checkpoint(folder)
+    except (Timeout, OSError):
+        pass
+
+
+def _remove_if_free(folder: Path, created: list[Path]) -> None:
+    try:
+        lock = store.run_lock(folder, blocking=False)
+        lock.acquire()
+    except (Timeout, OSError):
+        return
+    lock.remove_folder(created)
 
 
 def _complete(record: dict | None, folder: Path, keep_model: bool) -> bool:
@@ -71,9 +113,10 @@ def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_mode
     checkpoint = train.Checkpointer(folder / train.CHECKPOINT, cfg.to_dict())  # resumes a killed run; saved every epoch
     model, record = train.run(cfg, device, checkpoint=checkpoint)  # nothing but the checkpoint is written before the end
     write_json(folder / store.CONFIG, cfg.to_dict())
+    record["config_sha256"] = sha256_file(folder / store.CONFIG)  # the record's checksum covers the run's files
     if keep_model:
         write_atomic(folder / store.MODEL, _state_dict_file(model))
-    record.update(_save_compact(model, folder))  # the compact file, before the record
+    record.update(_save_compact(cfg, model, folder, checkpoint))  # the compact file, before the record
     record = store.write_record(folder, record)  # last: a record means the run is finished
     checkpoint.finish()  # removed after the record (RANDWEIGHTS_KEEP_CHECKPOINTS=1 keeps it)
     store.note_training(folder, time.perf_counter() - start)
@@ -86,21 +129,49 @@ def _state_dict_file(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-COMPACT_FILE = "compact.rwc"
+COMPACT_FILE = store.COMPACT
 
 
-def _save_compact(model: nn.Module, folder: Path) -> dict:
-    """Write the run's compact file and return the record's fields: its name, bytes, bits per weight and the
-    dense fp32 state dict's bytes. A model that cannot be stored compactly gets ``compact_file: None`` and the
-    reason (the run itself is kept)."""
+def _save_compact(cfg: RunConfig, model: nn.Module, folder: Path, checkpoint: train.Checkpointer) -> dict:
+    """Write the run's compact file and return the record's fields: its name, bytes, SHA-256, bits per weight
+    and the dense fp32 state dict's bytes.
+
+    When the file would not give the trained network back and the method's frozen weights are drawn again from
+    a seed (Edge-Popup, Bernoulli, Slot Machines, LaPerm), the network trained is not the one its settings
+    define (its frozen weights changed: a damaged checkpoint, memory): the run fails (:class:`RunFailed`), its
+    checkpoint is moved aside and nothing is stored. Where nothing is drawn again (dense, IMP, or weights of
+    one's own), or the model cannot be packed at all, the numbers still describe the trained network: the record
+    gets ``compact_file: None`` and the reason, as before."""
     if not isinstance(model, nn.Module):  # a stand-in trainer (tests) returned no network
         return {}
+    model = model.cpu()  # the bit-for-bit promise is on the CPU
     try:
-        size = compact.save(model.cpu(), folder / COMPACT_FILE)  # the bit-for-bit promise is on the CPU
+        size = compact.save(model, folder / COMPACT_FILE)
+    except compact.RoundTripError as err:
+        if compact.regenerates_weights(model):
+            moved = _move_checkpoint_aside(checkpoint)
+            raise RunFailed(cfg.run_id, f"its compact file would not give the trained network back ({err}): its frozen "
+                                        f"weights are not those its seed draws, so its numbers cannot be trusted; nothing "
+                                        f"stored{moved}") from None
+        return {"compact_file": None, "compact_error": f"{type(err).__name__}: {err}"}
     except (RuntimeError, ValueError) as err:
         return {"compact_file": None, "compact_error": f"{type(err).__name__}: {err}"}
     return {"compact_file": COMPACT_FILE, "compact_bytes": size["compact_bytes"],
+            "compact_sha256": sha256_file(folder / COMPACT_FILE),
             "compact_bits_per_weight": size["bits_per_weight"], "dense_bytes": size["dense_bytes"]}
+
+
+def _move_checkpoint_aside(checkpoint: train.Checkpointer) -> str:
+    """A failed run's checkpoint is suspect: moved aside, so that a rerun starts from the beginning."""
+    path = checkpoint.path
+    if path is None or not path.is_file():
+        return ""
+    target = aside_name(path)
+    try:
+        path.replace(target)
+    except OSError:
+        return f"; its checkpoint {path} could not be moved aside"
+    return f"; its checkpoint was moved aside to {target.name}, a rerun starts from the beginning"
 
 
 def load_network(cfg: RunConfig, root=None) -> nn.Module:
@@ -108,7 +179,7 @@ def load_network(cfg: RunConfig, root=None) -> nn.Module:
     its compact file (bit for bit what training ended with), or, for a run without one, from its ``model.pt``
     (a run stored with ``keep_model``). Training is never started: a run without either is :class:`RunMissing`."""
     folder = store.run_dir(cfg, root)
-    record, _ = store.read_record(folder / RECORD, cfg)
+    record = store.verified(cfg, root)  # the compact file's SHA-256 included; a damaged run is moved aside
     if record is not None and record.get("compact_file") and (folder / COMPACT_FILE).is_file():
         return compact.load(folder / COMPACT_FILE)
     if record is not None and (folder / store.MODEL).is_file():

@@ -67,7 +67,7 @@ def chapter_coverage(chapter: Chapter, preset: str, root=None) -> Coverage:
     present = without_model = 0
     for entry in entries:
         folder = store.run_dir(entry.config, root)
-        record, _ = store.read_record(folder / store.RECORD, entry.config)
+        record = store.verified(entry.config, root)  # its files' SHA-256 too; a damaged run is moved aside
         if record is None:
             continue
         compact = record.get("compact_file")

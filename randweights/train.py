@@ -3,6 +3,7 @@ evaluation) and checkpoints. It knows nothing of the run store: :mod:`randweight
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -22,7 +23,7 @@ with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing; i
     from tqdm.auto import tqdm
 
 from . import data as data_lib
-from . import env, methods, models
+from . import env, fsutil, methods, models
 from .config import RunConfig, check_device
 from .errors import ConfigError
 from .fsutil import write_atomic
@@ -52,7 +53,48 @@ def progress(iterable: Iterable, **kwargs):
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 1: a bare torch.save; 2: a header line with the SHA-256 of the torch.save payload after it
+_MAGIC = b"randweights-checkpoint "
+_STATE_KEYS = ("format", "config", "phase", "epoch", "step", "model", "optimizer", "data_order", "rng", "history", "method")
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint file that cannot be trusted (damaged, truncated, of another format, not a file)."""
+
+
+def checkpoint_bytes(state: dict) -> bytes:
+    """A checkpoint file's bytes: ``randweights-checkpoint 2 sha256:<hex>\n`` and the ``torch.save`` payload."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    return _MAGIC + f"{CHECKPOINT_FORMAT} sha256:{hashlib.sha256(payload).hexdigest()}\n".encode() + payload
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The state in a checkpoint file, after checking its SHA-256 and its fields; anything else is
+    :class:`CheckpointDamaged` saying what is wrong (one line)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointDamaged("a folder, not a checkpoint file")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointDamaged(f"cannot be read ({err.strerror or err})") from None
+    head, newline, payload = data.partition(b"\n")
+    if not head.startswith(_MAGIC) or not newline:
+        raise CheckpointDamaged("not a randweights checkpoint with a digest (garbage, or written before checkpoints had one)")
+    fields = head[len(_MAGIC):].decode("ascii", "replace").split()
+    if len(fields) != 2 or fields[0] != str(CHECKPOINT_FORMAT):
+        raise CheckpointDamaged(f"checkpoint format {fields[0] if fields else '?'!s}, not {CHECKPOINT_FORMAT}")
+    if fields[1] != "sha256:" + hashlib.sha256(payload).hexdigest():
+        raise CheckpointDamaged("its SHA-256 does not match its content (damaged or truncated)")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds on a payload it cannot read
+        raise CheckpointDamaged(f"its content does not load ({type(err).__name__})") from None
+    if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS) or state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointDamaged("it lacks the fields of a checkpoint")
+    return state
 
 
 def rng_states() -> dict:
@@ -84,7 +126,11 @@ class Checkpointer:
 
     A run built with a Checkpointer whose file exists resumes: the method reads :attr:`resumed_method_state`
     and skips finished phases, then :func:`fit` restores the rest and continues from the next epoch, so the
-    result is bit for bit that of an uninterrupted run on a CPU. ``path=None``: saves nothing."""
+    result is bit for bit that of an uninterrupted run on a CPU. ``path=None``: saves nothing.
+
+    The file carries the SHA-256 of its content (:func:`checkpoint_bytes`). One that is damaged, truncated, not
+    a file, of another format or of other settings (``config``) is moved aside to ``checkpoint.pt.corrupt-<time>``
+    with one warning line naming it, and the run starts from the beginning."""
 
     def __init__(self, path: str | os.PathLike | None, config: dict | None = None, keep: bool | None = None):
         self.path = Path(path) if path is not None else None
@@ -95,12 +141,22 @@ class Checkpointer:
         self.saves = 0
 
     def _read(self) -> dict | None:
-        if self.path is None or not self.path.is_file():
+        if self.path is None or not (self.path.exists() or self.path.is_symlink()):
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT or (self.config is not None and state.get("config") != self.config):
-            raise RuntimeError(f"{self.path}: checkpoint of other settings or format; delete it to start this run over")
+        try:
+            state = read_checkpoint(self.path)
+            if self.config is not None and state["config"] != self.config:
+                raise CheckpointDamaged("a checkpoint of other settings (another run's)")
+        except CheckpointDamaged as err:
+            self.discard(str(err))
+            return None
         return state
+
+    def discard(self, problem: str) -> None:
+        """Move the checkpoint aside (one warning line naming it and ``problem``): the run starts over."""
+        if self.path is not None:
+            fsutil.move_aside(self.path, problem, "training this run from the start")
+        self.resumed = None
 
     @property
     def resumed_phase(self) -> str | None:
@@ -133,9 +189,7 @@ class Checkpointer:
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_order": generator.get_state(),
             "rng": rng_states(), "history": history, "method": self.method_state() if self.method_state else None,
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        write_atomic(self.path, buffer.getvalue())
+        write_atomic(self.path, checkpoint_bytes(state))
         self.saves += 1
 
     def finish(self) -> None:

@@ -111,8 +111,8 @@ def _edit(path: Path, change) -> None:
     path.write_text(json.dumps(record, indent=1))
 
 
-def _unsigned(path: Path, change) -> None:  # a format-1 record (no checksum) whose content disagrees
-    _edit(path, lambda r: (r.pop("checksum"), change(r)))
+def _unsigned(path: Path, change) -> None:  # a format-1 record (no checksum, no provenance) whose content disagrees
+    _edit(path, lambda r: ([r.pop(k) for k in ("checksum", *store.PROVENANCE_FIELDS)], change(r)))
 
 
 DAMAGES = {
@@ -126,7 +126,8 @@ DAMAGES = {
     "flat field disagrees with settings": lambda p: _unsigned(p, lambda r: r.update(num_slots=8)),
     "lr disagrees with settings": lambda p: _unsigned(p, lambda r: r.update(lr=0.5)),
     "settings of another run": lambda p: _unsigned(p, lambda r: r["config"]["train"].update(seed=8)),
-    "unknown setting": lambda p: _unsigned(p, lambda r: r["config"]["train"].update(warp_drive=True)),
+    "checksum removed from a format-2 record": lambda p: _edit(p, lambda r: r.pop("checksum")),
+    "checksum and format removed": lambda p: _edit(p, lambda r: (r.pop("checksum"), r.pop("record_format"))),
     "accuracy out of range": lambda p: _unsigned(p, lambda r: r.update(test_accuracy=1.5)),
     "null accuracy": lambda p: _unsigned(p, lambda r: r.update(test_accuracy=None)),
 }
