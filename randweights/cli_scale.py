@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import bundles, env, plan, sweeps
 from .chapters import CHAPTERS
-from .errors import ConfigError
+from .errors import ConfigError, check_range
 
 COMMANDS = ("plan", "sweep", "bundle")
 
@@ -116,6 +116,8 @@ def _sweep(args) -> int:
     if args.scheduler is not None and args.executor != "dask":
         raise ConfigError("--scheduler", args.scheduler, "only with --executor dask")
     sweeps.check_scheduler(args.scheduler)
+    if args.workers is not None:
+        check_range("--workers", args.workers, low=1)
     # once, before any executor starts: the device, the results folder, every network's size (not per run)
     root = sweeps.check_plan([e.config for e in entries], env.results_path(args.results, "--results"), args.device,
                              here=args.executor == "local")
@@ -135,6 +137,7 @@ def _sweep(args) -> int:
 
 def _bundle(args) -> int:
     if args.verb == "export":
+        bundles._check_name(Path(args.out))  # the bundle's name first, as before
         root = env.results_path(args.results, "--results")
         if not root.is_dir():  # a file or a missing folder would give an empty bundle
             raise ConfigError("--results", str(root), "an existing results folder holding stored runs")
