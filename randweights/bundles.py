@@ -20,20 +20,24 @@ import io
 import json
 import os
 import platform
+import re
+import stat
 import tarfile
+import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 
-from . import plan, store
+from . import env, plan, runs, store
 from ._version import __version__
 from .config import from_dict
-from .errors import ConfigError
-from .fsutil import write_atomic
+from .errors import ConfigError, DiskFull
+from .fsutil import copy_atomic
 from .plan import Chapter
 
 FORMAT = 1
@@ -161,37 +165,148 @@ def _write_archive(out: Path, members: dict[str, bytes]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- import
-def read_archive(path: str | os.PathLike) -> dict[str, bytes]:
-    """Every regular file of a bundle by its name; a name that leaves the bundle (absolute, ``..``) or a link is
-    refused."""
-    path = Path(path)
+RUN_FILES = frozenset({store.RECORD, store.CONFIG, runs.COMPACT_FILE, store.MODEL})  # what a run folder holds
+ANALYSIS_FILES = frozenset({"locality.json", "ablation.json"})  # per-run analysis caches (chapter fcn_to_cnn)
+MEMBER_FILES = RUN_FILES | ANALYSIS_FILES  # the only file names a bundle may carry under runs/<run_id>/
+MAX_MEMBER_BYTES = 1 << 30  # 1 GiB: no member may unpack to more (a model.pt of the full preset is ~100 MB)
+MAX_TOTAL_BYTES = 16 << 30  # 16 GiB unpacked in all
+MAX_JSON_BYTES = 64 << 20  # manifest, records, configs and analysis files are parsed in memory: 64 MiB each
+MAX_MEMBERS = 100_000
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # <method>-<12 hex digits>: no dots, slashes or colons
+_CHUNK = 1 << 20
+_ALLOWED_NAMES = f"{MANIFEST} or runs/<run_id>/<file> with <file> one of {', '.join(sorted(MEMBER_FILES))}"
+_KIND = "a bundle file (.tar.gz, .tar or .zip written by `randweights bundle export`)"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a bundle, streamed to a staging file (never held in memory whole)."""
+
+    name: str
+    path: Path  # the staged copy (named by its index, never by the member's name)
+    size: int
+    sha256: str
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def check_caps(max_member_bytes: int, max_total_bytes: int) -> None:
+    for name, value in (("max_member_bytes", max_member_bytes), ("max_total_bytes", max_total_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(name, value, "a whole number of bytes >= 1")
+
+
+def read_archive(path: str | os.PathLike, staging: str | os.PathLike, max_member_bytes: int = MAX_MEMBER_BYTES,
+                 max_total_bytes: int = MAX_TOTAL_BYTES) -> dict[str, Member]:
+    """Every member of the bundle ``path`` by name, each streamed into a file of the folder ``staging``.
+
+    Checked while streaming, before anything is written outside ``staging``: member names must be
+    ``manifest.json`` or ``runs/<run_id>/<file>`` with ``<file>`` one of :data:`MEMBER_FILES` (anything else,
+    such as ``..``, absolute or Windows-style paths, ``checkpoint.pt`` or ``.lock``, is refused by name), members
+    must be plain files (no links or devices) that appear once, and none may unpack to more than
+    ``max_member_bytes`` (all of them together: ``max_total_bytes``). A tar is recognized before a zip (an
+    uncompressed tar of compact files, which are zips themselves, ends like a zip). Any violation, an empty,
+    truncated or garbage file: one :class:`ConfigError`."""
+    path, staging = Path(path), Path(staging)
+    check_caps(max_member_bytes, max_total_bytes)
     if not path.is_file():
-        raise ConfigError("FILE", str(path), "an existing bundle file (.tar.gz, .tar or .zip)")
-    members: dict[str, bytes] = {}
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    members[_safe(info.filename)] = z.read(info)
-        return members
-    try:
-        with tarfile.open(path) as t:
-            for info in t.getmembers():
-                if info.isdir():
-                    continue
-                if not info.isfile():
-                    raise ConfigError("FILE", str(path), f"a bundle of plain files ({info.name} is a link or device)")
-                members[_safe(info.name)] = t.extractfile(info).read()
-    except tarfile.TarError as err:
-        raise ConfigError("FILE", str(path), f"a bundle file (.tar.gz, .tar or .zip): {err}") from None
+        raise ConfigError("FILE", str(path), "an existing " + _KIND)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ConfigError("FILE", str(path), _KIND + "; this file is empty")
+    if _is_tar(path):  # first: an uncompressed tar of compact files (zips themselves) ends like a zip
+        reader = _read_tar
+    elif zipfile.is_zipfile(path):
+        reader = _read_zip
+    else:
+        raise ConfigError("FILE", str(path), _KIND + "; this file is neither a tar nor a zip")
+    members: dict[str, Member] = {}
+    budget = [max_total_bytes]
+
+    def add(name: str, source, is_file: bool) -> None:
+        if len(members) >= MAX_MEMBERS:
+            raise ConfigError("FILE", str(path), f"a bundle of at most {MAX_MEMBERS} members")
+        if not is_file:
+            raise ConfigError("FILE", name, "bundle members that are plain files (this one is a link, device or other)")
+        if name in members:
+            raise ConfigError("FILE", name, "bundle members that appear once (this one appears twice)")
+        cap = min(max_member_bytes, MAX_JSON_BYTES) if name.endswith(".json") else max_member_bytes
+        members[name] = _stream(name, source, staging / str(len(members)), cap, budget)
+
+    reader(path, add)
     return members
 
 
-def _safe(name: str) -> str:
-    p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts:
-        raise ConfigError("FILE", name, "bundle members inside the bundle (no absolute paths, no '..')")
-    return str(p)
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (*_DAMAGED, OSError):
+        return False
+
+
+def _member_name(name: str, is_dir: bool) -> bool:
+    """Whether ``name`` is a member a bundle may hold (False: a folder entry to skip); else ConfigError."""
+    parts = name.rstrip("/").split("/") if is_dir else name.split("/")
+    if is_dir and (parts == ["runs"] or len(parts) == 2 and parts[0] == "runs" and _RUN_ID.fullmatch(parts[1])):
+        return False
+    if not is_dir and (name == MANIFEST or len(parts) == 3 and parts[0] == "runs" and _RUN_ID.fullmatch(parts[1])
+                       and parts[2] in MEMBER_FILES):
+        return True
+    raise ConfigError("FILE", name, f"bundle members named {_ALLOWED_NAMES} (nothing was imported)")
+
+
+def _stream(name: str, source, dest: Path, cap: int, budget: list[int]) -> Member:
+    """Copy the file object ``source`` to ``dest`` in chunks, refusing it as soon as it passes ``cap`` bytes or
+    the total ``budget`` left; returns the staged member with its size and SHA-256."""
+    digest, size = hashlib.sha256(), 0
+    with open(dest, "wb") as out:
+        while True:
+            chunk = source.read(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > cap:
+                raise ConfigError("FILE", name, f"bundle members of at most {cap} bytes unpacked (this one is larger; "
+                                  "see max_member_bytes / --max-member-mb)")
+            if size > budget[0]:
+                raise ConfigError("FILE", name, "bundles unpacking to at most max_total_bytes in all (--max-total-mb); "
+                                  "this member passes it")
+            digest.update(chunk)
+            out.write(chunk)
+    budget[0] -= size
+    return Member(name, dest, size, "sha256:" + digest.hexdigest())
+
+
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
+def _read_tar(path: Path, add) -> None:
+    try:
+        with tarfile.open(path, "r:*") as t:
+            for info in t:
+                if _member_name(info.name, info.isdir()):
+                    source = t.extractfile(info) if info.isfile() else None
+                    add(info.name, source, info.isfile())
+    except (*_DAMAGED, OSError) as err:
+        if isinstance(err, (ConfigError, DiskFull)):
+            raise
+        raise ConfigError("FILE", str(path), f"{_KIND}; this one is damaged or not one ({type(err).__name__}: {err})") from None
+
+
+def _read_zip(path: Path, add) -> None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if _member_name(info.filename, info.is_dir()):
+                    is_link = stat.S_ISLNK(info.external_attr >> 16)
+                    with z.open(info) as source:
+                        add(info.filename, source, not is_link)
+    except (*_DAMAGED, OSError) as err:
+        if isinstance(err, (ConfigError, DiskFull)):
+            raise
+        raise ConfigError("FILE", str(path), f"{_KIND}; this one is damaged or not one ({type(err).__name__}: {err})") from None
 
 
 @dataclass
@@ -209,12 +324,13 @@ class ImportReport:
         return out
 
 
-def verify_run(run_id: str, files: dict[str, bytes], expected: dict[str, str] | None) -> str | None:
-    """Why the run ``run_id`` of a bundle cannot be merged (None: it can)."""
-    if "record.json" not in files:
-        return "no record.json"
+def verify_run(run_id: str, files: dict[str, Member], expected: dict[str, str] | None) -> str | None:
+    """Why the run ``run_id`` of a bundle cannot be merged (None: it can). Detects damage, not tampering: see
+    :func:`import_bundle`."""
+    if store.RECORD not in files:
+        return f"no {store.RECORD}"
     try:
-        record = json.loads(files["record.json"])
+        record = json.loads(files[store.RECORD].read())
         cfg = from_dict(record["config"])
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         return f"record does not parse ({type(err).__name__}: {err})"
@@ -225,50 +341,71 @@ def verify_run(run_id: str, files: dict[str, bytes], expected: dict[str, str] | 
     problem = store.check_record(record, cfg)
     if problem is not None:
         return f"record: {problem}"
-    if expected is None:
+    if record.get("compact_file") not in (None, runs.COMPACT_FILE):  # a record field is never used as a path
+        return f"record names the compact file {record.get('compact_file')!r}; allowed: {runs.COMPACT_FILE} or none"
+    if not isinstance(expected, dict):
         return "not listed in the manifest"
-    for name, data in files.items():
-        if expected.get(name) != _sha256(data):
+    strange = sorted(str(name) for name in expected if name not in MEMBER_FILES)
+    if strange:
+        return f"the manifest lists {strange[0]!r}; allowed: {', '.join(sorted(MEMBER_FILES))}"
+    for name, member in files.items():
+        if expected.get(name) != member.sha256:
             return f"{name} differs from the manifest's checksum" if name in expected else f"{name} is not in the manifest"
     absent = sorted(set(expected) - set(files))
     return f"missing {', '.join(absent)}" if absent else None
 
 
-def import_bundle(path: str | os.PathLike, root=None) -> ImportReport:
+def import_bundle(path: str | os.PathLike, root=None, max_member_bytes: int = MAX_MEMBER_BYTES,
+                  max_total_bytes: int = MAX_TOTAL_BYTES) -> ImportReport:
     """Merge a bundle into the results folder ``root``: verified runs are written (record last), refused runs
-    are named with the reason, runs already stored are left as they are."""
-    members = read_archive(path)
-    if MANIFEST not in members:
-        raise ConfigError("FILE", str(path), f"a randweights bundle (no {MANIFEST})")
-    try:
-        manifest = json.loads(members[MANIFEST])
-        listed = {r["run_id"]: r["files"] for r in manifest["runs"]}
-    except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError("FILE", str(path), f"a bundle with a readable {MANIFEST} ({type(err).__name__})") from None
-    by_run: dict[str, dict[str, bytes]] = {}
-    for name, data in members.items():
-        parts = PurePosixPath(name).parts
-        if len(parts) == 3 and parts[0] == "runs":
-            by_run.setdefault(parts[1], {})[parts[2]] = data
-    root = store.results_root(root)
-    report = ImportReport()
-    for run_id in sorted(set(by_run) | set(listed)):
-        files = by_run.get(run_id, {})
-        problem = verify_run(run_id, files, listed.get(run_id))
-        if problem is not None:
-            report.refused[run_id] = problem
-            continue
-        _merge(root / run_id, files, report, run_id)
+    are named with the reason, runs already stored are left as they are.
+
+    The bundle is streamed into a staging folder of the system's temporary directory first (:func:`read_archive`:
+    only the file names a run folder holds, plain files, at most ``max_member_bytes`` each and
+    ``max_total_bytes`` in all); a bundle that breaks any rule is refused whole, in one line, before the results
+    folder is touched. File names are the bundle's, checked; no record field is ever used as a path.
+
+    **What "verified" means.** Each record's checksum, its settings against its folder name, and every file
+    against the SHA-256 the manifest lists: this detects *damage* (a truncated download, flipped bits, a file
+    edited by hand without care). It does not detect *tampering*: whoever made the bundle wrote the checksums,
+    so a bundle with forged numbers and recomputed checksums passes. Import bundles from people you trust, and
+    check the bundle file against the SHA-256 its author published elsewhere (``sha256sum -c``) before
+    importing it."""
+    check_caps(max_member_bytes, max_total_bytes)
+    root = env.results_path(root)
+    with tempfile.TemporaryDirectory(prefix="randweights-import-") as staging:
+        members = read_archive(path, staging, max_member_bytes, max_total_bytes)
+        if MANIFEST not in members:
+            raise ConfigError("FILE", str(path), f"a randweights bundle (no {MANIFEST})")
+        try:
+            manifest = json.loads(members[MANIFEST].read())
+            listed = {str(r["run_id"]): r["files"] for r in manifest["runs"]}
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError("FILE", str(path), f"a bundle with a readable {MANIFEST} ({type(err).__name__})") from None
+        by_run: dict[str, dict[str, Member]] = {}
+        for name, member in members.items():
+            if name != MANIFEST:
+                _, run_id, file = name.split("/")
+                by_run.setdefault(run_id, {})[file] = member
+        report = ImportReport()
+        for run_id in sorted(set(by_run) | set(listed)):
+            problem = verify_run(run_id, by_run.get(run_id, {}), listed.get(run_id))
+            if problem is not None:
+                report.refused[run_id] = problem
+            elif not _RUN_ID.fullmatch(run_id):  # only listed in the manifest, with a name no run has
+                report.refused[run_id] = "not a run name"
+            else:
+                _merge(root / run_id, by_run[run_id], report, run_id)
     return report
 
 
-def _merge(folder: Path, files: dict[str, bytes], report: ImportReport, run_id: str) -> None:
-    stored = folder / "record.json"
+def _merge(folder: Path, files: dict[str, Member], report: ImportReport, run_id: str) -> None:
+    stored = folder / store.RECORD
     if stored.is_file():
-        (report.present if stored.read_bytes() == files["record.json"] else report.kept).append(run_id)
+        (report.present if stored.read_bytes() == files[store.RECORD].read() else report.kept).append(run_id)
         return
-    for name, data in files.items():
-        if name != "record.json" and not (folder / name).is_file():
-            write_atomic(folder / name, data)
-    write_atomic(stored, files["record.json"])  # last: a record means the run is complete
+    for name, member in files.items():
+        if name != store.RECORD and not (folder / name).is_file():
+            copy_atomic(member.path, folder / name)
+    copy_atomic(files[store.RECORD].path, stored)  # last: a record means the run is complete
     report.merged.append(run_id)

@@ -15,10 +15,11 @@ import sys
 import typing
 from pathlib import Path
 
-from . import cli_scale, methods, runs
+from . import cli_scale, env, methods, runs, sweeps
 from ._version import __version__
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, method_config_class
-from .errors import ConfigError, DatasetDamaged, DatasetNotFound
+from .errors import ConfigError, DatasetDamaged, DatasetNotFound, DiskFull
+from .fsutil import DISK_FULL
 from .reproduce import NoCheckout, reproduce
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -184,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
+    except OSError as err:  # a full disk anywhere: one line naming the file (atomic writes leave nothing partial)
+        if not isinstance(err, DiskFull) and err.errno not in DISK_FULL:
+            raise
+        shown = err if isinstance(err, DiskFull) else DiskFull(err.filename or "a file", err.strerror or "No space left on device")
+        sys.stderr.write(f"randweights: error: {shown}\n")
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: no traceback; every finished run is stored, the next call resumes
         sys.stderr.write("randweights: interrupted\n")
         return 130
@@ -191,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args) -> int:
     cfg = config_from_args(args)
+    root = env.results_path(args.results, "--results")  # "--results=" would mean the working directory
+    sweeps.check_fits(cfg)  # --width 1e6: one line before any data loads
     # get_or_run checks the device and the results folder before loading data, and removes the folders it made
     # when the run fails (missing or damaged data, a setting the data cannot meet): bad input writes nothing
-    record = runs.get_or_run(cfg, root=args.results, device=args.device)
+    record = runs.get_or_run(cfg, root=root, device=args.device)
     print(json.dumps(record))
     return 0
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from . import bundles, plan, sweeps
+from . import bundles, env, plan, sweeps
 from .chapters import CHAPTERS
-from .errors import ConfigError
-from .store import results_root
+from .errors import ConfigError, check_range
 
 COMMANDS = ("plan", "sweep", "bundle")
 
@@ -66,9 +66,16 @@ def _add_bundle(sub) -> None:
                         "networks store about 32); default: every compact file")
     export.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
     export.add_argument("out", metavar="OUT", help="the bundle to write: NAME.tar.gz, NAME.tar or NAME.zip")
-    imp = verbs.add_parser("import", help="merge a bundle into the results folder, verifying every record")
+    imp = verbs.add_parser("import", help="merge a bundle into the results folder, verifying every record",
+                           description="Merge a bundle into the results folder. Verified means damage is detected "
+                           "(checksums of every record and file); tampering is not: whoever made the bundle wrote its "
+                           "checksums. Check the file against the SHA-256 its author published (sha256sum -c) first.")
     imp.add_argument("file", metavar="FILE", help="a bundle written by `randweights bundle export`")
     imp.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
+    imp.add_argument("--max-member-mb", type=float, default=bundles.MAX_MEMBER_BYTES / 2**20, metavar="MIB",
+                     help="refuse a bundle with a member that unpacks to more (default 1024)")
+    imp.add_argument("--max-total-mb", type=float, default=bundles.MAX_TOTAL_BYTES / 2**20, metavar="MIB",
+                     help="refuse a bundle that unpacks to more in all (default 16384)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +113,14 @@ def _sweep(args) -> int:
     if args.executor not in sweeps.EXECUTORS:
         raise ConfigError("--executor", args.executor, "one of " + ", ".join(sweeps.EXECUTORS))
     entries = plan.plan(args.preset, CHAPTERS, args.only)  # bad preset / chapter: ConfigError before anything starts
-    root = results_root(args.results).resolve()
+    if args.scheduler is not None and args.executor != "dask":
+        raise ConfigError("--scheduler", args.scheduler, "only with --executor dask")
+    sweeps.check_scheduler(args.scheduler)
+    if args.workers is not None:
+        check_range("--workers", args.workers, low=1)
+    # once, before any executor starts: the device, the results folder, every network's size (not per run)
+    root = sweeps.check_plan([e.config for e in entries], env.results_path(args.results, "--results"), args.device,
+                             here=args.executor == "local")
     folder = Path(args.logs) if args.logs else root / ".submitit"
     executor = sweeps.make_executor(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
                                     args.time_limit, folder)
@@ -123,10 +137,21 @@ def _sweep(args) -> int:
 
 def _bundle(args) -> int:
     if args.verb == "export":
-        report = bundles.export(args.preset, args.out, CHAPTERS, root=args.results, only=args.only, models=args.models,
+        bundles._check_name(Path(args.out))  # the bundle's name first, as before
+        root = env.results_path(args.results, "--results")
+        if not root.is_dir():  # a file or a missing folder would give an empty bundle
+            raise ConfigError("--results", str(root), "an existing results folder holding stored runs")
+        report = bundles.export(args.preset, args.out, CHAPTERS, root=root, only=args.only, models=args.models,
                                 max_compact_bits=args.max_compact_bits)
         print("\n".join(report.lines()))
         return 0
-    report = bundles.import_bundle(args.file, root=args.results)
+    caps = {}
+    for flag, name in (("--max-member-mb", "max_member_mb"), ("--max-total-mb", "max_total_mb")):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(flag, value, "a number of MiB > 0")
+        caps[flag] = max(1, int(value * 2**20))
+    report = bundles.import_bundle(args.file, root=env.results_path(args.results, "--results"),
+                                   max_member_bytes=caps["--max-member-mb"], max_total_bytes=caps["--max-total-mb"])
     print("\n".join(report.lines()))
     return 1 if report.refused else 0

@@ -4,7 +4,7 @@
 variable                          meaning
 ================================  ==========================================================================
 ``RANDWEIGHTS_DATA``              folder of the datasets (default ``data``)
-``RANDWEIGHTS_RESULTS``           folder of the run store (default ``results``)
+``RANDWEIGHTS_RESULTS``           folder of the run store (default ``results``; set but empty is an error)
 ``RANDWEIGHTS_TRAIN``             yes/no: train runs that are not stored (default yes); no: stored runs only
 ``RANDWEIGHTS_DOWNLOAD``          auto/yes/no: download a missing dataset (auto: when its server answers)
 ``RANDWEIGHTS_PROGRESS``          auto/yes/no: progress bars (auto: when the output is a terminal)
@@ -73,7 +73,23 @@ def data_dir() -> Path:
 
 
 def results_dir() -> Path:
+    """``$RANDWEIGHTS_RESULTS``, or ``results`` when unset. Set but empty is a ConfigError: an unset variable
+    meant as a path (``RANDWEIGHTS_RESULTS=$TYPO``) must not send runs somewhere else."""
+    if RESULTS in os.environ and not _raw(RESULTS):
+        raise ConfigError(RESULTS, os.environ[RESULTS], "a folder path (unset it for the default, results/)")
     return Path(_raw(RESULTS) or "results")
+
+
+def results_path(given: str | os.PathLike | None = None, parameter: str = "results") -> Path:
+    """The results folder: ``given``, else :func:`results_dir`. An empty ``given`` (``--results=``) is a
+    ConfigError naming ``parameter``: it would mean the working directory."""
+    if given is None:
+        return results_dir()
+    if not isinstance(given, (str, os.PathLike)):
+        raise ConfigError(parameter, given, "a folder path")
+    if not str(os.fspath(given)).strip():
+        raise ConfigError(parameter, os.fspath(given), "a folder path (leave it out for $RANDWEIGHTS_RESULTS or results/)")
+    return Path(given)
 
 
 def figures_dir() -> Path | None:

@@ -1,5 +1,7 @@
 """Errors that name the parameter at fault and what it allows."""
 
+import errno
+
 
 class ConfigError(ValueError):
     """A setting is outside what is allowed.
@@ -33,6 +35,18 @@ class DatasetDamaged(ValueError):
     def __init__(self, path: object, problem: str):
         self.path = path
         super().__init__(f"{path}: damaged dataset file ({problem}); delete it and put a good copy in its place")
+
+
+class DiskFull(OSError):
+    """A file could not be written because its disk (or quota) is full; names the file. Nothing partial is left:
+    the write went to a temporary file, which is removed."""
+
+    def __init__(self, path: object, strerror: str = "No space left on device"):
+        self.path = path
+        super().__init__(errno.ENOSPC, strerror, str(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror} while writing it; nothing partial was left (free space, then run again)"
 
 
 def check_choice(parameter: str, value: str, allowed) -> None:

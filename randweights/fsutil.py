@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from .errors import DiskFull
+
 FILE_MODE = 0o644
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, disk quota exceeded
 log = logging.getLogger("randweights")
 
 
@@ -63,22 +68,36 @@ def move_aside(path: str | os.PathLike, problem: str, then: str, also: tuple[Pat
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file, or the whole new one, never a part. The file
     is readable by the group (0644). Temporary files that a killed earlier write of ``path`` left are removed
-    (writers of one path are serialized by the caller, e.g. the run's lock)."""
+    (writers of one path are serialized by the caller, e.g. the run's lock). A full disk is a
+    :class:`~randweights.errors.DiskFull` naming ``path``; the old file, if any, is left as it was."""
+    _atomic(path, lambda f: f.write(data))
+
+
+def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Copy the file ``source`` to ``path`` as :func:`write_atomic` writes (streamed, never whole in memory)."""
+    with open(source, "rb") as src:
+        _atomic(path, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+
+
+def _atomic(path: str | os.PathLike, fill) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), FILE_MODE)
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, DiskFull) and err.errno in DISK_FULL:
+            raise DiskFull(path, err.strerror or os.strerror(err.errno)) from None
         raise
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from .config import ModelConfig, register_arch
@@ -290,9 +291,41 @@ for _name, _builder in BUILDERS.items():
 ARCHS = tuple(BUILDERS)
 
 
-def build(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bool = False, affine_bn: bool = False) -> nn.Module:
+MAX_PARAMETERS = 2**31  # 8 GiB in fp32 for the weights alone: far above every preset (the largest: ~140 M)
+
+
+def parameter_count(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bool = False,
+                    affine_bn: bool = False) -> int:
+    """Parameters of the network :func:`build` would make, counted on the ``meta`` device (nothing allocated)."""
     if arch not in BUILDERS:
         raise ConfigError("arch", arch, "one of " + ", ".join(BUILDERS))
+    try:
+        with torch.device("meta"):
+            net = BUILDERS[arch](tuple(input_shape), num_classes, width=width, bias=bias, affine_bn=affine_bn)
+    except (RuntimeError, OverflowError, ValueError, TypeError, MemoryError) as err:
+        raise ConfigError("width", width, f"a width {arch} can be built with ({type(err).__name__})") from None
+    return sum(p.numel() for p in net.parameters())
+
+
+def check_size(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bool = False,
+               affine_bn: bool = False) -> int:
+    """A ConfigError naming ``width`` when the network would hold more than :data:`MAX_PARAMETERS` parameters
+    (counted before anything is allocated); else its parameter count (-1: width <= 1, not counted)."""
+    if arch not in BUILDERS:
+        raise ConfigError("arch", arch, "one of " + ", ".join(BUILDERS))
+    if not width > 1:  # every architecture at width <= 1 is far below the limit (a test checks): no need to count
+        return -1
+    count = parameter_count(arch, input_shape, num_classes, width, bias, affine_bn)
+    if count > MAX_PARAMETERS:
+        raise ConfigError("width", width, f"a width giving {arch} at most {MAX_PARAMETERS} parameters "
+                          f"(this one gives {count:.3g}, {4 * count / 2**30:.0f} GiB in fp32)")
+    return count
+
+
+def build(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bool = False, affine_bn: bool = False) -> nn.Module:
+    """The network ``arch`` (see the module's docstring); one too large to build is refused first
+    (:func:`check_size`)."""
+    check_size(arch, input_shape, num_classes, width, bias, affine_bn)
     return BUILDERS[arch](tuple(input_shape), num_classes, width=width, bias=bias, affine_bn=affine_bn)
 
 

@@ -11,17 +11,22 @@ reported. A local worker process picks its GPU (``CUDA_VISIBLE_DEVICES``) before
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import os
+import re
+import signal
 import socket
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import env, runs, store
-from .config import RunConfig
+from . import data, env, models, runs, store
+from .config import RunConfig, check_device
 from .errors import ConfigError, check_range
 
 EXECUTORS = ("local", "dask", "slurm")
@@ -82,6 +87,52 @@ class Summary:
         return out
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device_name(device: str | None, here: bool = False) -> None:
+    """``device`` as every worker will be asked for it: a ConfigError naming ``device`` unless it is auto or a
+    device type torch knows (cpu, cuda, cuda:N, mps); with ``here`` (workers on this machine) it must also exist
+    here (:func:`~randweights.config.check_device`)."""
+    if here:
+        check_device(device)
+        return
+    if device is None or device == "auto":
+        return
+    allowed = "auto, cpu, cuda, cuda:N or mps (checked on each worker)"
+    if not isinstance(device, str):
+        raise ConfigError("device", device, allowed)
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError("device", device, allowed) from None
+    if kind not in DEVICE_TYPES:
+        raise ConfigError("device", device, allowed)
+
+
+def check_fits(cfg: RunConfig) -> None:
+    """A network too large to build (``width=1e6``) is a ConfigError naming ``width``, before any data loads."""
+    dataset = cfg.data.dataset
+    if dataset in data.SHAPES:
+        models.check_size(cfg.model.arch, data.SHAPES[dataset], data.NUM_CLASSES[dataset], cfg.model.width,
+                          cfg.model.bias, cfg.model.affine_bn)
+
+
+def check_plan(configs: Iterable[RunConfig], root=None, device: str | None = None, here: bool = False) -> Path:
+    """Everything a sweep can check before it submits a run, once (not per run, where every run would fail and
+    be retried, and on Slurm be submitted first): the device, the results folder (created and tested for
+    writing; a file or an empty name is a ConfigError naming ``results``) and every network's size. Returns the
+    results folder, resolved."""
+    check_device_name(device, here)
+    root = env.results_path(root)
+    for cfg in {c.run_id: c for c in configs}.values():
+        check_fits(cfg)
+    store.prepare_folder(root, root)
+    return root.resolve()
+
+
 def run_plan(
     configs: Iterable[RunConfig],
     executor: cf.Executor,
@@ -95,8 +146,8 @@ def run_plan(
     submitted again up to ``retries`` times. ``keep_model``: the run_ids (or a predicate) whose model is stored.
     ``log`` gets one progress line per finished task."""
     check_range("retries", retries, low=0)
-    root = str(store.results_root(root).resolve())
     unique = list({c.run_id: c for c in configs}.values())
+    root = str(check_plan(unique, root, device))
     keeps = _keep_predicate(keep_model)
     environ = env.current(FORWARDED_ENV)
     summary = Summary({c.run_id: Outcome(c.run_id, "pending", attempts=0) for c in unique})
@@ -156,6 +207,37 @@ def _pin_gpu(queue) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Make this worker process end when ``parent`` (the sweep) dies, even by SIGKILL: on Linux the kernel sends
+    SIGTERM (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also checks the parent pid every
+    ``poll_seconds`` and exits the process when it has changed (the worker was re-parented)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # no prctl: the thread below still ends the worker
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="randweights-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent: int, queue=None) -> None:
+    """Process-pool initializer: end with the sweep (:func:`end_with_parent`), pin a GPU when given ``queue``."""
+    end_with_parent(parent)
+    if queue is not None:
+        _pin_gpu(queue)
+
+
 def gpu_count() -> int:
     """GPUs visible here (without initializing CUDA in this process)."""
     import torch
@@ -164,18 +246,31 @@ def gpu_count() -> int:
 
 
 def local_executor(workers: int) -> cf.Executor:
-    """``workers`` fresh processes on this machine; with several GPUs, worker i sees only GPU i mod count."""
+    """``workers`` fresh processes on this machine; with several GPUs, worker i sees only GPU i mod count. The
+    workers end with this process (:func:`end_with_parent`), also when it is killed."""
     import multiprocessing as mp
 
     check_range("--workers", workers, low=1)
     ctx = mp.get_context("spawn")
     gpus = gpu_count()
     if gpus <= 1:
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
     queue = ctx.Queue()
     for i in range(workers):
         queue.put(i % gpus)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pin_gpu, initargs=(queue,))
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(), queue))
+
+
+SCHEDULER_TIMEOUT = "20s"
+_ADDRESS = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss)://)?[A-Za-z0-9._-]+:\d{1,5}|(?:tcp|tls|ucx|ws|wss)://\[[0-9A-Fa-f:]+\]:\d{1,5}")
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """``--scheduler``: None (start a LocalCluster) or a scheduler address ``[protocol://]host:port``."""
+    if scheduler is None:
+        return
+    if not isinstance(scheduler, str) or not _ADDRESS.fullmatch(scheduler) or not 0 < int(scheduler.rsplit(":", 1)[1]) < 65536:
+        raise ConfigError("--scheduler", scheduler, "a Dask scheduler address [tcp://]host:port, e.g. tcp://host:8786")
 
 
 class DaskExecutor(cf.Executor):
@@ -185,12 +280,19 @@ class DaskExecutor(cf.Executor):
     def __init__(self, scheduler: str | None = None, workers: int = 1):
         from distributed import Client, LocalCluster
 
+        check_scheduler(scheduler)
         self.cluster = None
         if scheduler is None:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                         silence_logs=logging.ERROR)
             scheduler = self.cluster
-        self.client = Client(scheduler)
+        try:
+            self.client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, ValueError, TypeError) as err:  # no scheduler there, a refused or timed-out connection
+            if self.cluster is not None:
+                self.cluster.close()
+            raise ConfigError("--scheduler", scheduler, f"the address of a running Dask scheduler, e.g. tcp://host:8786 "
+                              f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
         self._executor = self.client.get_executor(pure=False)
 
     def submit(self, fn, /, *args, **kwargs) -> cf.Future:
@@ -242,6 +344,9 @@ def make_executor(kind: str, workers: int | None = None, scheduler: str | None =
         raise ConfigError("--executor", kind, "one of " + ", ".join(EXECUTORS))
     workers = DEFAULT_WORKERS[kind] if workers is None else workers
     check_range("--workers", workers, low=1)
+    if scheduler is not None and kind != "dask":
+        raise ConfigError("--scheduler", scheduler, "only with --executor dask")
+    check_scheduler(scheduler)
     if kind == "local":
         return local_executor(workers)
     if kind == "dask":

@@ -5,9 +5,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +157,51 @@ def test_importing_sweeps_does_not_start_cuda():
     (``CUDA_VISIBLE_DEVICES``): CUDA must not have started by then."""
     code = "import torch, randweights.sweeps; print(torch.cuda.is_initialized())"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (Linux /proc)."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo += list(kids - found)
+            found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_sweep_workers_end_when_the_sweep_is_killed(tmp_path, mnist):
+    sweep = subprocess.Popen([sys.executable, "-m", "randweights.cli", "sweep", "--preset", "smoke", "--only", "empirical_size",
+                              "--workers", "2", "--results", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers) < 2:
+            workers = {p for p in _children(sweep.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")}
+            time.sleep(0.5)
+        assert len(workers) >= 2, "the sweep did not start its workers"
+        time.sleep(3)  # the workers are importing or training
+        sweep.kill()  # SIGKILL: no chance to shut its pool down
+        sweep.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not [p for p in workers if _alive(p)], "workers outlived the killed sweep"
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        for pid in workers:  # only the processes this test started (the sweep's workers)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 from randweights import ConfigError, RunConfig, data, make_config, models, runs
 from randweights.config import DataConfig, ModelConfig, TrainConfig, check_device, method_config_class
 from randweights.errors import DatasetDamaged
-from randweights.methods import NAMES, edge_popup, slot_machines, supermask_bernoulli
+from randweights.methods import NAMES, edge_popup, laperm, pruning, slot_machines, supermask_bernoulli
 
 SETTINGS = [DataConfig, ModelConfig, TrainConfig] + [method_config_class(m) for m in NAMES]
 HAS_CUDA = torch.cuda.is_available()
@@ -229,3 +229,117 @@ def test_cli_damaged_mnist_names_the_file_and_writes_nothing(tmp_path, mnist):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(damaged) in lines[0], proc.stderr
     assert not results.exists()
+
+
+# ------------------------------------------------------------------------------------------ issue 22: API types
+def _mlp():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+
+def _laperm(**kw):
+    m = _mlp()
+    return laperm.LaPerm(torch.optim.SGD(m.parameters(), lr=0.1), [m[1].weight], **kw)
+
+
+def _imp_step(model=None, **kw):
+    m = pruning.apply(_mlp())
+    return pruning.imp_step(model if model is not None else m, pruning.get_masks(m), kw.pop("round_index", 1), **kw)
+
+
+API_TYPE_CASES = [
+    ("edge_popup str", lambda: edge_popup.apply("not a model"), TypeError, "model"),
+    ("edge_popup ReLU", lambda: edge_popup.apply(torch.nn.ReLU()), ConfigError, "model"),
+    ("bernoulli ReLU", lambda: supermask_bernoulli.apply(torch.nn.ReLU()), ConfigError, "model"),
+    ("bernoulli None", lambda: supermask_bernoulli.apply(None), TypeError, "model"),
+    ("slot str", lambda: slot_machines.apply("x"), TypeError, "model"),
+    ("slot ReLU", lambda: slot_machines.apply(torch.nn.ReLU()), ConfigError, "model"),
+    ("slot bounds nan", lambda: slot_machines.apply(_mlp(), bounds=[math.nan]), ConfigError, "bounds"),
+    ("slot bounds str", lambda: slot_machines.apply(_mlp(), bounds=["a"]), ConfigError, "bounds"),
+    ("slot bounds -1", lambda: slot_machines.apply(_mlp(), bounds=[-1.0]), ConfigError, "bounds"),
+    ("laperm sync -1", lambda: _laperm(sync_period=-1), ConfigError, "sync_period"),
+    ("laperm sync nan", lambda: _laperm(sync_period=math.nan), ConfigError, "sync_period"),
+    ("laperm sync 2.5", lambda: _laperm(sync_period=2.5), ConfigError, "sync_period"),
+    ("laperm sync str", lambda: _laperm(sync_period="3"), ConfigError, "sync_period"),
+    ("laperm steps 0", lambda: _laperm(steps_per_epoch=0), ConfigError, "steps_per_epoch"),
+    ("laperm inner", lambda: laperm.LaPerm("opt", []), TypeError, "inner"),
+    ("laperm apply str", lambda: laperm.apply("m"), TypeError, "model"),
+    ("imp pf 2", lambda: _imp_step(prune_fraction=2), ConfigError, "prune_fraction"),
+    ("imp pf nan", lambda: _imp_step(prune_fraction=math.nan), ConfigError, "prune_fraction"),
+    ("imp pf 0", lambda: _imp_step(prune_fraction=0), ConfigError, "prune_fraction"),
+    ("imp pf str", lambda: _imp_step(prune_fraction="0.3"), ConfigError, "prune_fraction"),
+    ("imp model str", lambda: _imp_step(model="m"), TypeError, "model"),
+    ("imp round 0", lambda: _imp_step(round_index=0), ConfigError, "round_index"),
+    ("pruning apply str", lambda: pruning.apply("m"), TypeError, "model"),
+    ("build width 1e6", lambda: models.build("mlp-256-256", (1, 28, 28), 10, width=1e6), ConfigError, "width"),
+    ("build width 1e300", lambda: models.build("mlp-256-256", (1, 28, 28), 10, width=1e300), ConfigError, "width"),
+]
+
+
+@pytest.mark.parametrize("case", API_TYPE_CASES, ids=[c[0] for c in API_TYPE_CASES])
+def test_api_wrong_types_and_values_name_the_argument_in_one_line(case):
+    _, call, kind, parameter = case
+    with pytest.raises(kind) as err:
+        call()
+    assert str(err.value).startswith(f"{parameter}: got ") and "\n" not in str(err.value)
+
+
+def test_every_architecture_at_width_one_is_far_below_the_size_limit():
+    for arch in models.ARCHS:
+        assert models.parameter_count(arch, (3, 32, 32), 1000) < models.MAX_PARAMETERS // 10
+
+
+CLI_INPUT_CASES = [
+    (["train", "--method", "dense", "--width", "1e6"], "width"),
+    (["train", "--method", "dense", "--results="], "--results"),
+    (["sweep", "--preset", "smoke", "--only", "empirical_size", "--device", "tpu"], "device"),
+    (["sweep", "--preset", "smoke", "--only", "empirical_size", "--results", "{file}"], "results"),
+    (["sweep", "--preset", "smoke", "--only", "empirical_size", "--results="], "--results"),
+    (["sweep", "--preset", "smoke", "--only", "empirical_size", "--executor", "dask", "--scheduler", "nonsense"], "--scheduler"),
+    (["sweep", "--preset", "smoke", "--only", "empirical_size", "--scheduler", "tcp://h:8786"], "--scheduler"),
+    (["sweep", "--preset", "smoke", "--only", "empirical_size", "--executor", "slurm", "--scheduler", "tcp://h:8786"], "--scheduler"),
+    (["bundle", "export", "--preset", "smoke", "--results", "{file}", "{tmp}/out.tar.gz"], "--results"),
+    (["bundle", "export", "--preset", "smoke", "--results", "{tmp}/missing", "{tmp}/out.tar.gz"], "--results"),
+    (["bundle", "import", "{file}", "--results="], "--results"),
+]
+
+
+@pytest.mark.parametrize("argv, parameter", CLI_INPUT_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in CLI_INPUT_CASES])
+def test_cli_bad_input_is_one_line_exit_2_before_any_work(tmp_path, argv, parameter):
+    (tmp_path / "afile").write_text("x")
+    argv = [a.format(file=tmp_path / "afile", tmp=tmp_path) for a in argv]
+    env = {**os.environ, "RANDWEIGHTS_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-m", "randweights.cli", *argv], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(f"randweights: error: {parameter}: got ")
+    assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing written, not in the working directory
+
+
+def test_an_empty_results_variable_is_an_error_naming_it(tmp_path):
+    env = {**os.environ, "RANDWEIGHTS_RESULTS": ""}
+    done = subprocess.run([sys.executable, "-m", "randweights.cli", "train", "--method", "dense"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("randweights: error: RANDWEIGHTS_RESULTS: got ''")
+    assert list(tmp_path.iterdir()) == []
+
+
+DISK_FULL_SCRIPT = """
+import errno, os, sys
+from randweights import cli
+real = os.fsync
+def full(fd):
+    raise OSError(errno.ENOSPC, "No space left on device")
+os.fsync = full
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing_partial(tmp_path, mnist):
+    results = tmp_path / "r"
+    done = subprocess.run([sys.executable, "-c", DISK_FULL_SCRIPT, "train", "--method", "dense", "--subset", "100",
+                           "--epochs", "1", "--batch-size", "50", "--device", "cpu", "--results", str(results)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "RANDWEIGHTS_PROGRESS": "0"})
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"randweights: error: {results}") and "No space left" in lines[0], done.stderr
+    assert not list(results.rglob("*.tmp")) and not list(results.rglob("record.json"))

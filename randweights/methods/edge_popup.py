@@ -237,6 +237,7 @@ def apply(
     keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init or INITS[0]).keep_fraction  # the config's checks
     transform.check_untransformed(model)
     chosen = transform.select(model, MASKABLE, include, exclude)
+    transform.require_layers(model, chosen, MASKABLE)
     freeze_all(model)
     replay = transform.generator_record(generator)
     weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}

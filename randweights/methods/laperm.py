@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -190,6 +191,18 @@ def sync_period_at(epoch: int, period: int, schedule: list[tuple[int, int]]) -> 
     return period
 
 
+def check_sync_period(sync_period) -> None:
+    """``sync_period``: an integer k >= 1, ``0`` or ``math.inf`` (never), or a callable ``epoch -> k``."""
+    if callable(sync_period):
+        return
+    allowed = "an integer >= 1, 0 or math.inf (never sync), or a callable epoch -> k"
+    if isinstance(sync_period, bool) or not isinstance(sync_period, (int, float, np.integer, np.floating)):
+        raise ConfigError("sync_period", sync_period, allowed)
+    k = float(sync_period)
+    if not (k == math.inf or k == 0 or (math.isfinite(k) and k >= 1 and k.is_integer())):
+        raise ConfigError("sync_period", sync_period, allowed)
+
+
 class LaPerm(torch.optim.Optimizer):
     """Wrap any torch optimizer: ``step()`` runs the inner step on all its parameters, then, when the step count
     t (from 1) is a multiple of the k in force, syncs every tensor in ``permutable`` to its initial values.
@@ -211,6 +224,11 @@ class LaPerm(torch.optim.Optimizer):
         steps_per_epoch: int | None = None,
         hold_zeros: bool = False,
     ):
+        if not isinstance(inner, torch.optim.Optimizer):
+            raise TypeError(f"inner: got {type(inner).__name__}, allowed: a torch.optim.Optimizer")
+        check_sync_period(sync_period)
+        if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+            raise ConfigError("steps_per_epoch", steps_per_epoch, "None or an integer >= 1")
         super().__init__([dict(g) for g in inner.param_groups], dict(inner.defaults))
         self.inner = inner
         self.param_groups = inner.param_groups  # one list: a scheduler's lr change reaches the inner optimizer
@@ -322,6 +340,7 @@ def apply(
     Linear/Conv layer (kernel and bias) from ``generator`` (None: the global generator); ``init=None`` keeps the
     existing weights as the initial multisets (permutations of a pretrained network). The model is tagged so
     that :mod:`randweights.compact` can store what LaPerm found as per-row permutation indices."""
+    transform.check_model(model)
     if init is not None:
         check_choice("init", init, ("he-uniform",))
     replay = transform.generator_record(generator)

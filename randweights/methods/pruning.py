@@ -194,6 +194,7 @@ def apply(model: nn.Module, init: str | None = "xavier-normal", include: transfo
     """Prepare any model for IMP: ``init="xavier-normal"`` re-initializes it as the paper does
     (:func:`init_paper_`), ``init=None`` keeps its weights (pruning a pretrained network); then
     :func:`attach_masks`. Prune with :func:`imp_step` / :func:`set_masks`, rewind with :func:`rewind`."""
+    transform.check_model(model)
     if init is not None:
         check_choice("init", init, ("xavier-normal",))
         init_paper_(model)
@@ -246,6 +247,13 @@ def imp_step(
     ``kept_count(|W|+|b|, round_index, prune_fraction)`` stay. Pruned entries score -1, below every survivor.
     """
     check_choice("strategy", strategy, STRATEGIES)
+    transform.check_model(model)
+    _check_int("round_index", round_index, 1)
+    if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, (int, float, np.floating, np.integer)):
+        raise ConfigError("prune_fraction", prune_fraction, "a number in (0, 1)")
+    check_range("prune_fraction", float(prune_fraction), low=0, high=1, low_open=True, high_open=True)
+    if float(prune_fraction) != float(prune_fraction):  # NaN passes every comparison
+        raise ConfigError("prune_fraction", prune_fraction, "a number in (0, 1)")
     new: Masks = []
     for layer, (mw, mb) in zip(prunable_layers(model), masks, strict=True):
         w = _orig(layer, "weight").detach().reshape(-1).float().cpu()

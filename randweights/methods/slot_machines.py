@@ -242,10 +242,19 @@ def apply(
                                   score_init=score_init, candidate_bits=candidate_bits).num_slots  # the config's checks
     transform.check_untransformed(model)
     chosen = transform.select(model, MASKABLE, include, exclude)
+    transform.require_layers(model, chosen, MASKABLE)
     if bounds is None and candidate_init is None:
         bounds = [math.sqrt(3.0) * float(layer.weight.detach().float().std()) for _, layer in chosen]
-    if bounds is not None and len(bounds) != len(chosen):
-        raise ConfigError("bounds", len(bounds), f"one bound per selected layer ({len(chosen)})")
+    if bounds is not None:
+        try:
+            bounds = [float(b) for b in bounds]
+        except (TypeError, ValueError):
+            raise ConfigError("bounds", bounds, "a list of numbers > 0, one per selected layer") from None
+        if len(bounds) != len(chosen):
+            raise ConfigError("bounds", len(bounds), f"one bound per selected layer ({len(chosen)})")
+        bad = [b for b in bounds if not (math.isfinite(b) and b > 0)]
+        if bad:
+            raise ConfigError("bounds", bad[0], "finite bounds > 0, one per selected layer")
     freeze_all(model)
     replay = transform.generator_record(generator)
     used = []

@@ -96,6 +96,7 @@ def apply(
     keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init or INITS[0], eval_mask=eval_mask).keep_fraction  # checks
     transform.check_untransformed(model)
     chosen = transform.select(model, MASKABLE, include, exclude)
+    transform.require_layers(model, chosen, MASKABLE)
     freeze_all(model)
     replay = transform.generator_record(generator)
     weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}

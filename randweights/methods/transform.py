@@ -102,9 +102,24 @@ def tag_of(model: nn.Module) -> dict | None:
     return getattr(model, TAG, None)
 
 
+def check_model(model: object, parameter: str = "model") -> None:
+    """A TypeError naming ``parameter`` unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{parameter}: got {type(model).__name__} {model!r:.60}, allowed: a torch.nn.Module")
+
+
+def require_layers(model: nn.Module, chosen: list, types: tuple[type, ...]) -> None:
+    """A ConfigError naming ``model`` when a method found no layer to transform (``apply(nn.ReLU())``): it would
+    train nothing, silently."""
+    if not chosen:
+        raise ConfigError("model", type(model).__name__, f"a model with at least one selected {'/'.join(t.__name__ for t in types)} layer")
+
+
 def check_untransformed(model: nn.Module) -> None:
     """A method's ``apply`` needs a model no method has transformed yet: a second mask stacked on the first would
-    train something else silently. ``export(model)`` (or a fresh model) is the way to start again."""
+    train something else silently. ``export(model)`` (or a fresh model) is the way to start again. A model that
+    is not a ``torch.nn.Module`` is a TypeError naming ``model``."""
+    check_model(model)
     done = [name or type(model).__name__ for name, module in model.named_modules() if parametrize.is_parametrized(module)]
     if done:
         raise ConfigError("model", f"{type(model).__name__} already transformed (layer {done[0]!r})",
