@@ -65,8 +65,8 @@ def run_files(folder: Path, record: dict, models: bool = False, max_compact_bits
     named = {record.get("compact_file")} - {None}
     keep = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.name == "record.json":
-            continue
+        if not path.is_file() or path.name not in MEMBER_FILES or path.name == "record.json":
+            continue  # only the files an import accepts (no checkpoint, lock or stray file)
         is_compact = path.suffix in COMPACT_SUFFIXES or path.name in named
         if path.suffix == ".json" and not is_compact or is_compact and compact_ok or models and path.name == "model.pt":
             keep.append(path)

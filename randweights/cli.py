@@ -18,7 +18,7 @@ from pathlib import Path
 from . import cli_scale, env, methods, runs, sweeps
 from ._version import __version__
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, method_config_class
-from .errors import ConfigError, DatasetDamaged, DatasetNotFound, DiskFull
+from .errors import ConfigError, DatasetDamaged, DatasetNotFound, DiskFull, RunFailed
 from .fsutil import DISK_FULL
 from .reproduce import NoCheckout, reproduce
 
@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
+    except RunFailed as err:  # not bad input: the run itself failed (nothing stored), one line
+        sys.stderr.write(f"randweights: error: {err}\n")
+        return 1
     except OSError as err:  # a full disk anywhere: one line naming the file (atomic writes leave nothing partial)
         if not isinstance(err, DiskFull) and err.errno not in DISK_FULL:
             raise

@@ -102,7 +102,7 @@ def note_training(folder: Path, seconds: float) -> None:
 
 def results_root(root: str | os.PathLike | None = None) -> Path:
     """``root``, else ``$RANDWEIGHTS_RESULTS``, else ``results/``."""
-    return Path(root) if root is not None else env.results_dir()
+    return env.results_path(root)
 
 
 def run_dir(cfg: RunConfig, root=None) -> Path:
