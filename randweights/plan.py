@@ -201,6 +201,8 @@ def dry_config(cfg: RunConfig) -> RunConfig:
     LaPerm syncing (and probing) after every step. Everything that picks a code path is kept."""
     changes: dict = {"epochs": min(cfg.train.epochs, 1), "batch_size": DRY_IMAGES, "subset": None,
                      "validation": DRY_IMAGES if cfg.data.validation else 0}
+    if cfg.train.steps_per_epoch is not None:  # sampled epochs (ImageNet32 recipes): one step, not a thousand
+        changes["steps_per_epoch"] = 1
     method = cfg.method
     if hasattr(method, "rounds"):
         changes.update(rounds=min(method.rounds, 2), rewind_step=min(method.rewind_step, 1))

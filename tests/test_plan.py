@@ -123,6 +123,7 @@ def test_dry_config_keeps_every_code_path_and_cuts_the_rest():
     small = plan.dry_config(cfgs["one-shot"])
     assert (small.train.epochs, small.method.rounds, small.method.rewind_step, small.train.batch_size) == (1, 2, 1, 4)
     assert small.method.pruning_schedule == "one-shot" and small.model.width == 1.0
+    assert cfgs["IMP"].train.steps_per_epoch == 1000 and plan.dry_config(cfgs["IMP"]).train.steps_per_epoch == 1  # one step
     assert plan.recipe_key(cfgs["IMP"]) != plan.recipe_key(cfgs["one-shot"])
     keeps = [c for c in edge_popup.keep_fraction_configs(edge_popup.preset("full")) if c.model.arch == "conv4" and c.method.name == "edge-popup"]
     assert len({plan.recipe_key(c) for c in keeps}) == 2  # two inits; keep fractions and seeds share a recipe
