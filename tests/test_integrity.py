@@ -180,8 +180,11 @@ print(json.dumps(runs.get_or_run(cfg, root=sys.argv[2])["test_accuracy"]), flush
 
 
 def _fake(cfg, root: Path, mode: str, **env) -> subprocess.Popen:
+    # as a foreground command would: Ctrl-C's default action even when this test runs with SIGINT ignored (a
+    # background job inherits that, and Python then keeps ignoring it)
     return subprocess.Popen([sys.executable, "-c", FAKE, json.dumps(cfg.to_dict()), str(root), mode],
-                            env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _until_waiting(folder: Path, waiter: subprocess.Popen) -> None:
