@@ -360,9 +360,6 @@ class Trainer:
                  precision: str = "fp32") -> dict:
         return evaluate(model, split, device, batch_size, precision)
 
-    def steps_per_epoch(self, cfg: RunConfig, train_images: int) -> int:
-        return steps_per_epoch(cfg, train_images)
-
 
 def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device, trainer: Trainer):
     """Build the model, let the method prepare it, train what it returns. For methods with ``prepare``."""

@@ -66,8 +66,6 @@ class Trainer(Protocol):
     def evaluate(self, model: nn.Module, split: Any, device: torch.device, batch_size: int = 1000,
                  precision: str = "fp32") -> dict: ...
 
-    def steps_per_epoch(self, cfg: RunConfig, train_images: int) -> int: ...
-
 
 @dataclass(frozen=True)
 class Method:
