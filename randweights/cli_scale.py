@@ -46,10 +46,10 @@ def _add_sweep(sub) -> None:
                        "given (default 2); slurm: jobs in flight at a time (default 256)")
     sweep.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask: an existing scheduler, e.g. tcp://host:8786")
     sweep.add_argument("--partition", default=None, help="slurm: the partition")
-    sweep.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per job (default 1)")
-    sweep.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES", help="slurm: per job (default 1440)")
+    sweep.add_argument("--gpus-per-job", type=int, default=None, help="slurm: GPUs per job (default 1)")
+    sweep.add_argument("--time-limit", type=int, default=None, metavar="MINUTES", help="slurm: per job (default 1440)")
     sweep.add_argument("--logs", default=None, help="slurm: folder for submitit's job files (default <results>/.submitit)")
-    sweep.add_argument("--retries", type=int, default=1, help="times a failed run is submitted again (default 1)")
+    sweep.add_argument("--retries", type=int, default=1, help="times a failed run is submitted again (default 1; allowed: 0 or more)")
     sweep.add_argument("--results", default=None, help="results folder, shared by every worker (default $RANDWEIGHTS_RESULTS or results/)")
     sweep.add_argument("--device", default=None, help="auto (default: CUDA when the worker has it), cpu, cuda")
 
@@ -110,20 +110,23 @@ def _plan(args) -> int:
 
 
 def _sweep(args) -> int:
-    if args.executor not in sweeps.EXECUTORS:
-        raise ConfigError("--executor", args.executor, "one of " + ", ".join(sweeps.EXECUTORS))
+    # every option on its own first, then the plan, then (once, before any executor starts) the device, the
+    # results folder and every network's size: nothing is printed, made or submitted before all of them hold
+    sweeps.check_executor_options(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
+                                  args.time_limit, args.logs)
+    check_range("--retries", args.retries, low=0)
     entries = plan.plan(args.preset, CHAPTERS, args.only)  # bad preset / chapter: ConfigError before anything starts
-    if args.scheduler is not None and args.executor != "dask":
-        raise ConfigError("--scheduler", args.scheduler, "only with --executor dask")
-    sweeps.check_scheduler(args.scheduler)
-    if args.workers is not None:
-        check_range("--workers", args.workers, low=1)
-    # once, before any executor starts: the device, the results folder, every network's size (not per run)
-    root = sweeps.check_plan([e.config for e in entries], env.results_path(args.results, "--results"), args.device,
-                             here=args.executor == "local")
+    results = env.results_path(args.results, "--results")
+    made = not results.exists()
+    root = sweeps.check_plan([e.config for e in entries], results, args.device, here=args.executor == "local")
     folder = Path(args.logs) if args.logs else root / ".submitit"
-    executor = sweeps.make_executor(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
-                                    args.time_limit, folder)
+    try:
+        executor = sweeps.make_executor(args.executor, args.workers, args.scheduler, args.partition, args.gpus_per_job,
+                                        args.time_limit, folder)
+    except ConfigError:  # e.g. slurm on a machine without it: leave no empty results folder behind
+        if made and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise
     print(f"[sweep] {len(entries)} runs of preset {args.preset!r} into {root} on {args.executor}", flush=True)
     try:
         summary = sweeps.run_plan([e.config for e in entries], executor, root=root, device=args.device,
@@ -138,6 +141,10 @@ def _sweep(args) -> int:
 def _bundle(args) -> int:
     if args.verb == "export":
         bundles._check_name(Path(args.out))  # the bundle's name first, as before
+        bits = args.max_compact_bits
+        if bits is not None and not (math.isfinite(bits) and bits > 0):
+            raise ConfigError("--max-compact-bits", bits, "a number of bits per weight > 0")
+        plan.plan(args.preset, CHAPTERS, args.only)  # bad preset / chapter before the results folder is looked at
         root = env.results_path(args.results, "--results")
         if not root.is_dir():  # a file or a missing folder would give an empty bundle
             raise ConfigError("--results", str(root), "an existing results folder holding stored runs")

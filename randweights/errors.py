@@ -3,7 +3,15 @@
 import errno
 
 
-class ConfigError(ValueError):
+class OneLine:
+    """Shown as one line in Jupyter and Colab, as on the CLI: IPython prints what ``_render_traceback_`` returns
+    instead of the traceback (the error says what is wrong and what is allowed; the call stack adds nothing)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ConfigError(OneLine, ValueError):
     """A setting is outside what is allowed.
 
     The message always reads ``<parameter>: <what was given> (<what is allowed>)`` so the CLI can print it as
@@ -17,7 +25,7 @@ class ConfigError(ValueError):
         super().__init__(f"{parameter}: got {given!r}, allowed: {allowed}")
 
 
-class RunFailed(RuntimeError):
+class RunFailed(OneLine, RuntimeError):
     """A run whose result cannot be trusted: nothing was stored. Names the run and the reason (one line)."""
 
     def __init__(self, run_id: str, reason: str):
@@ -25,11 +33,11 @@ class RunFailed(RuntimeError):
         super().__init__(f"{run_id}: run failed: {reason}")
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(OneLine, FileNotFoundError):
     """A dataset is not on disk and could not (or may not) be downloaded."""
 
 
-class DatasetDamaged(ValueError):
+class DatasetDamaged(OneLine, ValueError):
     """A dataset file is on disk but cannot be read as what it should be (truncated, wrong format); names the file."""
 
     def __init__(self, path: object, problem: str):
@@ -37,7 +45,7 @@ class DatasetDamaged(ValueError):
         super().__init__(f"{path}: damaged dataset file ({problem}); delete it and put a good copy in its place")
 
 
-class DiskFull(OSError):
+class DiskFull(OneLine, OSError):
     """A file could not be written because its disk (or quota) is full; names the file. Nothing partial is left:
     the write went to a temporary file, which is removed."""
 

@@ -7,6 +7,8 @@ Every builder has the signature ``(input_shape, num_classes, width, bias, affine
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -313,6 +315,8 @@ def check_size(arch: str, input_shape, num_classes: int, width: float = 1.0, bia
     (counted before anything is allocated); else its parameter count (-1: width <= 1, not counted)."""
     if arch not in BUILDERS:
         raise ConfigError("arch", arch, "one of " + ", ".join(BUILDERS))
+    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (math.isfinite(width) and width > 0):
+        raise ConfigError("width", width, "a finite number > 0")
     if not width > 1:  # every architecture at width <= 1 is far below the limit (a test checks): no need to count
         return -1
     count = parameter_count(arch, input_shape, num_classes, width, bias, affine_bn)

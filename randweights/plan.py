@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import data, runs, train
-from .config import RunConfig
+from .config import RunConfig, check_device
 from .errors import ConfigError
 
 
@@ -68,6 +68,14 @@ class Chapter:
     def check_preset(self, preset_name: str) -> None:
         if preset_name not in self.presets:
             raise ConfigError("--preset", preset_name, f"one of {', '.join(self.presets)} (chapter {self.name})")
+
+    def check_parameters(self, preset: object, device: object = None) -> None:
+        """The chapter notebook's parameters (its cell tagged ``parameters``), checked in its first code cell so a
+        bad value is one line naming it before any run starts: ``preset`` one this chapter declares, ``device``
+        auto, cpu or a device this machine has."""
+        if not isinstance(preset, str) or preset not in self.presets:
+            raise ConfigError("preset", preset, f"one of {', '.join(self.presets)} (chapter {self.name})")
+        check_device(device)  # type: ignore[arg-type]  # checks the type too
 
     def records(self, figure: str, preset_name: str, device: str | None = None, root=None) -> list[dict]:
         """The records of figure ``figure`` at ``preset_name`` (see :meth:`Figure.records`)."""

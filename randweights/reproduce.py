@@ -289,6 +289,7 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
     such as ``full-cifar10``, with ``only``). ``train_missing``: train runs that are not stored (default: yes,
     except ``full`` without CUDA, which builds from stored records and notes incomplete chapters on their page)."""
     check_device(device)
+    plan.check_preset(preset, plan.select(CHAPTERS, only))  # the settings first, then where the checkout is
     root = repo_root(root)
     names = available_chapters(root)
     chosen = plan.select([c for c in CHAPTERS if c.name in names], only)

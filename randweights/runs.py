@@ -34,6 +34,12 @@ class RunMissing(LookupError):
         super().__init__(f"{run_id}: no stored {what} and training is off (RANDWEIGHTS_TRAIN=0)")
 
 
+def check_run_config(cfg, parameter: str = "config") -> None:
+    """A TypeError naming ``parameter`` unless ``cfg`` is a :class:`RunConfig` (``make_config(...)`` makes one)."""
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"{parameter}: got {type(cfg).__name__}, allowed: a RunConfig (randweights.make_config(...))")
+
+
 def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model: bool = False, wait: bool = True) -> dict:
     """Return the stored record of ``cfg``, training it first if there is none. With ``keep_model`` the trained
     state dict is stored as ``model.pt`` beside the record (before it, so a record implies its model).
@@ -44,6 +50,7 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
     record last. A finished run's leftover checkpoint (a kill between the record and its removal) is removed.
     A run that fails before writing anything leaves no folder behind (removed by the lock's holder, so that a
     process waiting for the lock is not disturbed)."""
+    check_run_config(cfg)
     check_device(device)
     folder = store.run_dir(cfg, root)
     record, _ = store.read_record(folder / RECORD, cfg)  # no lock needed to read a finished run
@@ -178,6 +185,7 @@ def load_network(cfg: RunConfig, root=None) -> nn.Module:
     """The trained network of a stored run, as a plain torch model in evaluation mode on the CPU: rebuilt from
     its compact file (bit for bit what training ended with), or, for a run without one, from its ``model.pt``
     (a run stored with ``keep_model``). Training is never started: a run without either is :class:`RunMissing`."""
+    check_run_config(cfg)
     folder = store.run_dir(cfg, root)
     record = store.verified(cfg, root)  # the compact file's SHA-256 included; a damaged run is moved aside
     if record is not None and record.get("compact_file") and (folder / COMPACT_FILE).is_file():
@@ -195,6 +203,9 @@ def get_or_run_all(configs: Iterable[RunConfig], root=None, device: str | None =
     collected at the end (waiting for it then), so N processes share the runs and each run is trained once. For
     runs on a pool, Dask or Slurm see :mod:`randweights.sweeps`."""
     configs = list(configs)
+    for i, cfg in enumerate(configs):
+        check_run_config(cfg, f"configs[{i}]")
+    check_device(device)
     if not env.training_allowed():
         return [r for r in (store.load(cfg, root) for cfg in configs) if r is not None]
     records: dict[int, dict] = {}

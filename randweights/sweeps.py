@@ -336,17 +336,44 @@ class SubmititExecutor(cf.Executor):
 DEFAULT_WORKERS = {"local": 1, "dask": 2, "slurm": 256}
 
 
-def make_executor(kind: str, workers: int | None = None, scheduler: str | None = None, partition: str | None = None,
-                  gpus_per_job: int = 1, time_limit: int = 24 * 60, folder: str | os.PathLike = "sweep-logs") -> cf.Executor:
-    """The executor the CLI's ``--executor`` names. ``workers``: local processes, Dask LocalCluster workers, or
-    Slurm jobs in flight at a time (defaults :data:`DEFAULT_WORKERS`)."""
+SLURM_DEFAULTS = {"gpus_per_job": 1, "time_limit": 24 * 60}
+
+
+def check_executor_options(kind: str, workers: int | None = None, scheduler: str | None = None,
+                           partition: str | None = None, gpus_per_job: int | None = None, time_limit: int | None = None,
+                           folder: str | os.PathLike | None = None) -> None:
+    """Every executor option on its own, before anything starts: the executor's name, ranges, and options that
+    belong to another executor (``--scheduler`` only with dask; ``--partition``, ``--gpus-per-job``,
+    ``--time-limit``, ``--logs`` only with slurm; ``None`` means not given)."""
     if kind not in EXECUTORS:
         raise ConfigError("--executor", kind, "one of " + ", ".join(EXECUTORS))
-    workers = DEFAULT_WORKERS[kind] if workers is None else workers
-    check_range("--workers", workers, low=1)
+    if workers is not None:
+        check_range("--workers", workers, low=1)
     if scheduler is not None and kind != "dask":
         raise ConfigError("--scheduler", scheduler, "only with --executor dask")
     check_scheduler(scheduler)
+    slurm_only = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--time-limit": time_limit, "--logs": folder}
+    for flag, value in slurm_only.items():
+        if value is not None and kind != "slurm":
+            raise ConfigError(flag, value, "only with --executor slurm")
+    if gpus_per_job is not None:
+        check_range("--gpus-per-job", gpus_per_job, low=0)
+    if time_limit is not None:
+        check_range("--time-limit", time_limit, low=1)
+    if folder is not None and (str(folder) == "" or Path(folder).exists() and not Path(folder).is_dir()):
+        raise ConfigError("--logs", str(folder), "a folder (or a path where one can be made)")
+
+
+def make_executor(kind: str, workers: int | None = None, scheduler: str | None = None, partition: str | None = None,
+                  gpus_per_job: int | None = None, time_limit: int | None = None,
+                  folder: str | os.PathLike = "sweep-logs") -> cf.Executor:
+    """The executor the CLI's ``--executor`` names. ``workers``: local processes, Dask LocalCluster workers, or
+    Slurm jobs in flight at a time (defaults :data:`DEFAULT_WORKERS`); ``gpus_per_job`` and ``time_limit``
+    (minutes) default to :data:`SLURM_DEFAULTS`."""
+    check_executor_options(kind, workers, scheduler, partition, gpus_per_job, time_limit)
+    workers = DEFAULT_WORKERS[kind] if workers is None else workers
+    gpus_per_job = SLURM_DEFAULTS["gpus_per_job"] if gpus_per_job is None else gpus_per_job
+    time_limit = SLURM_DEFAULTS["time_limit"] if time_limit is None else time_limit
     if kind == "local":
         return local_executor(workers)
     if kind == "dask":
