@@ -6,7 +6,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -205,3 +208,37 @@ def test_verified_is_explained_as_damage_not_tampering():
     assert "damage" in doc and "tampering" in doc and "sha256sum" in doc
     readme = (ROOT / "README.md").read_text()
     assert "sha256sum" in readme and "tampering" in readme
+
+
+def _documented_signing_commands() -> list[str]:
+    """The bash block of book/scale.md's "Damage and tampering" section, one command per line."""
+    section = (ROOT / "book" / "scale.md").read_text().split("### Damage and tampering", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("ssh-keygen", "sha256sum")), reason="needs OpenSSH and coreutils")
+def test_the_documented_signature_check_passes_a_signed_bundle_and_refuses_a_changed_one(stored_run, tmp_path):
+    root, cfg = stored_run
+    author, reader = tmp_path / "author", tmp_path / "reader"
+    author.mkdir()
+    _tar(author / "full.tar.gz", _members(root, cfg))
+    commands = _documented_signing_commands()
+    cli = f"{shlex.quote(sys.executable)} -m randweights.cli"
+    env = {**os.environ, "RANDWEIGHTS_RESULTS": str(reader / "results"), "PYTHONPATH": str(ROOT)}
+
+    def run(line: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", line.replace("randweights ", cli + " ", 1) if line.startswith("randweights ") else line],
+                              cwd=author, capture_output=True, text=True, env=env)
+
+    for line in commands:
+        done = run(line)
+        assert done.returncode == 0, (line, done.stderr)
+    assert (reader / "results" / cfg.run_id / store.RECORD).is_file()  # imported after both checks passed
+    checks = [line for line in commands if line.startswith(("sha256sum -c", "ssh-keygen -Y verify"))]
+    assert len(checks) == 2
+    data = bytearray((author / "full.tar.gz").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    (author / "full.tar.gz").write_bytes(bytes(data))
+    for line in checks:
+        assert run(line).returncode != 0, line
