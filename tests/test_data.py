@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from randweights import data
+from randweights import data, make_config
 from randweights.config import DataConfig
 from randweights.errors import DatasetNotFound
 
@@ -91,3 +91,20 @@ def test_batches_cover_the_split_once():
     split = data.Split(torch.arange(10).float().view(10, 1, 1, 1), torch.arange(10))
     seen = torch.cat([y for _, y in data.batches(split, 3, torch.Generator().manual_seed(0))])
     assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_stored_splits_convert_each_batch_to_the_same_numbers_as_the_whole_set(mnist):
+    """uint8 kept, converted per batch: bit for bit :func:`data.to_tensor` of the same images, pixel shuffle too."""
+    cfg = make_config("dense", subset=500, validation=100).data
+    splits = data.load(cfg)
+    x_train = data.load_arrays("mnist")["train"][0]
+    for split in (splits.train, splits.validation, splits.test):
+        whole = data.to_tensor(split.raw.numpy()[split.index.numpy()], "mnist")
+        idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:64]
+        assert torch.equal(split.images(idx), whole[idx]) and torch.equal(split.x, whole)
+    assert np.shares_memory(splits.train.raw.numpy(), x_train)  # no copy of the images
+    perm = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(1))
+    shuffled = splits.test.with_pixels_permuted(perm)
+    assert torch.equal(shuffled.x, data.permute_pixels(splits.test.x, perm))
+    twice = shuffled.with_pixels_permuted(perm)
+    assert torch.equal(twice.x, data.permute_pixels(data.permute_pixels(splits.test.x, perm), perm))

@@ -74,3 +74,48 @@ def test_the_full_fcn_preset_runs_imagenet32_and_cifar10_stays_available():
     assert full["meaningful labels"].data.dataset == "imagenet32-10"
     cifar = fcn_to_cnn.configs(fcn_to_cnn.preset("full-cifar10"))
     assert {c.data.dataset for c in cifar.values()} == {"cifar10"}
+
+
+def test_the_three_label_sets_share_one_copy_of_the_images(imagenet32):
+    (imagenet32 / "classes.dat").write_text(",".join(map(str, np.arange(1000) // 100)))
+    images = [data.load_arrays(name)["train"][0] for name in ("imagenet32", "imagenet32-10", "imagenet32-mod10")]
+    assert all(np.shares_memory(images[0], other) for other in images[1:])
+    splits = [data.load(make_config("imp", dataset=name, validation=1000).data) for name in ("imagenet32", "imagenet32-mod10")]
+    assert all(np.shares_memory(images[0], s.train.raw.numpy()) and np.shares_memory(images[0], s.validation.raw.numpy())
+               for s in splits)  # the splits index into it: no copy, no float32 copy
+
+
+PEAK_SCRIPT = r"""
+import json, resource, sys
+from randweights import data, make_config
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for name in ("imagenet32", "imagenet32-10", "imagenet32-mod10"):
+    splits = data.load(make_config("imp", dataset=name, validation=1000).data)
+    batch = next(data.batches(splits.train, 256))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_mib": (after - before) / 1024}))
+"""
+
+
+def test_the_peak_memory_of_loading_is_about_the_uint8_images_once(tmp_path):
+    """Ten batch files of 6,000 images (184 MB of uint8): loading all three label sets, with their splits and a
+    batch each, raises the peak by about the images once (the old loader: ~5x, float32 and concatenated copies)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "imagenet32"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    per_batch = 6000
+    for i in range(1, 11):
+        _write_batch(folder / f"train_data_batch_{i}", rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8),
+                     rng.integers(0, 1000, per_batch))
+    _write_batch(folder / "val_data", rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8), np.arange(2000) % 1000)
+    (folder / "classes.dat").write_text(",".join(map(str, np.arange(1000) // 100)))
+    done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True, check=True,
+                          env={**os.environ, "RANDWEIGHTS_DATA": str(tmp_path)})
+    peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+    uint8_mib = (10 * per_batch + 2000) * 3072 / 2**20
+    assert peak < 1.6 * uint8_mib, (peak, uint8_mib)

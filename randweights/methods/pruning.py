@@ -42,7 +42,6 @@ from torch.nn.utils import prune
 from .. import models
 from ..bits import pack_bits, unpack_bits
 from ..config import MethodConfig
-from ..data import Split
 from ..errors import ConfigError, check_choice, check_range
 from . import transform
 from .registry import Codec, Method, Trainer, register
@@ -365,14 +364,12 @@ def apply_controls(cfg, splits) -> None:
     for name, split in parts.items():
         if split is None:
             continue
-        x, y = split.x, split.y
         if method.pixel_shuffle_seed is not None:
-            n, c, h, w = x.shape
-            perm = torch.from_numpy(pixel_permutation(method.pixel_shuffle_seed, h, w))
-            x = x.reshape(n, c, h * w)[..., perm].reshape(n, c, h, w).contiguous()
+            _, h, w = splits.input_shape
+            split = split.with_pixels_permuted(torch.from_numpy(pixel_permutation(method.pixel_shuffle_seed, h, w)))
         if method.label_grouping != "none":
-            y = group_labels(y, cfg.data.dataset, method.label_grouping)
-        setattr(splits, name, Split(x, y))
+            split = split.with_labels(group_labels(split.y, cfg.data.dataset, method.label_grouping))
+        setattr(splits, name, split)
     if method.label_grouping != "none":
         splits.num_classes = 2
 
