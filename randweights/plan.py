@@ -128,6 +128,9 @@ class Entry:
             "chapters": list(self.chapters),
             "figures": list(self.figures),
             "keep_model": self.keep_model,
+            "lr": c.lr,  # the learning rate and weight decay the run uses (the method's defaults filled in)
+            "weight_decay": c.weight_decay,
+            "config": c.to_dict(),  # every setting, by section: the whole recipe, enough to rebuild the run
         }
 
 

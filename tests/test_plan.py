@@ -15,6 +15,7 @@ import pytest
 
 from randweights import methods, plan
 from randweights.chapters import CHAPTERS, edge_popup, fcn_to_cnn, slot_machines
+from randweights.config import from_dict
 from randweights.errors import ConfigError
 
 # sha256 of the sorted run ids of each chapter's figures per preset, as planned before the chapters declared their
@@ -83,6 +84,18 @@ def test_plan_covers_every_chapter_and_the_full_presets_are_paper_sized():
     rows = [e.row() for e in full]
     assert {"run_id", "method", "arch", "dataset", "epochs", "figures"} <= set(rows[0])
     assert max(r["epochs"] for r in rows if r["method"] == "slot") == 220  # VGG-19
+
+
+def test_plan_json_carries_each_runs_whole_recipe():
+    """``plan --json``: every setting of every run (lr, batch, schedule, weight decay included), enough to rebuild
+    the run: ``from_dict`` of the printed config gives the same run id."""
+    done = _cli("plan", "--preset", "full", "--only", "slot_machines", "--json")
+    rows = json.loads(done.stdout)
+    assert done.returncode == 0 and rows
+    for row in rows:
+        cfg = from_dict(row["config"])
+        assert cfg.run_id == row["run_id"] and row["lr"] == cfg.lr and row["weight_decay"] == cfg.weight_decay
+        assert {"batch_size", "schedule", "weight_decay", "lr", "momentum"} <= set(row["config"]["train"])
 
 
 def test_presets_are_those_the_chosen_chapters_declare():
