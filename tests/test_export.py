@@ -1,0 +1,157 @@
+"""Sharing a subnetwork: every method's network exported as a plain state dict, safetensors and ONNX file that a
+process without randweights loads into a plain torch model (or an onnxruntime session) with the same outputs; a
+mismatch, or bad input, writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from randweights import compact, methods
+from randweights.methods import edge_popup as ep
+from randweights.methods import laperm as lp
+from randweights.methods import pruning
+from randweights.methods import slot_machines as sm
+from randweights.methods import supermask_bernoulli as zb
+
+pytest.importorskip("safetensors")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+# The architecture, as code both this process and the process without randweights run.
+ARCH = "nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))"
+INPUT = (1, 8, 8)
+SUFFIXES = {"state_dict": ".pt", "safetensors": ".safetensors", "onnx": ".onnx"}
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return eval(ARCH)
+
+
+def _step(model: nn.Module, params) -> None:
+    x = torch.randn(16, *INPUT, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(16) % 5
+    opt = torch.optim.SGD(list(params), lr=0.5)
+    nn.functional.cross_entropy(model.train()(x), y).backward()
+    opt.step()
+
+
+def transformed(method: str) -> nn.Module:
+    """A tiny network found by ``method`` (one training step: masks, selections and BatchNorm statistics moved)."""
+    g = torch.Generator().manual_seed(3)
+    model = net()
+    if method == "dense":
+        _step(model, model.parameters())
+    elif method == "edge-popup":
+        _step(ep.apply(model, keep_fraction=0.5, generator=g), ep.scores(model))
+    elif method == "supermask-bernoulli":  # samples its evaluation mask: export fixes it first, as save does
+        _step(zb.apply(model, keep_fraction=0.5, generator=g), [m.scores for m in zb.masks(model)])
+    elif method == "slot":
+        _step(sm.apply(model, num_slots=4, generator=g), sm.scores(model))
+    elif method == "laperm":
+        permutable = lp.permutable_of(lp.apply(model, generator=g))
+        opt = lp.LaPerm(torch.optim.Adam(model.parameters(), lr=1e-2), permutable, sync_period=1)
+        x, y = torch.randn(16, *INPUT, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 5
+        nn.functional.cross_entropy(model.train()(x), y).backward()
+        opt.step()
+    elif method == "imp":
+        pruning.apply(model, init=None)
+        _step(model, model.parameters())
+        pruning.set_masks(model, pruning.imp_step(model, pruning.get_masks(model), 1, 0.5))
+    assert compact.method_of(model) == method
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every method's network in every format, with a batch and the outputs of the transformed model."""
+    folder = tmp_path_factory.mktemp("exported")
+    x = torch.randn(3, *INPUT, generator=torch.Generator().manual_seed(7))
+    torch.save(x, folder / "x.pt")
+    out = {}
+    for method in methods.NAMES:
+        model = transformed(method)
+        results = {fmt: compact.export(model, folder / f"{method}{suffix}", input_shape=INPUT) for fmt, suffix in SUFFIXES.items()}
+        with torch.no_grad():
+            expected = model.eval()(x)
+        torch.save(expected, folder / f"{method}.expected.pt")
+        out[method] = (model, results, expected)
+    return folder, x, out
+
+
+def test_every_method_is_covered():
+    assert set(methods.NAMES) == {"dense", "edge-popup", "supermask-bernoulli", "slot", "laperm", "imp"}
+
+
+@pytest.mark.parametrize("fmt", list(SUFFIXES))
+@pytest.mark.parametrize("method", methods.NAMES)
+def test_export_round_trips(exported, method, fmt):
+    folder, x, out = exported
+    model, results, expected = out[method]
+    path = folder / f"{method}{SUFFIXES[fmt]}"
+    result = results[fmt]
+    assert result["format"] == fmt and result["bytes"] == path.stat().st_size
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        assert result["check"] == "onnxruntime" and 0 <= result["max_abs_diff"] <= 1e-4
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+        return
+    assert result["check"] == "exact" and result["max_abs_diff"] == 0.0
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, weights_only=True)
+    assert all(type(v) is torch.Tensor for v in state.values())
+    plain = net()
+    plain.load_state_dict(state, strict=True)  # the architecture's own keys: no scores, masks or codes
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), expected)
+    if method in ("edge-popup", "imp", "supermask-bernoulli"):  # the masked weights are zero where pruned
+        assert 0.2 < float((state["0.weight"] == 0).float().mean()) < 0.8
+
+
+LOADER = """
+import sys
+sys.modules["randweights"] = None  # whatever the environment holds: this process cannot import randweights
+try:
+    import randweights  # noqa
+    raise SystemExit("randweights is importable")
+except ImportError:
+    pass
+from pathlib import Path
+import onnxruntime, torch
+from safetensors.torch import load_file
+from torch import nn
+folder, methods = Path(sys.argv[1]), sys.argv[2:]
+x = torch.load(folder / "x.pt", weights_only=True)
+for method in methods:
+    expected = torch.load(folder / f"{method}.expected.pt", weights_only=True)
+    for state in (torch.load(folder / f"{method}.pt", weights_only=True), load_file(folder / f"{method}.safetensors")):
+        model = ARCH
+        model.load_state_dict(state)
+        with torch.no_grad():
+            assert torch.equal(model.eval()(x), expected), method
+    session = onnxruntime.InferenceSession(str(folder / f"{method}.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (method, float((got - expected).abs().max()))
+    print("ok", method)
+"""
+
+
+def test_a_process_without_randweights_loads_every_export(exported):
+    folder, _, out = exported
+    script = LOADER.replace("ARCH", ARCH)
+    done = subprocess.run([sys.executable, "-I", "-c", script, str(folder), *out], cwd=folder, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [w for m in out for w in ("ok", m)]
