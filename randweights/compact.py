@@ -17,9 +17,17 @@ dense / anything else       every value (fp32)
 ==========================  =========================================================================
 
 The frozen random weights themselves are not stored: the file holds the seed (or the 5 kB state) of the
-generator they were drawn from, and loading draws them again. A method applied with ``init=None`` (one's own
-or pretrained weights) stores a fingerprint of those weights instead, and loading needs the model that holds
-them. Every other tensor of the model (BatchNorm statistics, free biases) is stored as it is.
+generator they were drawn from, and loading draws them again. PyTorch does not promise the same random numbers
+across releases and platforms, so the file also holds a fingerprint of each layer's draw (``drawn``: the frozen
+weights, a slot machine's candidates, LaPerm's sorted initial rows) and the writer's torch version and platform;
+loading checks every fingerprint and a draw that differs is a :class:`~randweights.errors.DrawDiffers` naming
+the file, the layer and both torches, never a silently different network (files of versions 1 and 2 have no
+fingerprints and load unchecked). A method applied with ``init=None`` (one's own or pretrained weights) stores a
+fingerprint of those weights instead, and loading needs the model that holds them. Every other tensor of the
+model (BatchNorm statistics, free biases) is stored as it is.
+
+:func:`export` writes the network as a plain state dict, safetensors or ONNX file that needs no randweights to
+load (the book's page "Share a subnetwork" has the three routes and the file layout byte for byte).
 
 Each method declares how to pack and unpack its own state (its :class:`~randweights.methods.registry.Codec`
 in the methods registry); this module does the file. :func:`save` checks, before writing, that loading the file gives the
@@ -304,7 +312,7 @@ class ExportFailed(RuntimeError):
 
 
 def format_of(path: str | os.PathLike, format: str | None = None) -> str:
-    """The export format: ``format`` if given, else the one ``path``'s suffix names (:data:`FORMATS`). A suffix
+    """The export format: ``format`` if given, else the one ``path``'s suffix names (``FORMATS``). A suffix
     that names another format than ``format`` is a ConfigError (a ``.onnx`` file holding a state dict)."""
     suffix = Path(path).suffix.lower()
     named = next((name for name, suffixes in FORMATS.items() if suffix in suffixes), None)
@@ -351,7 +359,7 @@ def export(model: nn.Module, path: str | os.PathLike, format: str | None = None,
     runtime loads without randweights; return ``{"path", "format", "bytes", "check", "max_abs_diff"}``.
 
     The network written is :func:`plain_copy`: masks and selections multiplied into ordinary ``weight`` tensors.
-    ``format`` (default: from ``path``'s suffix, :data:`FORMATS`): ``"state_dict"`` (``torch.save`` of a plain
+    ``format`` (default: from ``path``'s suffix, ``FORMATS``): ``"state_dict"`` (``torch.save`` of a plain
     dict of tensors; ``torch.load(path, weights_only=True)`` reads it), ``"safetensors"``, or ``"onnx"`` (the
     graph too; needs ``input_shape``, the shape of one input without the batch axis, which runs of the store
     carry; the batch axis stays free). A Bernoulli supermask that samples its evaluation mask gets it fixed first,
