@@ -265,3 +265,12 @@ def test_every_code_block_of_the_share_page_runs(tmp_path):
     done = subprocess.run([sys.executable, "-c", "\n".join(blocks)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_without_an_input_shape_the_tensors_are_still_checked(tmp_path):
+    model = transformed("slot")
+    result = compact.export(model, tmp_path / "s.safetensors")
+    assert result["check"].startswith("tensors") and result["max_abs_diff"] is None
+    from safetensors.torch import load_file
+
+    assert all(torch.equal(v, compact.plain_copy(model).state_dict()[k]) for k, v in load_file(tmp_path / "s.safetensors").items())
