@@ -25,20 +25,20 @@ class DrawDiffers(ConfigError):
     numbers across releases and platforms. One line naming the file (once known), the layer, and the torch
     version and platform that wrote it and that drew here."""
 
-    def __init__(self, layer: str, writer: str, reader: str, path: object = None):
-        self.layer, self.writer, self.reader, self.path = layer, writer, reader, path
+    def __init__(self, layer: str, writer: str, reader: str, path: object = None, note: str = ""):
+        self.layer, self.writer, self.reader, self.path, self.note = layer, writer, reader, path, note
         super().__init__("path", None if path is None else str(path),
                          "a compact file whose frozen weights this torch draws again as they were written")
 
     def in_file(self, path: object) -> DrawDiffers:
         """The same error, naming the file it came from."""
-        return DrawDiffers(self.layer, self.writer, self.reader, path)
+        return DrawDiffers(self.layer, self.writer, self.reader, path, self.note)
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path is not None else ""
         return (f"{where}layer {self.layer!r}: the frozen random weights drawn again from the file's seed differ from "
                 f"those it was written with (written with {self.writer}, drawn here with {self.reader}); load it with "
-                f"the writer's torch, or export the network there (randweights export)")
+                f"the writer's torch, or export the network there (randweights export){self.note}")
 
 
 class RunFailed(RuntimeError):

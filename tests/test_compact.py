@@ -271,3 +271,21 @@ def test_weights_of_ones_own_are_not_fingerprinted_as_drawn(tmp_path):
     model = ep.apply(_tiny(), keep_fraction=0.5, init=None)
     compact.save(model, tmp_path / "m.rwc")
     assert compact.read_header(tmp_path / "m.rwc")["drawn"] == {}
+
+
+def test_a_laperm_run_whose_config_draws_other_weights_does_not_load(tmp_path):
+    """A LaPerm run's file draws its initial weights from the run's config (its seed): checked the same way."""
+    cfg = make_config("laperm", dataset="mnist", arch="lenet-300-100", width=0.1)
+    model = lp.build_initialized(cfg, (1, 28, 28), 10)
+    lp.make_laperm(model, cfg, steps_per_epoch=1)
+    compact.save(model, tmp_path / "run.rwc", config=cfg, input_shape=(1, 28, 28), num_classes=10)
+    assert compact.read_header(tmp_path / "run.rwc")["frozen_weights"] == {"config": True}
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(compact.load(tmp_path / "run.rwc")(x), model.eval()(x))
+
+    def other_seed(h):
+        h["config"]["train"]["seed"] += 1
+
+    with pytest.raises(DrawDiffers, match=r"run\.rwc: layer '.*weight'"):
+        compact.load(_rewrite(tmp_path / "run.rwc", other_seed))

@@ -644,7 +644,8 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     state = source.state_dict()
     initial = [sorted_rows(state[key].detach().cpu()) for key in header["layers"]]
     if "own" not in weights:  # drawn again (from the seed, or the run's config): name the layer that differs
-        transform.check_drawn(header, {key: v + 0.0 for key, v in zip(header["layers"], initial)})
+        note = "" if "init" in weights else "; or the model passed is not the run's network at its LaPerm initialization"
+        transform.check_drawn(header, {key: v + 0.0 for key, v in zip(header["layers"], initial)}, note)
     if transform.fingerprint([v + 0.0 for v in initial]) != header["settings"]["multiset_fingerprint"]:
         raise ConfigError("model", type(model).__name__, "the model at its LaPerm initialization (the initial multisets differ)")
     for key, sorted_init in zip(header["layers"], initial):

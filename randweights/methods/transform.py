@@ -211,11 +211,12 @@ def _described(where: dict) -> str:
     return f"torch {where.get('torch', '(not recorded)')} on {where.get('platform', '(platform not recorded)')}"
 
 
-def check_drawn(header: dict, tensors: dict[str, torch.Tensor]) -> None:
+def check_drawn(header: dict, tensors: dict[str, torch.Tensor], note: str = "") -> None:
     """Each tensor drawn again from a compact file's seed (by layer) has the :func:`fingerprint` the file stored
     under ``drawn`` when it was written; else a :class:`~randweights.errors.DrawDiffers` naming the layer and the
-    writer's torch and platform. Files written before fingerprints were stored (no ``drawn``) are not checked."""
+    writer's torch and platform (and ``note``). Files written before fingerprints were stored (no ``drawn``) are
+    not checked."""
     expected = header.get("drawn") or {}
     for name, tensor in tensors.items():
         if name in expected and fingerprint([tensor]) != expected[name]:
-            raise DrawDiffers(name, _described(header), _described(runtime()))
+            raise DrawDiffers(name, _described(header), _described(runtime()), note=note)
