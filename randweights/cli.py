@@ -1,4 +1,4 @@
-"""``randweights train`` and ``randweights reproduce``.
+"""``randweights train``, ``randweights reproduce`` and ``randweights export``.
 
 The ``train`` flags are generated from the typed configs: every field of DataConfig, ModelConfig, TrainConfig and
 of each method's config becomes ``--field-name`` (a field may choose its flag with ``metadata={"flag": ...}``).
@@ -15,7 +15,7 @@ import sys
 import typing
 from pathlib import Path
 
-from . import cli_scale, env, methods, runs, sweeps
+from . import cli_scale, compact, env, methods, runs, sweeps
 from ._version import __version__
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, method_config_class
 from .errors import ConfigError, DatasetDamaged, DatasetNotFound, DiskFull, RunFailed
@@ -140,7 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train runs that are not stored (default: yes, except --preset full without CUDA, which builds "
                      "the chapters from stored records and says on each page how many runs it has)")
     cli_scale.add_parsers(sub)
+    _add_export(sub)
     return parser
+
+
+def _add_export(sub) -> None:
+    exp = sub.add_parser("export", help="write a stored network as a plain state dict, safetensors or ONNX file",
+                         description="Write the subnetwork of a stored run (or of a compact .rwc file) as a plain "
+                         "network that PyTorch or an ONNX runtime loads without randweights: masks and selections are "
+                         "multiplied into ordinary weights. The file is read back before it is written and must "
+                         "compute the same outputs (exactly; ONNX within 1e-4 under onnxruntime). Prints one JSON line.")
+    exp.add_argument("source", metavar="RUN_OR_FILE", help="a run id or run folder under the results folder, or a compact file (.rwc)")
+    exp.add_argument("out", metavar="OUT", help="the file to write: NAME.pt or NAME.pth (state dict), NAME.safetensors or NAME.onnx")
+    exp.add_argument("--format", default=None, help="state_dict, safetensors or onnx (default: from OUT's suffix)")
+    exp.add_argument("--force", action="store_true", help="replace OUT if it exists (default: refuse)")
+    exp.add_argument("--results", default=None, help="results folder (default: $RANDWEIGHTS_RESULTS or results/)")
 
 
 def _first_line(cls) -> str | None:
@@ -179,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command in cli_scale.COMMANDS:
             return cli_scale.run(args)
+        if args.command == "export":
+            return _export(args)
         root = Path(args.root) if args.root else None
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root,
                          train_missing=args.train_missing)
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
-    except RunFailed as err:  # not bad input: the run itself failed (nothing stored), one line
+    except (RunFailed, compact.ExportFailed) as err:  # not bad input: the run itself failed (nothing stored), one line
         sys.stderr.write(f"randweights: error: {err}\n")
         return 1
     except OSError as err:  # a full disk anywhere: one line naming the file (atomic writes leave nothing partial)
@@ -207,6 +223,25 @@ def _train(args) -> int:
     # when the run fails (missing or damaged data, a setting the data cannot meet): bad input writes nothing
     record = runs.get_or_run(cfg, root=root, device=args.device)
     print(json.dumps(record))
+    return 0
+
+
+def _export(args) -> int:
+    """``randweights export RUN_OR_FILE OUT``: bad input (no such run or file, a suffix or format not allowed, an
+    existing OUT without --force) is one line, exit 2, nothing written."""
+    out = Path(args.out)
+    fmt = compact.format_of(out, args.format)
+    if out.is_dir() or ((out.exists() or out.is_symlink()) and not args.force):
+        raise ConfigError("OUT", str(out), "a file name that does not exist yet (or --force to replace a file)")
+    source = Path(args.source)
+    if source.suffix.lower() != compact.SUFFIX and not source.is_file():
+        folder = source if source.is_dir() else env.results_path(args.results, "--results") / args.source
+        source = folder / runs.COMPACT_FILE
+        if not source.is_file():
+            where = "" if folder.is_dir() else f" (no run folder {folder})"
+            raise ConfigError("RUN_OR_FILE", args.source, f"a compact file (.rwc), or a run id or run folder holding "
+                                                          f"{runs.COMPACT_FILE}{where}")
+    print(json.dumps(compact.export_file(source, out, fmt)))
     return 0
 
 

@@ -1,5 +1,7 @@
 """Errors that name the parameter at fault and what it allows."""
 
+from __future__ import annotations
+
 import errno
 
 
@@ -23,6 +25,28 @@ class ConfigError(OneLine, ValueError):
         self.given = given
         self.allowed = allowed
         super().__init__(f"{parameter}: got {given!r}, allowed: {allowed}")
+
+
+class DrawDiffers(ConfigError):
+    """A compact file's frozen random weights (or Slot Machines' candidates, LaPerm's initial values), drawn again
+    from the seed the file stores, are not the ones it was written with: PyTorch does not promise the same random
+    numbers across releases and platforms. One line naming the file (once known), the layer, and the torch
+    version and platform that wrote it and that drew here."""
+
+    def __init__(self, layer: str, writer: str, reader: str, path: object = None, note: str = ""):
+        self.layer, self.writer, self.reader, self.path, self.note = layer, writer, reader, path, note
+        super().__init__("path", None if path is None else str(path),
+                         "a compact file whose frozen weights this torch draws again as they were written")
+
+    def in_file(self, path: object) -> DrawDiffers:
+        """The same error, naming the file it came from."""
+        return DrawDiffers(self.layer, self.writer, self.reader, path, self.note)
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path is not None else ""
+        return (f"{where}layer {self.layer!r}: the frozen random weights drawn again from the file's seed differ from "
+                f"those it was written with (written with {self.writer}, drawn here with {self.reader}); load it with "
+                f"the writer's torch, or export the network there (randweights export){self.note}")
 
 
 class RunFailed(OneLine, RuntimeError):

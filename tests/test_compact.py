@@ -4,6 +4,7 @@ and Slot Machines (K = 8)."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from torch import nn
 
 from randweights import bits, compact, data, runs, store, train
 from randweights.config import make_config
-from randweights.errors import ConfigError
+from randweights.errors import ConfigError, DrawDiffers
 from randweights.methods import edge_popup as ep
 from randweights.methods import laperm as lp
 from randweights.methods import pruning
@@ -170,3 +171,121 @@ def test_each_record_of_the_store_points_to_its_compact_file(mnist, tmp_path):
     test = train.evaluate(compact.load(path), splits.test, torch.device("cpu"))
     assert test["accuracy"] == record["test_accuracy"] and test["loss"] == record["test_loss"]
     assert compact.read_header(path)["config"] == cfg.to_dict()
+
+
+def _rewrite(path, edit_header=None, edit_arrays=None, target=None):
+    """A copy of the compact file ``path`` with its header (and arrays) edited, as another writer would leave it."""
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = json.loads(members["header.json"])
+    if edit_header is not None:
+        edit_header(header)
+    members["header.json"] = json.dumps(header).encode()
+    if edit_arrays is not None:
+        edit_arrays(members)
+    target = target or path
+    with zipfile.ZipFile(target, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return target
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+DRAWN = {  # every method whose compact file draws its random tensors again from a stored seed
+    "edge-popup": lambda m, g: ep.apply(m, keep_fraction=0.5, generator=g),
+    "supermask-bernoulli": lambda m, g: zb.apply(m, keep_fraction=0.5, generator=g),
+    "slot": lambda m, g: sm.apply(m, num_slots=4, generator=g),
+    "laperm": lambda m, g: lp.apply(m, generator=g),
+}
+
+
+@pytest.mark.parametrize("method", list(DRAWN))
+def test_a_file_whose_seed_draws_other_weights_does_not_load(method, tmp_path):
+    """What a changed draw looks like (another torch, another platform): the stored seed no longer gives the weights
+    the file was written with. Loading names the file, the layer and both torch versions and platforms."""
+    model = DRAWN[method](_tiny(), torch.Generator().manual_seed(5))
+    compact.save(model, tmp_path / "m.rwc")
+    header = compact.read_header(tmp_path / "m.rwc")
+    assert header["version"] == 3 and header["torch"] == torch.__version__ and header["platform"]
+    assert sorted(header["drawn"]) == sorted(header["layers"]) and all(len(v) == 16 for v in header["drawn"].values())
+    x = torch.randn(4, 12)
+    with torch.no_grad():
+        assert torch.equal(compact.load(tmp_path / "m.rwc", _tiny())(x), model.eval()(x))
+
+    def other_writer(h):
+        h["frozen_weights"]["seed"] += 1
+        h["torch"], h["platform"] = "2.0.0", "Darwin arm64"
+
+    bad = _rewrite(tmp_path / "m.rwc", other_writer, target=tmp_path / "other.rwc")
+    with pytest.raises(DrawDiffers) as err:
+        compact.load(bad, _tiny())
+    message = str(err.value)
+    assert "\n" not in message and str(bad) in message and f"layer {header['layers'][0]!r}" in message
+    assert "torch 2.0.0 on Darwin arm64" in message and f"torch {torch.__version__}" in message
+    assert isinstance(err.value, ConfigError)
+
+
+def test_a_changed_generator_state_is_caught_too(tmp_path):
+    """Without a generator the draw comes from (a copy of) the global one: the file holds its 5 kB state."""
+    torch.manual_seed(1)
+    torch.rand(3)  # not a fresh manual_seed state: stored as a state, not a seed
+    model = ep.apply(_tiny(), keep_fraction=0.5)
+    compact.save(model, tmp_path / "m.rwc")
+    header, arrays = compact.read(tmp_path / "m.rwc")
+    assert header["frozen_weights"]["state"] == "generator_state"
+
+    def flip(members):  # another generator's state where the file's was
+        other = torch.Generator().manual_seed(9)
+        torch.rand(3, generator=other)
+        blob = io.BytesIO()
+        np.save(blob, other.get_state().numpy(), allow_pickle=False)
+        members["generator_state.npy"] = blob.getvalue()
+
+    with pytest.raises(DrawDiffers, match="layer '0'"):
+        compact.load(_rewrite(tmp_path / "m.rwc", edit_arrays=flip), _tiny())
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_written_before_fingerprints_still_load(version, tmp_path):
+    model = ep.apply(_tiny(), keep_fraction=0.5, generator=torch.Generator().manual_seed(5))
+    compact.save(model, tmp_path / "m.rwc")
+
+    def older(h):
+        h["version"] = version
+        del h["drawn"], h["platform"]
+        if version == 1:
+            h["weights"] = h.pop("frozen_weights")
+            del h["shapes"]
+
+    old = _rewrite(tmp_path / "m.rwc", older)
+    x = torch.randn(4, 12)
+    with torch.no_grad():
+        assert torch.equal(compact.load(old, _tiny())(x), model.eval()(x))
+
+
+def test_weights_of_ones_own_are_not_fingerprinted_as_drawn(tmp_path):
+    model = ep.apply(_tiny(), keep_fraction=0.5, init=None)
+    compact.save(model, tmp_path / "m.rwc")
+    assert compact.read_header(tmp_path / "m.rwc")["drawn"] == {}
+
+
+def test_a_laperm_run_whose_config_draws_other_weights_does_not_load(tmp_path):
+    """A LaPerm run's file draws its initial weights from the run's config (its seed): checked the same way."""
+    cfg = make_config("laperm", dataset="mnist", arch="lenet-300-100", width=0.1)
+    model = lp.build_initialized(cfg, (1, 28, 28), 10)
+    lp.make_laperm(model, cfg, steps_per_epoch=1)
+    compact.save(model, tmp_path / "run.rwc", config=cfg, input_shape=(1, 28, 28), num_classes=10)
+    assert compact.read_header(tmp_path / "run.rwc")["frozen_weights"] == {"config": True}
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(compact.load(tmp_path / "run.rwc")(x), model.eval()(x))
+
+    def other_seed(h):
+        h["config"]["train"]["seed"] += 1
+
+    with pytest.raises(DrawDiffers, match=r"run\.rwc: layer '.*weight'"):
+        compact.load(_rewrite(tmp_path / "run.rwc", other_seed))

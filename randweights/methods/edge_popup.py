@@ -307,5 +307,5 @@ def scratch_copy(model: nn.Module) -> nn.Module:
     return transform.plain_copy(model, original=True)
 
 
-METHOD = register(Method("edge-popup", EdgePopupConfig, "Edge-Popup", Codec(pack, unpack, scratch_copy=scratch_copy),
+METHOD = register(Method("edge-popup", EdgePopupConfig, "Edge-Popup", Codec(pack, unpack, scratch_copy=scratch_copy, drawn=transform.originals),
                          prepare=prepare, summarize=summarize))

@@ -643,11 +643,20 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
             he_uniform_(layer, generator)
     state = source.state_dict()
     initial = [sorted_rows(state[key].detach().cpu()) for key in header["layers"]]
+    if "own" not in weights:  # drawn again (from the seed, or the run's config): name the layer that differs
+        note = "" if "init" in weights else "; or the model passed is not the run's network at its LaPerm initialization"
+        transform.check_drawn(header, {key: v + 0.0 for key, v in zip(header["layers"], initial)}, note)
     if transform.fingerprint([v + 0.0 for v in initial]) != header["settings"]["multiset_fingerprint"]:
         raise ConfigError("model", type(model).__name__, "the model at its LaPerm initialization (the initial multisets differ)")
     for key, sorted_init in zip(header["layers"], initial):
         rank = unpack_uint(arrays[f"rank/{key}"], index_bits(sorted_init.shape[1]), sorted_init.shape)
         transform.set_tensor(model, key, sorted_init.gather(1, rank).view_as(state[key]))
 
+def drawn(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Each permuted tensor's rows, sorted: its initial values, which the compact file draws again (a
+    permutation within rows leaves them unchanged; ``+ 0.0`` makes -0.0 and 0.0 one value)."""
+    state = model.state_dict()
+    return {key: sorted_rows(state[key].detach().cpu()) + 0.0 for key in transform.tag_of(model)["layers"]}
 
-METHOD = register(Method("laperm", LaPermConfig, "LaPerm", Codec(pack, unpack, build=build_initialized), run=run))
+
+METHOD = register(Method("laperm", LaPermConfig, "LaPerm", Codec(pack, unpack, build=build_initialized, drawn=drawn), run=run))

@@ -31,13 +31,17 @@ class Codec:
     plain torch model (default: every parametrized tensor baked in). ``scratch_copy(model)``: the plain model
     ``unpack`` starts from when a file is checked before it is written (default: ``plain_copy``). ``build(cfg,
     input_shape, num_classes)``: the plain model of a stored run before ``unpack`` (default: the architecture of
-    ``cfg.model``)."""
+    ``cfg.model``). ``drawn(model)``: for a method whose file draws tensors again from a stored seed, those
+    tensors of the transformed ``model`` by layer (the frozen weights, a slot machine's candidates, LaPerm's
+    sorted initial rows); the file stores their fingerprints and ``unpack`` checks what it drew against them
+    (:func:`randweights.methods.transform.check_drawn`)."""
 
     pack: Pack
     unpack: Unpack
     plain_copy: Callable[[nn.Module], nn.Module] | None = None
     scratch_copy: Callable[[nn.Module], nn.Module] | None = None
     build: Callable[[RunConfig, tuple, int], nn.Module] | None = None
+    drawn: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
 
 
 def _pack_nothing(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:

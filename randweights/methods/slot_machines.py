@@ -474,6 +474,7 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
     scratch = copy.deepcopy(model)
     apply(scratch, s["num_slots"], s["selection"], s["candidate_init"], s["score_init"], s["candidate_bits"],
           transform.replay_generator(header["frozen_weights"]), include=header["layers"], bounds=s["bounds"])
+    transform.check_drawn(header, drawn(scratch, header["layers"]))
     for name in header["layers"]:
         slot = scratch.get_submodule(name).parametrizations.weight[0]
         index = unpack_uint(arrays[f"slot/{name}"], s["index_bits"], slot.codes.shape[1:]).unsqueeze(0)
@@ -481,5 +482,10 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
         transform.set_tensor(model, transform.weight_key(name), weight)
 
 
+def drawn(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Every candidate value of each slot-machine layer (what its compact file draws again from the seed)."""
+    names = transform.tag_of(model)["layers"] if names is None else names
+    return {n: model.get_submodule(n).parametrizations.weight[0].candidates() for n in names}
 
-METHOD = register(Method("slot", SlotMachineConfig, "Slot Machines", Codec(pack, unpack), run=run))
+
+METHOD = register(Method("slot", SlotMachineConfig, "Slot Machines", Codec(pack, unpack, drawn=drawn), run=run))

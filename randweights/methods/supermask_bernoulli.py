@@ -179,4 +179,4 @@ def scratch_copy(model: nn.Module) -> nn.Module:
 
 
 METHOD = register(Method("supermask-bernoulli", BernoulliConfig, "Bernoulli supermask",
-                         Codec(pack, unpack, scratch_copy=scratch_copy), prepare=prepare, summarize=summarize))
+                         Codec(pack, unpack, scratch_copy=scratch_copy, drawn=transform.originals), prepare=prepare, summarize=summarize))

@@ -14,13 +14,14 @@ import contextlib
 import copy
 import fnmatch
 import hashlib
+import platform
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DrawDiffers
 
 Selector = str | Sequence[str] | Callable[[str, nn.Module], bool] | None
 TAG = "randweights_method"  # attribute on a transformed model: what compact.save needs to know
@@ -190,4 +191,32 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
         return {n: w.detach().clone() for n, w in zip(names, own)}
     scratch = copy.deepcopy(model)
     redo(scratch, replay_generator(weights))
-    return {n: scratch.get_submodule(n).parametrizations.weight.original.detach().clone() for n in names}
+    drawn = originals(scratch, names)
+    check_drawn(header, drawn)
+    return {n: w.detach().clone() for n, w in drawn.items()}
+
+
+def originals(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The frozen weights under the parametrization of each layer ``names`` (default: the tagged layers)."""
+    names = tag_of(model)["layers"] if names is None else names
+    return {n: model.get_submodule(n).parametrizations.weight.original for n in names}
+
+
+def runtime() -> dict[str, str]:
+    """The torch version and platform that draw random numbers here (a compact file records its writer's)."""
+    return {"torch": torch.__version__, "platform": f"{platform.system()} {platform.machine()}"}
+
+
+def _described(where: dict) -> str:
+    return f"torch {where.get('torch', '(not recorded)')} on {where.get('platform', '(platform not recorded)')}"
+
+
+def check_drawn(header: dict, tensors: dict[str, torch.Tensor], note: str = "") -> None:
+    """Each tensor drawn again from a compact file's seed (by layer) has the :func:`fingerprint` the file stored
+    under ``drawn`` when it was written; else a :class:`~randweights.errors.DrawDiffers` naming the layer and the
+    writer's torch and platform (and ``note``). Files written before fingerprints were stored (no ``drawn``) are
+    not checked."""
+    expected = header.get("drawn") or {}
+    for name, tensor in tensors.items():
+        if name in expected and fingerprint([tensor]) != expected[name]:
+            raise DrawDiffers(name, _described(header), _described(runtime()), note=note)
