@@ -108,6 +108,11 @@ def _scale_cases() -> list[tuple[list[str], list[str]]]:
                (["--max-total-mb", "inf", "{garbage}"], ["max-total-mb"]),
                (["--results=", "{garbage}"], ["--results"])]
     cases += [(["bundle", "import", *argv], names) for argv, names in imports]
+    exports = [(["nosuch-run", "{tmp}/o.pt"], ["RUN_OR_FILE"]), (["{file}", "{tmp}/o.pt"], ["source", "RUN_OR_FILE"]),
+               (["{garbage}", "{tmp}/o.pt"], ["source", "RUN_OR_FILE"]), (["{tmp}", "{tmp}/o.exe"], ["path", "OUT"]),
+               (["{file}", "{tmp}/o.pt", "--format", "bogus"], ["format"]), (["{file}"], ["OUT"]), ([], ["RUN_OR_FILE"]),
+               (["nosuch-run", "{tmp}/o.pt", "--results", "{file}"], ["results", "RUN_OR_FILE"]), (["", "{tmp}/o.pt"], ["RUN_OR_FILE"])]
+    cases += [(["export", *argv], names) for argv, names in exports]
     cases += [(["bundle"], ["verb"]), (["bundle", "bogus"], ["bogus"]), (["bogus"], ["bogus"]), ([], ["command"])]
     reproduce = [(["--preset", "bogus"], ["preset"]), (["--only", "bogus"], ["only"]), (["--device", "tpu"], ["device"]),
                  (["--root", "{tmp}/nowhere"], ["root", "nowhere"]), (["--root", "{file}"], ["root"]), (["--preset", ""], ["preset"]),
