@@ -177,20 +177,64 @@ HIDDEN_TAGS = ("parameters", "injected-parameters")
 LOCAL_BADGE = "../_static/colab-badge.svg"  # the book's own copy, so a page read offline loads every image
 
 
+CAPTION_TAG = "figure-caption"  # a markdown cell right after a figure's cell: its caption
+# References in a notebook are plain Markdown links, which Jupyter and Colab show as such; the book turns them into
+# its own references: a citation of references.bib, a numbered figure, another page of the book.
+BOOK_LINKS = (
+    (re.compile(r"\[[^\]]*\]\(#cite:([tp]):([\w,-]+)\)"), r"{cite:\1}`\2`"),  # [Ramanujan et al. (2020)](#cite:t:key)
+    (re.compile(r"\[[^\]]*\]\(#(fig-[\w-]+)\)"), r"{numref}`\1`"),  # [the figure below](#fig-name)
+    (re.compile(r"\[[^\]]*\]\(\.\./book/([\w/-]+)\.md\)"), r"{doc}`../\1`"),  # [notes](../book/page.md)
+)
+
+
+def book_links(text: str) -> str:
+    """``text`` with a notebook's Markdown links to citations, figures and book pages as the book's roles."""
+    for pattern, role in BOOK_LINKS:
+        text = pattern.sub(role, text)
+    return text
+
+
 def hide_setup_cells(path: Path) -> None:
-    """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: the book shows neither (the page
-    states its preset in words). The Colab badge points at the book's local image instead of Colab's server."""
+    """Prepare an executed chapter for the book. Tag the ``parameters`` cell and papermill's injected one
+    ``remove-cell``: the book shows neither (the page states its preset in words). The Colab badge points at the
+    book's local image instead of Colab's server. A figure's caption (the markdown cell tagged ``figure-caption``
+    right after the figure's cell, read as a paragraph under the figure in Jupyter and Colab) becomes the caption
+    of the numbered figure (``mystnb.figure.caption`` of the figure's cell, beside its ``name``) and its own cell
+    is hidden, so the book shows it once, under "Fig. n". Links to citations, figures and pages become the book's
+    references (:func:`book_links`), in the text and in the sentences shown as Markdown outputs; a markdown cell
+    tagged ``important`` (a blockquote) becomes an "important" box."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     changed = False
-    for cell in nb.cells:
+    for before, cell in zip([None, *nb.cells], nb.cells):
         tags = cell.metadata.setdefault("tags", [])
         if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
             tags.append("remove-cell")
             changed = True
         if cell.cell_type == "markdown" and colab.BADGE_IMAGE in cell.source:
             cell.source = cell.source.replace(colab.BADGE_IMAGE, LOCAL_BADGE)
+            changed = True
+        if cell.cell_type == "markdown" and "important" in tags and not cell.source.startswith(":::"):
+            # a blockquote in Jupyter, the book's "important" box
+            body = "\n".join(line[2:] if line.startswith("> ") else line.lstrip(">") for line in cell.source.splitlines())
+            cell.source = f":::{{important}}\n{body}\n:::"
+            changed = True
+        if cell.cell_type == "markdown" and book_links(cell.source) != cell.source:
+            cell.source = book_links(cell.source)
+            changed = True
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown")
+            if isinstance(text, str) and book_links(text) != text:
+                output["data"]["text/markdown"] = book_links(text)
+                changed = True
+        if cell.cell_type == "markdown" and CAPTION_TAG in tags and "remove-cell" not in tags:
+            figure = (before or {}).get("metadata", {}).get("mystnb", {}).get("figure")
+            if before is None or before.cell_type != "code" or not isinstance(figure, dict):
+                raise ValueError(f"{path.name}: a {CAPTION_TAG} cell must follow the cell of its figure "
+                                 "(a code cell with mystnb.figure metadata)")
+            figure["caption"] = cell.source.strip()
+            tags.append("remove-cell")
             changed = True
     if changed:
         nbformat.write(nb, path)
