@@ -195,19 +195,15 @@ def book_links(text: str) -> str:
 
 
 def hide_setup_cells(path: Path) -> None:
-    """Prepare an executed chapter for the book. Tag the ``parameters`` cell and papermill's injected one
-    ``remove-cell``: the book shows neither (the page states its preset in words). The Colab badge points at the
-    book's local image instead of Colab's server. A figure's caption (the markdown cell tagged ``figure-caption``
-    right after the figure's cell, read as a paragraph under the figure in Jupyter and Colab) becomes the caption
-    of the numbered figure (``mystnb.figure.caption`` of the figure's cell, beside its ``name``) and its own cell
-    is hidden, so the book shows it once, under "Fig. n". Links to citations, figures and pages become the book's
-    references (:func:`book_links`), in the text and in the sentences shown as Markdown outputs; a markdown cell
-    tagged ``important`` (a blockquote) becomes an "important" box."""
+    """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: the book shows neither (the page
+    states its preset in words). The Colab badge points at the book's local image instead of Colab's server.
+    Everything else of the executed chapter stays as Jupyter and Colab show it; :func:`book_page` turns it into
+    the book's page when the book is built."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     changed = False
-    for before, cell in zip([None, *nb.cells], nb.cells):
+    for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
             tags.append("remove-cell")
@@ -215,29 +211,38 @@ def hide_setup_cells(path: Path) -> None:
         if cell.cell_type == "markdown" and colab.BADGE_IMAGE in cell.source:
             cell.source = cell.source.replace(colab.BADGE_IMAGE, LOCAL_BADGE)
             changed = True
+    if changed:
+        nbformat.write(nb, path)
+
+
+def book_page(nb, name: str = "notebook") -> None:
+    """Turn an executed chapter (an ``nbformat`` notebook, changed in place) into the book's page; the book's
+    Sphinx extension calls it as it reads each chapter, so the notebook on disk stays as Jupyter shows it.
+
+    A figure's caption (the markdown cell tagged ``figure-caption`` right after the figure's cell, a paragraph
+    under the figure in Jupyter and Colab) becomes the caption of the numbered figure (``mystnb.figure.caption``
+    of the figure's cell, beside its ``name``) and its own cell is hidden, so the book shows it once, under
+    "Fig. n". Links to citations, figures and pages become the book's references (:func:`book_links`), in the
+    text and in the sentences shown as Markdown outputs; a markdown cell tagged ``important`` (a blockquote)
+    becomes an "important" box. ValueError (naming ``name``) for a caption cell that follows no figure."""
+    for before, cell in zip([None, *nb.cells], nb.cells):
+        tags = cell.metadata.setdefault("tags", [])
         if cell.cell_type == "markdown" and "important" in tags and not cell.source.startswith(":::"):
-            # a blockquote in Jupyter, the book's "important" box
             body = "\n".join(line[2:] if line.startswith("> ") else line.lstrip(">") for line in cell.source.splitlines())
             cell.source = f":::{{important}}\n{body}\n:::"
-            changed = True
-        if cell.cell_type == "markdown" and book_links(cell.source) != cell.source:
+        if cell.cell_type == "markdown":
             cell.source = book_links(cell.source)
-            changed = True
         for output in cell.get("outputs", []):
             text = output.get("data", {}).get("text/markdown")
-            if isinstance(text, str) and book_links(text) != text:
+            if isinstance(text, str):
                 output["data"]["text/markdown"] = book_links(text)
-                changed = True
         if cell.cell_type == "markdown" and CAPTION_TAG in tags and "remove-cell" not in tags:
             figure = (before or {}).get("metadata", {}).get("mystnb", {}).get("figure")
             if before is None or before.cell_type != "code" or not isinstance(figure, dict):
-                raise ValueError(f"{path.name}: a {CAPTION_TAG} cell must follow the cell of its figure "
+                raise ValueError(f"{name}: a {CAPTION_TAG} cell must follow the cell of its figure "
                                  "(a code cell with mystnb.figure metadata)")
             figure["caption"] = cell.source.strip()
             tags.append("remove-cell")
-            changed = True
-    if changed:
-        nbformat.write(nb, path)
 
 
 FAILED_TAG = "randweights-execution-failed"

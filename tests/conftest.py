@@ -73,7 +73,7 @@ def figure_cells(nb: dict) -> list[dict]:
 
 def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
     """Assert an executed chapter has no error output, at least ``min_images`` figures, each shown by its own cell
-    with a caption and a label for the book, its sentences quoting results shown as Markdown outputs (the run note
+    with a label for the book and followed by its caption, its sentences quoting results shown as Markdown outputs (the run note
     filled in) and the smoke preset injected by papermill; return its code cells' outputs."""
     import json
 
@@ -85,11 +85,12 @@ def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= min_images
     figures = figure_cells(nb)
     assert len(figures) >= min_images
-    for cell in figures:  # the figure is the cell's one displayed output: the book numbers and captions it
-        shown = [o for o in cell["outputs"] if o["output_type"] in ("display_data", "execute_result")]
-        assert len(shown) == 1 and "image/png" in shown[0]["data"], cell["metadata"]["mystnb"]
-        figure = cell["metadata"]["mystnb"]["figure"]
-        assert figure["name"].startswith("fig-") and len(figure["caption"]) > 40, figure
+    for cell, after in zip(nb["cells"], nb["cells"][1:]):
+        if cell in figures:  # the figure is the cell's one displayed output, its caption the cell after it
+            shown = [o for o in cell["outputs"] if o["output_type"] in ("display_data", "execute_result")]
+            assert len(shown) == 1 and "image/png" in shown[0]["data"], cell["metadata"]["mystnb"]
+            assert cell["metadata"]["mystnb"]["figure"]["name"].startswith("fig-")
+            assert "figure-caption" in after["metadata"].get("tags", []) and len("".join(after["source"])) > 40
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
     # nothing only the book can render: no glue, and every sentence with numbers is a Markdown output
@@ -115,7 +116,7 @@ def check_jupyter_html(path: Path) -> str:
 
     nb = json.loads(path.read_text())
     html, _ = HTMLExporter().from_notebook_node(nbformat.reads(json.dumps(nb), as_version=4))
-    assert html.count('<img src="data:image/png') >= len(figure_cells(nb)) > 0
+    assert len(re.findall(r'<img [^>]*src="data:image/png', html)) >= len(figure_cells(nb)) > 0
     for raw in ("{glue", "```{", "{numref}", "{doc}", "{cite"):
         assert raw not in html, (path.name, raw, html[max(0, html.find(raw) - 200):html.find(raw) + 200])
     assert "The runs on this page:" in html

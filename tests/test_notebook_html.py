@@ -1,0 +1,18 @@
+"""Every chapter reads in Jupyter and Colab as in the book: rendered as `jupyter nbconvert --to html` renders it,
+an executed chapter shows each of its figures as an image and its numbers in the text, with nothing left that only
+the book can render. Reuses the chapters the notebook tests executed (the ``smoke_chapters`` fixture)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import check_jupyter_html
+
+from randweights.chapters import CHAPTERS
+
+pytestmark = pytest.mark.slow  # executes notebooks (once per session, shared with the notebook tests)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CHAPTERS])
+def test_executed_chapter_renders_in_plain_jupyter(smoke_chapters, mnist, name):
+    html = check_jupyter_html(smoke_chapters(name))
+    assert "report.md(" in html  # Jupyter shows the code of a sentence with numbers, and its output below it
