@@ -95,11 +95,11 @@ def run_note_slot() -> None:
     display(md(RUN_NOTE_PENDING), display_id=RUN_NOTE_ID)
 
 
-def compact_sizes(frame: pd.DataFrame, root=None):
+def compact_sizes(frame: pd.DataFrame, root=None, table: bool = True):
     """The "Stored compactly" section of a page: the table of :func:`size_table` for the runs of ``frame`` (with
-    ``run_id``), shown, and the sentence of :func:`size_sentence`, returned as Markdown."""
+    ``run_id``), shown unless ``table`` is false, and the sentence of :func:`size_sentence`, returned as Markdown."""
     sizes = size_table(frame["run_id"], root)
-    if not sizes.empty:
+    if table and not sizes.empty:
         plots.show(plots.book_table(sizes))
     return md(size_sentence(sizes))
 
