@@ -4,6 +4,9 @@ the book can render. Reuses the chapters the notebook tests executed (the ``smok
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from conftest import check_jupyter_html
 
@@ -14,5 +17,10 @@ pytestmark = pytest.mark.slow  # executes notebooks (once per session, shared wi
 
 @pytest.mark.parametrize("name", [c.name for c in CHAPTERS])
 def test_executed_chapter_renders_in_plain_jupyter(smoke_chapters, mnist, name):
-    html = check_jupyter_html(smoke_chapters(name))
-    assert "report.md(" in html  # Jupyter shows the code of a sentence with numbers, and its output below it
+    path = smoke_chapters(name)
+    html = check_jupyter_html(path)
+    # every sentence quoting results (a cell ending in report.md) is rendered as Markdown in the cell's output
+    cells = json.loads(path.read_text())["cells"]
+    sentences = sum(c["cell_type"] == "code" and "report.md(" in "".join(c["source"]) for c in cells)
+    rendered = re.findall(r'class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-OutputArea-output[" ]', html)
+    assert sentences > 0 and len(rendered) >= sentences
