@@ -103,21 +103,27 @@ def fit_width(fig, max_width: float = MAX_WIDTH_IN) -> None:
 
 def figure(fig, name: str, chapter: str) -> None:
     """Finish a book figure: fit it to the text column, save it as ``<name>.png`` and ``<name>.svg`` under
-    :func:`figures_dir`, glue it as ``name`` (the page shows it with a numbered, captioned ``{glue:figure}``) and
-    close it so the cell shows nothing else (it returns None, so a notebook cell ending with it displays nothing)."""
+    :func:`figures_dir`, show it as the cell's output (in Jupyter, Colab and the book alike: the notebook cell's
+    ``mystnb.figure`` metadata gives the book its number, caption and label) and close it, so the cell shows it
+    once. Returns None: a notebook cell ending with it displays nothing else."""
     fit_width(fig)
     folder = figures_dir(chapter)
     folder.mkdir(parents=True, exist_ok=True)
-    png = folder / f"{name}.png"
-    fig.savefig(png)
+    fig.savefig(folder / f"{name}.png")
     fig.savefig(folder / f"{name}.svg")
-    try:
-        from myst_nb import glue
-    except ImportError:  # outside the book's environment: the files are the result
-        plt.close(fig)
-        return
-    glue(name, fig, display=False)
+    show(fig)
     plt.close(fig)
+
+
+def show(obj) -> None:
+    """Show ``obj`` as an output of the running notebook cell; outside IPython (a script) nothing is shown."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(obj)
 
 
 def legend_outside(fig_or_ax, where: str = "right", **kwargs):
@@ -245,11 +251,3 @@ def ahead(diff: float, first: str, second: str, paper_first: bool | None = None,
     if leader_first == paper_first:
         return text + ", as in the paper"
     return text + f": the reverse of the paper, which has {first if paper_first else second} ahead"
-
-
-def glue_markdown(key: str, text: str) -> None:
-    """Glue ``text`` as Markdown (a page shows it with ``{glue:md}`key```), not as a quoted string."""
-    from IPython.display import Markdown
-    from myst_nb import glue
-
-    glue(key, Markdown(text), display=False)

@@ -1,5 +1,10 @@
 """What a chapter page reports about its own runs: the "What ran" table, the compact file sizes, the run note, and
-the closing cell of every chapter (:func:`closing`) that glues and shows them.
+the closing cell of every chapter (:func:`closing`) that shows them; and :func:`md`, how a page's sentences with
+numbers in them are shown.
+
+A chapter notebook shows everything as cell outputs, so it reads the same in Jupyter, in Colab and in the book:
+a sentence quoting results is the Markdown output of a code cell (:func:`md`), a figure the image output of its
+cell (:func:`randweights.plots.figure`).
 
 The numbers come from the stored records (``<results>/<run_id>/record.json``); method names are the registry's
 labels (:func:`randweights.methods.label`).
@@ -7,7 +12,7 @@ labels (:func:`randweights.methods.label`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -71,31 +76,48 @@ def size_sentence(table: pd.DataFrame) -> str:
     return "Stored compactly (seed + what the method found), the median file is: " + "; ".join(parts) + "."
 
 
-def glue_text(values: Mapping[str, object]) -> None:
-    """Glue each value under its key, for the page's text (``{glue:text}`key```), shown nowhere else."""
-    from myst_nb import glue
-
-    for key, value in values.items():
-        glue(key, value, display=False)
+RUN_NOTE_ID = "randweights-run-note"
+RUN_NOTE_PENDING = "*The runs on this page: named here once the page has run to its end.*"
 
 
-def closing(chapter: str, frame: pd.DataFrame, preset: str, by: list[str] | None = None, show: list[str] | None = None,
+def md(text: str):
+    """``text`` (Markdown, with ``$...$`` math) as a cell's output: how a page shows a sentence quoting results.
+    A notebook cell ending with ``report.md(f"...")`` shows the sentence in Jupyter, Colab and the book alike."""
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def run_note_slot() -> None:
+    """Show where the page's run note goes (near its top); :func:`closing` fills it in once the runs are known."""
+    from IPython.display import display
+
+    display(md(RUN_NOTE_PENDING), display_id=RUN_NOTE_ID)
+
+
+def compact_sizes(frame: pd.DataFrame, root=None, table: bool = True):
+    """The "Stored compactly" section of a page: the table of :func:`size_table` for the runs of ``frame`` (with
+    ``run_id``), shown unless ``table`` is false, and the sentence of :func:`size_sentence`, returned as Markdown."""
+    sizes = size_table(frame["run_id"], root)
+    if table and not sizes.empty:
+        plots.show(plots.book_table(sizes))
+    return md(size_sentence(sizes))
+
+
+def closing(frame: pd.DataFrame, preset: str, by: list[str] | None = None, show: list[str] | None = None,
             hide: Iterable[str] = (), note: str = "", note_frame: pd.DataFrame | None = None, percent: Iterable[str] = (),
             decimals: int = 1, **columns):
     """The closing cell of a chapter page, in one call; returns the "What ran" table to show.
 
     ``frame``: one row per run of the page (with ``run_id``). The table is :func:`what_ran` of ``frame`` grouped
     ``by`` with the aggregations ``columns``, or, without ``by``, ``frame`` itself (its columns ``show``, or all
-    but ``hide``), formatted by :func:`randweights.plots.book_table` (``percent``, ``decimals``). Glues
-    ``run_note`` (:func:`randweights.plots.run_note` of ``note_frame``, default ``frame``, then ``note``),
-    ``<chapter>_compact_sizes`` (:func:`size_sentence`) and ``<chapter>_compact_table`` (:func:`size_table`, shown
-    by the page's "Stored compactly" section)."""
-    from myst_nb import glue
+    but ``hide``), formatted by :func:`randweights.plots.book_table` (``percent``, ``decimals``). Fills in the
+    page's run note (:func:`run_note_slot`) with :func:`randweights.plots.run_note` of ``note_frame`` (default
+    ``frame``), then ``note``."""
+    from IPython.display import update_display
 
-    plots.glue_markdown("run_note", plots.run_note(frame if note_frame is None else note_frame, preset) + (f" {note}" if note else ""))
-    sizes = size_table(frame["run_id"])
-    glue(f"{chapter}_compact_sizes", size_sentence(sizes), display=False)
-    glue(f"{chapter}_compact_table", sizes, display=False)
+    text = plots.run_note(frame if note_frame is None else note_frame, preset) + (f" {note}" if note else "")
+    update_display(md(text), display_id=RUN_NOTE_ID)
     if by:
         return plots.book_table(what_ran(frame, by, **columns), index=True, percent=list(percent), decimals=decimals)
     table = frame[list(show)] if show else frame.drop(columns=list(hide))

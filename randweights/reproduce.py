@@ -177,9 +177,28 @@ HIDDEN_TAGS = ("parameters", "injected-parameters")
 LOCAL_BADGE = "../_static/colab-badge.svg"  # the book's own copy, so a page read offline loads every image
 
 
+CAPTION_TAG = "figure-caption"  # a markdown cell right after a figure's cell: its caption
+# References in a notebook are plain Markdown links, which Jupyter and Colab show as such; the book turns them into
+# its own references: a citation of references.bib, a numbered figure, another page of the book.
+BOOK_LINKS = (
+    (re.compile(r"\[[^\]]*\]\(#cite:([tp]):([\w,-]+)\)"), r"{cite:\1}`\2`"),  # [Ramanujan et al. (2020)](#cite:t:key)
+    (re.compile(r"\[[^\]]*\]\(#(fig-[\w-]+)\)"), r"{numref}`\1`"),  # [the figure below](#fig-name)
+    (re.compile(r"\[[^\]]*\]\(\.\./book/([\w/-]+)\.md\)"), r"{doc}`../\1`"),  # [notes](../book/page.md)
+)
+
+
+def book_links(text: str) -> str:
+    """``text`` with a notebook's Markdown links to citations, figures and book pages as the book's roles."""
+    for pattern, role in BOOK_LINKS:
+        text = pattern.sub(role, text)
+    return text
+
+
 def hide_setup_cells(path: Path) -> None:
     """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: the book shows neither (the page
-    states its preset in words). The Colab badge points at the book's local image instead of Colab's server."""
+    states its preset in words). The Colab badge points at the book's local image instead of Colab's server.
+    Everything else of the executed chapter stays as Jupyter and Colab show it; :func:`book_page` turns it into
+    the book's page when the book is built."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -194,6 +213,36 @@ def hide_setup_cells(path: Path) -> None:
             changed = True
     if changed:
         nbformat.write(nb, path)
+
+
+def book_page(nb, name: str = "notebook") -> None:
+    """Turn an executed chapter (an ``nbformat`` notebook, changed in place) into the book's page; the book's
+    Sphinx extension calls it as it reads each chapter, so the notebook on disk stays as Jupyter shows it.
+
+    A figure's caption (the markdown cell tagged ``figure-caption`` right after the figure's cell, a paragraph
+    under the figure in Jupyter and Colab) becomes the caption of the numbered figure (``mystnb.figure.caption``
+    of the figure's cell, beside its ``name``) and its own cell is hidden, so the book shows it once, under
+    "Fig. n". Links to citations, figures and pages become the book's references (:func:`book_links`), in the
+    text and in the sentences shown as Markdown outputs; a markdown cell tagged ``important`` (a blockquote)
+    becomes an "important" box. ValueError (naming ``name``) for a caption cell that follows no figure."""
+    for before, cell in zip([None, *nb.cells], nb.cells):
+        tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "markdown" and "important" in tags and not cell.source.startswith(":::"):
+            body = "\n".join(line[2:] if line.startswith("> ") else line.lstrip(">") for line in cell.source.splitlines())
+            cell.source = f":::{{important}}\n{body}\n:::"
+        if cell.cell_type == "markdown":
+            cell.source = book_links(cell.source)
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown")
+            if isinstance(text, str):
+                output["data"]["text/markdown"] = book_links(text)
+        if cell.cell_type == "markdown" and CAPTION_TAG in tags and "remove-cell" not in tags:
+            figure = (before or {}).get("metadata", {}).get("mystnb", {}).get("figure")
+            if before is None or before.cell_type != "code" or not isinstance(figure, dict):
+                raise ValueError(f"{name}: a {CAPTION_TAG} cell must follow the cell of its figure "
+                                 "(a code cell with mystnb.figure metadata)")
+            figure["caption"] = cell.source.strip()
+            tags.append("remove-cell")
 
 
 FAILED_TAG = "randweights-execution-failed"

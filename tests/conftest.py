@@ -66,24 +66,61 @@ def smoke_chapters(tmp_path_factory):
     return run
 
 
+def figure_cells(nb: dict) -> list[dict]:
+    """The cells of a notebook that make a numbered book figure (``mystnb.figure`` metadata)."""
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "figure" in c["metadata"].get("mystnb", {})]
+
+
 def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
-    """Assert an executed chapter has no error output, at least ``min_images`` figures and the smoke preset
-    injected by papermill; return its code cells' outputs."""
+    """Assert an executed chapter has no error output, at least ``min_images`` figures, each shown by its own cell
+    with a label for the book and followed by its caption, its sentences quoting results shown as Markdown outputs (the run note
+    filled in) and the smoke preset injected by papermill; return its code cells' outputs."""
     import json
+
+    from randweights import report
 
     nb = json.loads(path.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    # a figure is shown directly or glued for a numbered {glue:figure} (myst-nb stores it under a papermill key)
-    assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= min_images
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= min_images
+    figures = figure_cells(nb)
+    assert len(figures) >= min_images
+    for cell, after in zip(nb["cells"], nb["cells"][1:]):
+        if cell in figures:  # the figure is the cell's one displayed output, its caption the cell after it
+            shown = [o for o in cell["outputs"] if o["output_type"] in ("display_data", "execute_result")]
+            assert len(shown) == 1 and "image/png" in shown[0]["data"], cell["metadata"]["mystnb"]
+            assert cell["metadata"]["mystnb"]["figure"]["name"].startswith("fig-")
+            assert "figure-caption" in after["metadata"].get("tags", []) and len("".join(after["source"])) > 40
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
-    # every glue key the page's text or figures refer to is glued by the executed notebook (else the book shows a gap)
-    glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for o in outputs}
-    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
-    referenced = set(re.findall(r"\{glue(?::[a-z]+)?\}`([^`]+)`", text)) | set(re.findall(r"```\{glue(?::[a-z]+)?\} *([\w-]+)", text))
-    assert referenced and not referenced - glued, f"referenced but never glued: {sorted(referenced - glued)}"
+    # nothing only the book can render: no glue, and every sentence with numbers is a Markdown output
+    assert not [o for o in outputs if "scrapbook" in o.get("metadata", {})]
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        assert "{glue" not in source and "myst_nb" not in source
+        if cell["cell_type"] == "code" and "report.md(" in source:
+            assert [o for o in cell["outputs"] if "text/markdown" in o.get("data", {})], source[:80]
+    texts = ["".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {})]
+    assert [t for t in texts if t.startswith("**The runs on this page:**")]  # the run note, filled in at the end
+    assert report.RUN_NOTE_PENDING not in texts and not [t for t in texts if "{numbers" in t]
     return outputs
+
+
+def check_jupyter_html(path: Path) -> str:
+    """Render an executed chapter as ``jupyter nbconvert --to html`` does and assert it shows every figure of the
+    chapter as an image and nothing written for the book only; return the HTML."""
+    import json
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = json.loads(path.read_text())
+    html, _ = HTMLExporter().from_notebook_node(nbformat.reads(json.dumps(nb), as_version=4))
+    assert len(re.findall(r'<img [^>]*src="data:image/png', html)) >= len(figure_cells(nb)) > 0
+    for raw in ("{glue", "```{", "{numref}", "{doc}", "{cite"):
+        assert raw not in html, (path.name, raw, html[max(0, html.find(raw) - 200):html.find(raw) + 200])
+    assert "The runs on this page:" in html
+    return html
 
 
 def pytest_collection_modifyitems(config, items):

@@ -41,8 +41,12 @@ def test_book_builds_with_every_chapter(built_book, mnist):
         assert 'preset = "smoke"' not in page, name  # the parameters cells are hidden
     for name in PAPER_CHAPTERS:
         page = (html / "chapters" / f"{name}.html").read_text()
-        # numbered, captioned figures, and the parameters cells hidden
-        assert re.search(r'<span class="caption-number">Fig\. \d+ </span>', page), name
+        # numbered, captioned figures (one per figure cell, captioned from the cell after it), the parameters
+        # cells hidden, and the sentences quoting results shown without their code
+        figures_in_notebook = sum("figure" in c["metadata"].get("mystnb", {})
+                                  for c in json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"])
+        assert len(re.findall(r'<span class="caption-number">Fig\. \d+ </span>', page)) == figures_in_notebook, name
+        assert "report.md(" not in page and "{glue" not in page and "{cite" not in page, name
         assert "The runs on this page:" in page and "preset <code" in page, name  # the preset/device/date note
         # every figure is also a PNG and an SVG under book/figures/<chapter>/
         figures = root / "book" / "figures" / name
@@ -61,8 +65,8 @@ def test_reproduce_rejects_unknown_chapters(tmp_path):
         reproduce.reproduce(preset="smoke", only=["nope"], build=False, root=reproduce.repo_root())
 
 
-def test_notebooks_keep_only_parameters_calls_glue_and_figures():
-    """No outputs, one ``parameters`` cell, and no arithmetic on frames in a cell: the numbers a page glues come
+def test_notebooks_keep_only_parameters_calls_and_figures():
+    """No outputs, one ``parameters`` cell, and no arithmetic on frames in a cell: the numbers a page quotes come
     from library functions (positional access, groupby and concatenation live in the chapter modules)."""
     root = reproduce.repo_root()
     for chapter in CHAPTERS:
@@ -73,4 +77,28 @@ def test_notebooks_keep_only_parameters_calls_glue_and_figures():
         text = "\n".join("".join(c["source"]) for c in code)
         for banned in (".iloc[", ".groupby(", "pd.concat(", ".pivot_table(", "compact.size_", "what_ran("):
             assert banned not in text, (chapter.name, banned)
-        assert text.count("report.closing(") == 1, chapter.name
+        assert text.count("report.closing(") == 1 and text.count("report.run_note_slot()") == 1, chapter.name
+
+
+def test_notebooks_show_everything_as_cell_outputs_with_no_book_only_syntax():
+    """What Jupyter and Colab cannot render is not in a notebook: no glue (myst-nb), no MyST role or directive.
+    A figure's cell carries its book label, the cell after it is its caption; a sentence quoting results is
+    the Markdown output of a cell whose code the book hides."""
+    root = reproduce.repo_root()
+    for chapter in CHAPTERS:
+        cells = json.loads((root / chapter.notebook).read_text())["cells"]
+        for before, cell in zip([None, *cells], cells):
+            source = "".join(cell["source"])
+            assert "glue" not in source and "myst_nb" not in source, (chapter.name, source[:80])
+            if cell["cell_type"] == "markdown":
+                assert not re.search(r"\{[a-z:]+\}`|```\{|^:::", source, re.MULTILINE), (chapter.name, source[:80])
+            figure = cell["metadata"].get("mystnb", {}).get("figure")
+            assert (figure is not None) == ("plots.figure(" in source), (chapter.name, source[:80])
+            if figure is not None:
+                assert set(figure) == {"name"} and figure["name"].startswith("fig-"), chapter.name
+            if reproduce.CAPTION_TAG in cell["metadata"].get("tags", []):
+                assert cell["cell_type"] == "markdown" and "figure" in before["metadata"].get("mystnb", {})
+            if "report.md(" in source or "report.run_note_slot()" in source or "report.compact_sizes(" in source:
+                assert "remove-input" in cell["metadata"]["tags"], (chapter.name, source[:80])
+        captions = [c for c in cells if reproduce.CAPTION_TAG in c["metadata"].get("tags", [])]
+        assert len(captions) == sum("figure" in c["metadata"].get("mystnb", {}) for c in cells) > 0, chapter.name

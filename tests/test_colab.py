@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from randweights import colab, data
+from randweights._version import __version__
 from randweights.errors import DatasetNotFound
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,8 @@ def test_the_repository_url_is_written_once_in_pyproject():
     url = colab.repository_url()
     assert url.startswith("https://github.com/") and text.count(url) == 1
     extra = re.search(r"^notebooks = \[(.*)\]$", text, re.MULTILINE).group(1)
-    assert "myst-nb" in extra and "papermill" in extra and "ipykernel" in extra  # what every notebook imports
+    assert "papermill" in extra and "ipykernel" in extra  # a kernel, and papermill to run a chapter at a preset
+    assert "myst-nb" not in extra and "jupyter-book" not in extra  # the notebooks need nothing of the book's
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -36,10 +38,13 @@ def test_each_notebook_has_a_hidden_install_cell_and_a_colab_badge_from_pyprojec
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     install = code[0]
     assert install["metadata"]["tags"] == [colab.INSTALL_TAG]
-    assert f'"randweights[notebooks] @ git+{colab.repository_url()}"' in _src(install)
+    # pinned: the release of this version, whose notebook the badge opens too (never a moving branch)
+    assert colab.RELEASE_REF == f"v{__version__}"
+    assert f'"randweights[notebooks] @ git+{colab.repository_url()}@v{__version__}"' in _src(install)
     assert [c["metadata"].get("tags") for c in code].count(["parameters"]) == 1
     badges = [c for c in nb["cells"][:3] if c["cell_type"] == "markdown" and colab.BADGE_MARK in _src(c)]
     assert len(badges) == 1 and f"({colab.colab_url(path.stem)})" in _src(badges[0])
+    assert f"/blob/v{__version__}/notebooks/{path.stem}.ipynb" in _src(badges[0])
     assert f"notebooks/{path.stem}.ipynb" in colab.colab_url(path.stem)
     ids = [c.get("id") for c in nb["cells"]]
     assert None not in ids and len(set(ids)) == len(ids)  # nbformat 4.5: every cell has its own id
@@ -57,13 +62,32 @@ def test_stamp_rewrites_a_drifted_notebook_once(tmp_path):
     assert len(nb["cells"]) == before  # replaced in place, not added
     text = copy.read_text()
     assert "git+https://github.com/someone/fork" in text
-    assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/" in text
+    assert f"colab.research.google.com/github/someone/fork/blob/v{__version__}/notebooks/" in text
     assert colab.stamp(copy, url="https://github.com/someone/fork") is False
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert colab.stamp(copy, url="https://github.com/someone/fork", ref=commit) is True
+    text = copy.read_text()
+    assert f"git+https://github.com/someone/fork@{commit}" in text and f"/blob/{commit}/notebooks/" in text
+    assert f"@v{__version__}" not in text
+
+
+def test_stamping_refuses_a_ref_that_does_not_pin_the_code(tmp_path, capsys):
+    copy = tmp_path / NOTEBOOKS[0].name
+    shutil.copy(NOTEBOOKS[0], copy)
+    before = copy.read_bytes()
+    for ref in ("main", "HEAD", "0123abc", ""):
+        with pytest.raises(ValueError, match="release tag"):
+            colab.stamp(copy, ref=ref)
+        with pytest.raises(SystemExit) as exit_:
+            colab.main(["--ref", ref, str(copy)])
+        assert exit_.value.code == 2
+        assert "--ref" in capsys.readouterr().err
+    assert copy.read_bytes() == before  # nothing written
 
 
 def test_colab_url_needs_a_github_repository():
-    assert colab.colab_url("laperm", "https://github.com/a/b.git") == (
-        "https://colab.research.google.com/github/a/b/blob/main/notebooks/laperm.ipynb")
+    assert colab.colab_url("laperm", "https://github.com/a/b.git", ref="v1.2.3") == (
+        "https://colab.research.google.com/github/a/b/blob/v1.2.3/notebooks/laperm.ipynb")
     with pytest.raises(ValueError, match="not a GitHub repository URL"):
         colab.colab_url("laperm", "https://example.org/a/b")
 

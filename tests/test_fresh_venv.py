@@ -48,7 +48,11 @@ def test_a_fresh_venv_with_the_notebooks_extra_runs_a_chapter(tmp_path, mnist):
     nb = json.loads(out.read_text())
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    where = subprocess.run([python, "-c", "import randweights, myst_nb; print(randweights.__file__)"], env=env,
+    where = subprocess.run([python, "-c", "import randweights, papermill; print(randweights.__file__)"], env=env,
                            cwd=work, check=True, capture_output=True, text=True).stdout
     assert str(venv) in where  # the installed package ran, not the checkout
+    book = subprocess.run([python, "-c", "import myst_nb"], env=env, cwd=work, capture_output=True, text=True)
+    assert book.returncode != 0  # the notebooks extra pulls in nothing of the book's, and the chapter ran without it
+    figures = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(figures) >= 4  # its figures are the cells' outputs
     assert list((work / "results").glob("*/record.json"))  # the chapter trained its smoke runs there

@@ -22,7 +22,7 @@ def test_figure_saves_png_and_svg_under_the_chapter_and_fits_the_column(tmp_path
     assert (tmp_path / "some_chapter" / "wide_one.svg").read_text().lstrip().startswith("<?xml")
     width, height = fig.get_size_inches()
     assert width == pytest.approx(plots.MAX_WIDTH_IN) and height == pytest.approx(3 * 7 / 12)
-    assert not plots.plt.fignum_exists(fig.number)  # closed: the page shows the glued copy only
+    assert not plots.plt.fignum_exists(fig.number)  # closed: the cell shows the displayed copy only
 
 
 def test_panels_never_exceed_the_text_column():
@@ -110,3 +110,45 @@ def test_executed_chapters_show_the_colab_badge_from_the_book_itself(tmp_path):
     assert colab.BADGE_IMAGE not in source and reproduce.LOCAL_BADGE in source
     assert colab.colab_url("edge_popup") in source  # the link still opens the notebook in Colab
     assert (reproduce.repo_root() / "book" / "chapters" / reproduce.LOCAL_BADGE).resolve().is_file()
+
+
+def _figure_notebook(path, caption_after_figure: bool = True):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    figure = nbformat.v4.new_code_cell("plots.figure(fig, 'x', 'c')", metadata={"mystnb": {"figure": {"name": "fig-x"}}})
+    caption = nbformat.v4.new_markdown_cell("Accuracy against $k$. Look for\nthe peak.\n",
+                                            metadata={"tags": [reproduce.CAPTION_TAG]})
+    prose = nbformat.v4.new_markdown_cell("As [Ramanujan et al. (2020)](#cite:t:ramanujan2020hidden) find "
+                                          "([the figure below](#fig-x), right; [notes](../book/reconstruction.md)).")
+    note = nbformat.v4.new_markdown_cell("> **What is reconstructed.** Our\n>\n> choices.", metadata={"tags": ["important"]})
+    nb.cells = [figure, caption, prose, note] if caption_after_figure else [caption, figure, prose, note]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_book_time_turns_caption_cells_links_and_notes_into_the_books_own(tmp_path):
+    import nbformat
+
+    path = _figure_notebook(tmp_path / "chapter.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    reproduce.book_page(nb)
+    figure, caption, prose, note = nb.cells
+    assert figure.metadata["mystnb"]["figure"] == {"name": "fig-x", "caption": "Accuracy against $k$. Look for\nthe peak."}
+    assert "remove-cell" in caption.metadata["tags"]  # shown once, as the numbered figure's caption
+    assert prose.source == ("As {cite:t}`ramanujan2020hidden` find ({numref}`fig-x`, right; "
+                            "{doc}`../reconstruction`).")
+    assert note.source == ":::{important}\n**What is reconstructed.** Our\n\nchoices.\n:::"
+    again = nbformat.from_dict(json.loads(json.dumps(nb)))
+    reproduce.book_page(again)
+    assert again == nb  # a second pass changes nothing
+    reproduce.hide_setup_cells(path)  # executing a chapter leaves all this as Jupyter shows it
+    assert nbformat.read(path, as_version=4).cells[2].source.startswith("As [Ramanujan et al. (2020)](#cite:t:")
+
+
+def test_a_caption_cell_must_follow_its_figure(tmp_path):
+    import nbformat
+
+    nb = nbformat.read(_figure_notebook(tmp_path / "chapter.ipynb", caption_after_figure=False), as_version=4)
+    with pytest.raises(ValueError, match="chapter: a figure-caption cell must follow the cell of its figure"):
+        reproduce.book_page(nb, "chapter")

@@ -1,4 +1,4 @@
-"""The `quick` presets' precision and scale, and the measured-trend sentences the chapters glue."""
+"""The `quick` presets' precision and scale, and the measured-trend sentences the chapters quote."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Sphinx hooks of the randweights book: the footer names the authors, the content licence and the build.
+"""Sphinx hooks of the randweights book: the footer names the authors, the content licence and the build; each
+executed chapter is read as the book's page (:func:`randweights.reproduce.book_page`: numbered captions, citations,
+figure references), while the notebook itself stays as Jupyter and Colab show it.
 
 The footer is written when the build starts: the commit of the checkout the book is built from (``git describe``;
 ``$RANDWEIGHTS_COMMIT`` where there is no git, e.g. a copy) and the date of the build, in UTC.
@@ -84,7 +86,20 @@ def _escape_docstring(app, what, name, obj, options, lines) -> None:
     qualify_error_names(lines)
 
 
+def _chapter_as_book_page(app, docname, source) -> None:
+    if not docname.startswith("chapters/") or Path(app.env.doc2path(docname)).suffix != ".ipynb":
+        return
+    import nbformat
+
+    from randweights import reproduce
+
+    nb = nbformat.reads(source[0], as_version=4)
+    reproduce.book_page(nb, docname)
+    source[0] = nbformat.writes(nb)
+
+
 def setup(app):
     app.connect("config-inited", _set_footer)
+    app.connect("source-read", _chapter_as_book_page)
     app.connect("autodoc-process-docstring", _escape_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -389,7 +389,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def claims(df: pd.DataFrame, loc: pd.DataFrame | None = None, pieces: pd.DataFrame | None = None,
            overlap: pd.DataFrame | None = None) -> dict[str, str]:
-    """The numbers the chapter's text quotes (glued); the analyses' numbers once their tables are given."""
+    """The numbers the chapter's text quotes (shown as Markdown outputs); the analyses' numbers once their tables are given."""
     loc = pd.DataFrame() if loc is None else loc
     pieces = pd.DataFrame() if pieces is None else pieces
     overlap = pd.DataFrame() if overlap is None else overlap
