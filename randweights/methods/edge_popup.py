@@ -252,6 +252,7 @@ def apply(
 
 
 def scores(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable scores of every masked layer, in model order: what the optimizer gets."""
     return [m.scores for m in model.modules() if isinstance(m, TopKMask)]
 
 

@@ -351,8 +351,16 @@ def apply(
     named = permutable_named(model, skip_bias, skip_bn, include, exclude)
     modules = [n for n, _ in transform.select(model, WEIGHTED, include, exclude)]
     weights = {"init": init, **replay} if init is not None else {"own": True}
-    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights=weights, modules=modules)
+    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights=weights, modules=modules,
+                  multiset_fingerprint=multiset_fingerprint([t for _, t in named]))
     return model
+
+
+def multiset_fingerprint(tensors: list[torch.Tensor]) -> str:
+    """The fingerprint of the rows' multisets of ``tensors`` (each row sorted): what a sync keeps. The tag holds
+    the initial one, so that saving a model whose weights left their multisets (no sync since the last step)
+    is an error naming ``LaPerm.sync`` rather than a file that cannot be loaded."""
+    return transform.fingerprint([sorted_rows(t.detach().cpu()) + 0.0 for t in tensors])
 
 
 def permutable_of(model: nn.Module) -> list[torch.Tensor]:
@@ -544,7 +552,8 @@ def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
         period = lambda epoch: sync_period_at(epoch, m.sync_period, schedule)
     named = permutable_named(model, skip_bias=m.biases != "permute", skip_bn=m.skip_bn)
     permutable = [t for _, t in named]
-    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights={"config": True})  # initial values: build_initialized(cfg)
+    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights={"config": True},  # initial values: build_initialized(cfg)
+                  multiset_fingerprint=multiset_fingerprint(permutable))
     decayed = {id(k) for k in hidden_kernels(model)} if m.l2_scope == "hidden-kernels" else None
     return LaPerm(make_inner(model.parameters(), cfg, decayed), permutable, period, steps_per_epoch, m.hold_zeros)
 
@@ -619,7 +628,8 @@ def run(cfg, splits, device: torch.device, trainer: Trainer):
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: every entry's rank within its row, ``ceil(log2 fan_in)`` bits each. The
     row's values are its initial ones, so the initial model (drawn again, rebuilt from the run config, or the
-    model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``)."""
+    model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``); before
+    it, a ConfigError says so."""
     tag = transform.tag_of(model)
     state = model.state_dict()
     arrays, sorted_all = {}, []
@@ -629,7 +639,12 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(view.shape[1]).expand_as(order).contiguous())
         arrays[f"rank/{key}"] = pack_uint(rank, index_bits(view.shape[1]))
         sorted_all.append(view.gather(1, order))
-    return {"multiset_fingerprint": transform.fingerprint([v + 0.0 for v in sorted_all])}, arrays, list(tag["layers"])
+    found = transform.fingerprint([v + 0.0 for v in sorted_all])
+    if tag.get("multiset_fingerprint", found) != found:
+        raise ConfigError("model", type(model).__name__, "a LaPerm model synced after its last optimizer step: its "
+                          "weights are no longer row-wise permutations of the initial ones; call opt.sync() "
+                          "(LaPerm.sync) after the last step, then save")
+    return {"multiset_fingerprint": found}, arrays, list(tag["layers"])
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
