@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import require_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
