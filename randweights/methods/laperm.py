@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
@@ -377,11 +378,13 @@ def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "k
     """Keras He-uniform U(+-sqrt(6 / fan_in)) for the kernel and (as in the MNIST notebooks) the bias. The bias's
     fan_in is the kernel's (``bias_fan="kernel"``) or, as Keras computes it for a 1-D tensor, its length
     (``"keras"``: what the official notebooks draw)."""
-    fan_in = rows(layer.weight).shape[1]
+    weight = transform.tensor(layer)
+    bias: torch.Tensor | None = getattr(layer, "bias", None)
+    fan_in = rows(weight).shape[1]
     with torch.no_grad():
-        for p in (layer.weight, layer.bias):
+        for p in (weight, bias):
             if p is not None:
-                fan = len(p) if (p is layer.bias and bias_fan == "keras") else fan_in
+                fan = len(p) if (p is bias and bias_fan == "keras") else fan_in
                 bound = math.sqrt(6.0 / fan)
                 p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
 
@@ -490,10 +493,11 @@ class Probe:
 def make_inner(params, cfg, decayed: set[int] | None = None) -> torch.optim.Optimizer:
     """Adam (the paper's inner optimizer) or SGD with momentum, on every trainable parameter. With ``decayed`` (ids
     of tensors), weight decay reaches only those (``l2_scope="hidden-kernels"``)."""
-    params = [p for p in params if p.requires_grad]
+    trainable = [p for p in params if p.requires_grad]
+    params = trainable
     if decayed is not None:
-        groups = [{"params": [p for p in params if id(p) in decayed]},
-                  {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+        groups: list[dict[str, Any]] = [{"params": [p for p in trainable if id(p) in decayed]},
+                                        {"params": [p for p in trainable if id(p) not in decayed], "weight_decay": 0.0}]
         params = [g for g in groups if g["params"]]
     if cfg.method.inner == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -533,6 +537,9 @@ class UnitPixels(nn.Module):
     """Undo the data pipeline's standardization, so the net sees pixels in [0, 1] as the paper's Keras notebooks
     do (``x / 255``). With a shared positive weight and no biases (F1, F2) this matters: standardized MNIST has
     a negative background that drives every hidden unit of F2 below zero."""
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, dataset: str):
         super().__init__()
@@ -630,7 +637,7 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     row's values are its initial ones, so the initial model (drawn again, rebuilt from the run config, or the
     model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``); before
     it, a ConfigError says so."""
-    tag = transform.tag_of(model)
+    tag = transform.require_tag(model)
     state = model.state_dict()
     arrays, sorted_all = {}, []
     for key in tag["layers"]:

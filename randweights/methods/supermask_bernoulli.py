@@ -110,15 +110,15 @@ def apply(
     transform.require_layers(model, chosen, MASKABLE)
     freeze_all(model)
     replay = transform.generator_record(generator)
-    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}
+    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m) for _, m in chosen])}
     with transform.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
-                init_weight_(layer.weight, init, keep_fraction, g)
+                init_weight_(transform.tensor(layer), init, keep_fraction, g)
     for _, layer in chosen:
-        mask = BernoulliMask(layer.weight, keep_fraction, eval_mask, generator)
+        mask = BernoulliMask(transform.tensor(layer), keep_fraction, eval_mask, generator)
         parametrize.register_parametrization(layer, "weight", mask, unsafe=True)
-        layer.parametrizations.weight.original.requires_grad_(False)
+        transform.original(layer).requires_grad_(False)
     transform.tag(model, "supermask-bernoulli", [n for n, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask, frozen_weights=weights)
     return model
 
@@ -172,8 +172,8 @@ def summarize(model: nn.Module) -> dict:
 def pack(model: nn.Module, eval_seed: int = 0, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: the mask each layer evaluates with, as bits (a sampling supermask gets
     its evaluation sample fixed from ``eval_seed`` first, unless it was fixed already)."""
-    tag = transform.tag_of(model)
-    layer_masks = [model.get_submodule(n).parametrizations.weight[0] for n in tag["layers"]]
+    tag = transform.require_tag(model)
+    layer_masks = [transform.parametrization(model.get_submodule(n), BernoulliMask) for n in tag["layers"]]
     if any(m.eval_mask == "sample" and m.fixed is None for m in layer_masks):
         fix_eval_mask(model, eval_seed)
     arrays = {f"mask/{n}": pack_bits(m.eval_weight_mask() > 0) for n, m in zip(tag["layers"], layer_masks)}
