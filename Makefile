@@ -57,10 +57,12 @@ bench: setup
 	for f in $(BENCHMARKS); do $(BIN)/python benchmarks/$$f.py || exit 1; done
 
 # ruff over everything, notebooks included (ruff reads .ipynb), then the import contracts of pyproject.toml
-# ([tool.importlinter]: the layers, and the store / training / compact format independent of each other)
+# ([tool.importlinter]: the layers, and the store / training / compact format independent of each other), then
+# mypy over the modules of [tool.mypy] files (the public API)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy
 
 clean:
 	rm -rf book/_build book/chapters book/figures

@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2
+    except runs.RunMissing as err:  # RANDWEIGHTS_TRAIN=0 and the run is not stored: one line, nothing trained
+        sys.stderr.write(f"randweights: error: {err}\n")
+        return 1
     except (RunFailed, compact.ExportFailed) as err:  # not bad input: the run itself failed (nothing stored), one line
         sys.stderr.write(f"randweights: error: {err}\n")
         return 1

@@ -68,7 +68,8 @@ def _field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
 
 def normalize_fields(settings: Any) -> None:
     """Check and normalize every field of a (frozen) settings dataclass in place; see :class:`Settings`."""
-    kinds = _field_kinds(type(settings))
+    cls: type = type(settings)
+    kinds = _field_kinds(cls)
     for f in fields(settings):
         kind, optional = kinds[f.name]
         value = getattr(settings, f.name)

@@ -119,8 +119,9 @@ def _find_idx(folder: Path, name: str) -> Path | None:
 def _load_idx(dataset: str, root: Path, tried: list[str]):
     for folder in _idx_candidates(dataset, root):
         tried.append(str(folder))
-        paths = {split: [_find_idx(folder, n) for n in names] for split, names in IDX_FILES.items()}
-        if all(p is not None for ps in paths.values() for p in ps):
+        found = {split: [_find_idx(folder, n) for n in names] for split, names in IDX_FILES.items()}
+        paths = {split: [p for p in ps if p is not None] for split, ps in found.items()}
+        if all(len(paths[split]) == len(names) for split, names in IDX_FILES.items()):
             return {split: (read_idx(x), read_idx(y).astype(np.int64)) for split, (x, y) in paths.items()}
     return None
 
@@ -358,7 +359,8 @@ def to_device(splits: Splits, device: torch.device, max_fraction: float = 0.5) -
     def move(split: Split | None) -> Split | None:
         return None if split is None else split.to(device)
 
-    return Splits(move(splits.train), move(splits.validation), move(splits.test), splits.num_classes, splits.input_shape)
+    validation = None if splits.validation is None else move(splits.validation)
+    return Splits(move(splits.train), validation, move(splits.test), splits.num_classes, splits.input_shape)
 
 
 # ----------------------------------------------------------------------------------------------- batches

@@ -250,11 +250,11 @@ def slot_conv_net(depth: int) -> Callable[..., nn.Sequential]:
 def vgg19(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> nn.Sequential:
     """CIFAR VGG-19 of Slot Machines (Table 1): 2x64, M, 2x128, M, 4x256, M, 4x512, M, 4x512 3x3 convs (padding
     1), each followed by BatchNorm (non-affine unless ``affine_bn``) and ReLU; 2x2 average pooling; FC to classes."""
-    plan = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+    plan: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
     layers: list[nn.Module] = []
     channels = input_shape[0]
     for item in plan:
-        if item == "M":
+        if isinstance(item, str):  # "M"
             layers.append(nn.MaxPool2d(2))
             continue
         out = _w(item, width)

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 from filelock import Timeout
@@ -111,7 +112,8 @@ def _remove_if_free(folder: Path, created: list[Path]) -> None:
     lock.remove_folder(created)
 
 
-def _complete(record: dict | None, folder: Path, keep_model: bool) -> bool:
+def _complete(record: dict | None, folder: Path, keep_model: bool) -> TypeGuard[dict]:
+    """Whether ``record`` is a finished run (and, with ``keep_model``, its model is stored beside it)."""
     return record is not None and (not keep_model or (folder / store.MODEL).is_file())
 
 

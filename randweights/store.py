@@ -512,6 +512,7 @@ def cached_arrays(relpath: str, compute: Callable[[], dict[str, np.ndarray]], ro
             return found
         arrays = compute()
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        named: dict[str, Any] = dict(arrays)  # (numpy's stubs type **kwargs like its allow_pickle flag)
+        np.savez_compressed(buffer, **named)
         write_atomic(path, buffer.getvalue())
     return arrays

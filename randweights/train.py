@@ -99,7 +99,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def rng_states() -> dict:
     """Every random state a run draws from: torch (CPU and CUDA), numpy, Python (weights_only-loadable types)."""
-    numpy_state = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)
+    if isinstance(numpy_state, dict):  # only if someone replaced numpy's global MT19937 with another bit generator
+        raise TypeError("numpy's global random state is not MT19937's; a checkpoint cannot hold it")
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
@@ -285,7 +287,8 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     augment = data_lib.augmentation(cfg.data)
-    history, step = [], 0
+    history: list[dict] = []
+    step = 0
     precision = cfg.train.precision
     fmt = memory_format(model, precision)
     first_epoch = 0
@@ -364,6 +367,8 @@ class Trainer:
 def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device, trainer: Trainer):
     """Build the model, let the method prepare it, train what it returns. For methods with ``prepare``."""
     method = methods.get(cfg.method.name)
+    if method.prepare is None:
+        raise TypeError(f"method {method.name!r} has a flow of its own (run), not prepare: train.run calls it")
     model = build_model(cfg, splits)
     params = method.prepare(model, cfg)
     model.to(device)

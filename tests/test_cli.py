@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from randweights import cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, env=None):
@@ -166,3 +169,37 @@ def test_reproduce_prints_each_chapter_as_it_starts_and_ends(monkeypatch, capsys
     assert "edge_popup (1/2, preset smoke): started" in seen[0]
     assert "edge_popup (1/2): done in" in seen[1] and "slot_machines (2/2, preset smoke): started" in seen[1]
     assert "slot_machines (2/2): FAILED in" in out
+
+
+
+def test_console_script_answers_version_without_importing_the_package():
+    """The console script (_randweights_launcher.main) reads the version as text: neither randweights nor torch
+    is imported, so `randweights --version` does not wait for torch."""
+    import randweights
+
+    code = ("import sys, _randweights_launcher as launcher; code = launcher.main(['--version']); "
+            "print(sorted(m for m in ('randweights', 'torch') if m in sys.modules), code)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"randweights {randweights.__version__}", "[] 0"]
+
+
+def test_console_script_and_python_m_run_the_same_command_line(tmp_path):
+    for command in ([sys.executable, str(ROOT / "_randweights_launcher.py")], [sys.executable, "-m", "randweights"]):
+        bad = subprocess.run([*command, "train", "--method", "magic", "--results", str(tmp_path)],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert bad.returncode == 2 and bad.stderr.startswith("randweights: error: method: got 'magic'"), bad.stderr
+        assert len(bad.stderr.splitlines()) == 1
+    version = subprocess.run([sys.executable, "-m", "randweights", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert version.returncode == 0 and version.stdout.startswith("randweights ")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_run_with_training_off_is_one_line_not_a_traceback(tmp_path):
+    args = ["train", "--method", "dense", "--arch", "lenet-300-100", "--epochs", "1", "--results", str(tmp_path / "results")]
+    out = run_cli(*args, env={"RANDWEIGHTS_TRAIN": "0"})
+    assert out.returncode == 1
+    assert out.stderr.startswith("randweights: error: dense-") and out.stderr.count("\n") == 1, out.stderr
+    assert "no stored record and training is off (RANDWEIGHTS_TRAIN=0)" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("record.json"))

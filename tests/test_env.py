@@ -51,3 +51,30 @@ def test_no_other_module_reads_the_environment():
                     and getattr(getattr(node.func, "value", None), "attr", "") == "environ"):
                 readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno} os.environ.get")
     assert readers == []
+
+
+def _readme_variables() -> dict[str, list[str]]:
+    """The README's table of environment variables: {name: [default, meaning]}."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    section = text.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| `RANDWEIGHTS_")]
+    return {cells[0].strip().strip("`"): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_the_readme_table_lists_exactly_the_variables_env_defines(monkeypatch):
+    tree = ast.parse((PACKAGE / "env.py").read_text())
+    defined = {node.value.value for node in ast.walk(tree)
+               if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+               and isinstance(node.value.value, str) and node.value.value.startswith("RANDWEIGHTS_")}
+    table = _readme_variables()
+    assert set(table) == defined == set(env.VARIABLES)
+    assert all(len(cells) == 2 and all(cells) for cells in table.values())  # a default and a meaning each
+    for name in env.VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    # the defaults the table states are the ones env returns when nothing is set
+    assert table[env.DATA][0].startswith(f"`{env.data_dir()}`") and table[env.RESULTS][0] == f"`{env.results_dir()}`"
+    assert float(table[env.LOCK_NOTE][0]) == env.lock_note_seconds()
+    assert (table[env.TRAIN][0], table[env.KEEP_CHECKPOINTS][0]) == (("yes" if env.training_allowed() else "no"),
+                                                                      ("yes" if env.keep_checkpoints() else "no"))
+    assert env.download_mode() is None and env.progress_mode() is None
+    assert table[env.DOWNLOAD][0] == table[env.PROGRESS][0] == "auto"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from randweights import cli
+from randweights import cli, compact
 from randweights.config import make_config
 from randweights.errors import ConfigError
 from randweights.methods import laperm
@@ -300,3 +300,22 @@ def test_agnostic_labels_name_only_the_weight_agnostic_nets():
     assert agnostic_label({"arch": "f2", "logit_scale": 1.0}) == "F2, official recipe"
     assert agnostic_label({"arch": "f1", "logit_scale": 1.0}) == "F1"
     assert agnostic_label({"arch": "lenet-300-100", "logit_scale": 1.0}) == "lenet-300-100"
+
+
+def test_saving_before_the_last_sync_is_an_error_naming_sync_and_writes_nothing(tmp_path):
+    """Weights that moved since the last sync are no permutation of the initial ones: the compact file could not
+    be loaded, so saving says to call opt.sync() (it used to fail blaming the model), and then works."""
+    model = laperm.apply(_net(bias=False), generator=torch.Generator().manual_seed(0))
+    opt = LaPerm(torch.optim.Adam(model.parameters(), lr=1e-2), laperm.permutable_of(model), sync_period=1000)
+    _train(model, opt, 3)
+    assert opt.syncs == 0 and not opt.multisets_kept()
+    target = tmp_path / "l.rwc"
+    with pytest.raises(ConfigError, match=r"opt\.sync\(\)") as err:
+        compact.save(model, target)
+    assert err.value.parameter == "model" and "\n" not in str(err.value)
+    assert not target.exists()
+    opt.sync()
+    compact.save(model, target)
+    x = _data()[0][:8]
+    with torch.no_grad():
+        assert torch.equal(compact.load(target, _net(bias=False))(x), model(x))

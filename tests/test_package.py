@@ -20,7 +20,7 @@ def wheel(tmp_path_factory) -> Path:
     import shutil
 
     src = tmp_path_factory.mktemp("src")  # a copy: setuptools writes build/ beside the sources
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "_randweights_launcher.py"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "randweights", src / "randweights", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
@@ -38,7 +38,7 @@ def test_wheel_carries_licence_types_marker_and_metadata(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert "randweights/py.typed" in names
+    assert "randweights/py.typed" in names and "_randweights_launcher.py" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert f"Version: {randweights.__version__}" in meta
     assert "License-Expression: MIT" in meta

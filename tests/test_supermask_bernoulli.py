@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from randweights import compact
 from randweights.methods import supermask_bernoulli as zb
 
 
@@ -60,3 +61,49 @@ def test_threshold_evaluation_is_deterministic():
     model.eval()
     x = torch.randn(2, 50)
     assert torch.equal(model(x), model(x))
+
+
+def _model(eval_mask: str) -> nn.Sequential:
+    model = zb.apply(nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5)), keep_fraction=0.5,
+                     eval_mask=eval_mask, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for s in zb.scores(model):
+            s.normal_(generator=torch.Generator().manual_seed(s.numel()))
+    return model
+
+
+def test_scores_are_what_the_optimizer_trains_in_model_order():
+    model = _model("sample")
+    got = zb.scores(model)
+    assert [id(s) for s in got] == [id(m.scores) for m in zb.masks(model)]
+    assert [tuple(s.shape) for s in got] == [(20, 30), (5, 20)]
+    assert all(s.requires_grad for s in got)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(s) for s in got}
+
+
+def test_default_evaluation_samples_per_call_until_the_mask_is_fixed(tmp_path):
+    """The default ``eval_mask="sample"``: a new mask per call, so a file could not hold "the" model; once the
+    sample is fixed (compact.save fixes it), the model is repeatable and equals its compact file."""
+    model = _model("sample").eval()
+    x = torch.randn(64, 30, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+        compact.save(model, tmp_path / "s.rwc", eval_seed=5)
+        fixed = model(x)
+        assert torch.equal(model(x), fixed)
+        loaded = compact.load(tmp_path / "s.rwc", nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5)))
+        assert torch.equal(loaded(x), fixed)
+
+
+def test_threshold_evaluation_round_trips_exactly_through_the_compact_file(tmp_path):
+    model = _model("threshold").eval()
+    x = torch.randn(64, 30, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = model(x)
+        compact.save(model, tmp_path / "t.rwc", eval_seed=5)
+        loaded = compact.load(tmp_path / "t.rwc", nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5)))
+        assert torch.equal(model(x), before)  # saving fixed nothing: the threshold needs no seed
+        assert torch.equal(loaded(x), before)
+        probabilities = [m.probabilities() for m in zb.masks(model)]
+        assert torch.equal(loaded[0].weight != 0, probabilities[0] > 0.5)

@@ -81,7 +81,7 @@ def topk_mask(scores: torch.Tensor, count: int, hint: ThresholdHint | None = Non
     at_or_above = None  # how many scores are >= threshold; the hint knows it without another pass
     if threshold is None:
         threshold = flat.kthvalue(n - count + 1).values
-    else:
+    elif hint is not None:
         at_or_above = hint.at_or_above
     if hint is not None:
         hint.value = float(threshold)
@@ -187,13 +187,14 @@ def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, ge
     released code's ``(1 - k) * fan_in``."""
     check_choice("init", init, INITS)
     check_choice("scaled_fan", scaled_fan, SCALED_FANS)
-    fan_in, fan_out = fans(weight)
+    fan_in_count, fan_out = fans(weight)
+    fan_in: float = fan_in_count
     if init.startswith("scaled-"):
         fan_in = (keep_fraction if scaled_fan == "kept" else 1.0 - keep_fraction) * fan_in
     std = math.sqrt(2.0 / fan_in)
     if generator is not None and generator.device != weight.device:  # draw on the generator's device, then copy
         with torch.no_grad():
-            weight.copy_(init_weight_(torch.empty(weight.shape, dtype=weight.dtype, device=generator.device), init, keep_fraction, generator))
+            weight.copy_(init_weight_(torch.empty(weight.shape, dtype=weight.dtype, device=generator.device), init, keep_fraction, generator, scaled_fan))
         return weight
     with torch.no_grad():
         if init.endswith("signed-constant") and init != "unsigned-constant":
@@ -206,7 +207,7 @@ def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, ge
         elif init == "kaiming-uniform":
             weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, generator=generator)
         else:  # xavier-normal
-            weight.normal_(0.0, math.sqrt(2.0 / (fans(weight)[0] + fan_out)), generator=generator)
+            weight.normal_(0.0, math.sqrt(2.0 / (fan_in_count + fan_out)), generator=generator)
     return weight
 
 
@@ -240,18 +241,19 @@ def apply(
     transform.require_layers(model, chosen, MASKABLE)
     freeze_all(model)
     replay = transform.generator_record(generator)
-    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}
+    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m) for _, m in chosen])}
     with transform.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
-                init_weight_(layer.weight, init, keep_fraction, g, scaled_fan)
-            parametrize.register_parametrization(layer, "weight", TopKMask(layer.weight, keep_fraction, g), unsafe=True)
-            layer.parametrizations.weight.original.requires_grad_(False)
+                init_weight_(transform.tensor(layer), init, keep_fraction, g, scaled_fan)
+            parametrize.register_parametrization(layer, "weight", TopKMask(transform.tensor(layer), keep_fraction, g), unsafe=True)
+            transform.original(layer).requires_grad_(False)
     transform.tag(model, "edge-popup", [n for n, _ in chosen], keep_fraction=keep_fraction, frozen_weights=weights)
     return model
 
 
 def scores(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable scores of every masked layer, in model order: what the optimizer gets."""
     return [m.scores for m in model.modules() if isinstance(m, TopKMask)]
 
 
@@ -284,8 +286,8 @@ def summarize(model: nn.Module) -> dict:
 # ---------------------------------------------------------------------------------------------- compact form
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each masked layer's top-k mask as bits."""
-    tag = transform.tag_of(model)
-    arrays = {f"mask/{n}": pack_bits(model.get_submodule(n).parametrizations.weight[0].mask()) for n in tag["layers"]}
+    tag = transform.require_tag(model)
+    arrays = {f"mask/{n}": pack_bits(transform.parametrization(model.get_submodule(n), TopKMask).mask()) for n in tag["layers"]}
     return {}, arrays, [transform.weight_key(n) for n in tag["layers"]]
 
 

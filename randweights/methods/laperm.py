@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
@@ -351,8 +352,16 @@ def apply(
     named = permutable_named(model, skip_bias, skip_bn, include, exclude)
     modules = [n for n, _ in transform.select(model, WEIGHTED, include, exclude)]
     weights = {"init": init, **replay} if init is not None else {"own": True}
-    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights=weights, modules=modules)
+    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights=weights, modules=modules,
+                  multiset_fingerprint=multiset_fingerprint([t for _, t in named]))
     return model
+
+
+def multiset_fingerprint(tensors: list[torch.Tensor]) -> str:
+    """The fingerprint of the rows' multisets of ``tensors`` (each row sorted): what a sync keeps. The tag holds
+    the initial one, so that saving a model whose weights left their multisets (no sync since the last step)
+    is an error naming ``LaPerm.sync`` rather than a file that cannot be loaded."""
+    return transform.fingerprint([sorted_rows(t.detach().cpu()) + 0.0 for t in tensors])
 
 
 def permutable_of(model: nn.Module) -> list[torch.Tensor]:
@@ -369,11 +378,13 @@ def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "k
     """Keras He-uniform U(+-sqrt(6 / fan_in)) for the kernel and (as in the MNIST notebooks) the bias. The bias's
     fan_in is the kernel's (``bias_fan="kernel"``) or, as Keras computes it for a 1-D tensor, its length
     (``"keras"``: what the official notebooks draw)."""
-    fan_in = rows(layer.weight).shape[1]
+    weight = transform.tensor(layer)
+    bias: torch.Tensor | None = getattr(layer, "bias", None)
+    fan_in = rows(weight).shape[1]
     with torch.no_grad():
-        for p in (layer.weight, layer.bias):
+        for p in (weight, bias):
             if p is not None:
-                fan = len(p) if (p is layer.bias and bias_fan == "keras") else fan_in
+                fan = len(p) if (p is bias and bias_fan == "keras") else fan_in
                 bound = math.sqrt(6.0 / fan)
                 p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
 
@@ -482,10 +493,11 @@ class Probe:
 def make_inner(params, cfg, decayed: set[int] | None = None) -> torch.optim.Optimizer:
     """Adam (the paper's inner optimizer) or SGD with momentum, on every trainable parameter. With ``decayed`` (ids
     of tensors), weight decay reaches only those (``l2_scope="hidden-kernels"``)."""
-    params = [p for p in params if p.requires_grad]
+    trainable = [p for p in params if p.requires_grad]
+    params = trainable
     if decayed is not None:
-        groups = [{"params": [p for p in params if id(p) in decayed]},
-                  {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+        groups: list[dict[str, Any]] = [{"params": [p for p in trainable if id(p) in decayed]},
+                                        {"params": [p for p in trainable if id(p) not in decayed], "weight_decay": 0.0}]
         params = [g for g in groups if g["params"]]
     if cfg.method.inner == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -526,6 +538,9 @@ class UnitPixels(nn.Module):
     do (``x / 255``). With a shared positive weight and no biases (F1, F2) this matters: standardized MNIST has
     a negative background that drives every hidden unit of F2 below zero."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, dataset: str):
         super().__init__()
         mean, std = STATS[dataset]
@@ -544,7 +559,8 @@ def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
         period = lambda epoch: sync_period_at(epoch, m.sync_period, schedule)
     named = permutable_named(model, skip_bias=m.biases != "permute", skip_bn=m.skip_bn)
     permutable = [t for _, t in named]
-    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights={"config": True})  # initial values: build_initialized(cfg)
+    transform.tag(model, "laperm", [n for n, _ in named], frozen_weights={"config": True},  # initial values: build_initialized(cfg)
+                  multiset_fingerprint=multiset_fingerprint(permutable))
     decayed = {id(k) for k in hidden_kernels(model)} if m.l2_scope == "hidden-kernels" else None
     return LaPerm(make_inner(model.parameters(), cfg, decayed), permutable, period, steps_per_epoch, m.hold_zeros)
 
@@ -619,8 +635,9 @@ def run(cfg, splits, device: torch.device, trainer: Trainer):
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: every entry's rank within its row, ``ceil(log2 fan_in)`` bits each. The
     row's values are its initial ones, so the initial model (drawn again, rebuilt from the run config, or the
-    model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``)."""
-    tag = transform.tag_of(model)
+    model one passes) and the ranks give the weights back. Call after the last sync (``LaPerm.sync``); before
+    it, a ConfigError says so."""
+    tag = transform.require_tag(model)
     state = model.state_dict()
     arrays, sorted_all = {}, []
     for key in tag["layers"]:
@@ -629,7 +646,12 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(view.shape[1]).expand_as(order).contiguous())
         arrays[f"rank/{key}"] = pack_uint(rank, index_bits(view.shape[1]))
         sorted_all.append(view.gather(1, order))
-    return {"multiset_fingerprint": transform.fingerprint([v + 0.0 for v in sorted_all])}, arrays, list(tag["layers"])
+    found = transform.fingerprint([v + 0.0 for v in sorted_all])
+    if tag.get("multiset_fingerprint", found) != found:
+        raise ConfigError("model", type(model).__name__, "a LaPerm model synced after its last optimizer step: its "
+                          "weights are no longer row-wise permutations of the initial ones; call opt.sync() "
+                          "(LaPerm.sync) after the last step, then save")
+    return {"multiset_fingerprint": found}, arrays, list(tag["layers"])
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:

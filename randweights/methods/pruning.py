@@ -33,6 +33,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ Masks = list[tuple[torch.Tensor, torch.Tensor | None]]
 def prunable_layers(model: nn.Module) -> list[nn.Module]:
     """The layers IMP prunes, in module order: those with masks attached (:func:`attach_masks`), or, before
     that, every Linear / Conv2d except the output layer (:func:`output_layer`), which is never pruned."""
-    masked = [m for m in model.modules() if isinstance(m, PRUNABLE) and hasattr(m, "weight_mask")]
+    masked: list[nn.Module] = [m for m in model.modules() if isinstance(m, PRUNABLE) and hasattr(m, "weight_mask")]
     return masked if masked else [m for _, m in select_prunable(model)]
 
 
@@ -200,16 +201,17 @@ def apply(model: nn.Module, init: str | None = "xavier-normal", include: transfo
     return attach_masks(model, include, exclude, output_layer)
 
 
-def _orig(layer: nn.Module, name: str) -> torch.Tensor | None:
-    return getattr(layer, name + "_orig", None) if hasattr(layer, name + "_mask") else getattr(layer, name, None)
+def _orig(layer: nn.Module, name: str) -> torch.Tensor:
+    """The trained tensor ``name`` of ``layer`` (``<name>_orig`` once pruning attached a mask)."""
+    return transform.tensor(layer, name + "_orig" if hasattr(layer, name + "_mask") else name)
 
 
 def get_masks(model: nn.Module) -> Masks:
     """Boolean (weight mask, bias mask or None) of every prunable layer, detached copies."""
     out: Masks = []
     for layer in prunable_layers(model):
-        w = layer.weight_mask.detach().bool().clone()
-        b = layer.bias_mask.detach().bool().clone() if hasattr(layer, "bias_mask") else None
+        w = transform.tensor(layer, "weight_mask").detach().bool().clone()
+        b = transform.tensor(layer, "bias_mask").detach().bool().clone() if hasattr(layer, "bias_mask") else None
         out.append((w, b))
     return out
 
@@ -217,9 +219,9 @@ def get_masks(model: nn.Module) -> Masks:
 @torch.no_grad()
 def set_masks(model: nn.Module, masks: Masks) -> None:
     for layer, (w, b) in zip(prunable_layers(model), masks, strict=True):
-        layer.weight_mask.copy_(w)
+        transform.tensor(layer, "weight_mask").copy_(w)
         if b is not None:
-            layer.bias_mask.copy_(b)
+            transform.tensor(layer, "bias_mask").copy_(b)
 
 
 def _keep_top(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -430,7 +432,7 @@ def run(cfg, splits, device, trainer: Trainer):
     plan = list(range(method.rounds + 1)) if method.pruning_schedule == "iterative" else [0, method.rounds]
     if method.rounds == 0:
         plan = [0]
-    state = {"position": 0, "rounds": [], "mask_texts": []}
+    state: dict[str, Any] = {"position": 0, "rounds": [], "mask_texts": []}
     resumed = checkpoint.resumed_method_state if checkpoint is not None else None
     if resumed is not None:
         state.update(position=resumed["position"], rounds=resumed["rounds"], mask_texts=resumed["mask_texts"])
@@ -517,7 +519,7 @@ def plain_copy(model: nn.Module) -> nn.Module:
 
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: every pruned tensor's mask as bits and its kept values as fp32."""
-    tag = transform.tag_of(model)
+    tag = transform.require_tag(model)
     arrays, covered = {}, []
     for name in tag["layers"]:
         layer = model.get_submodule(name)

@@ -138,6 +138,8 @@ class SlotSelect(nn.Module):
     """Parametrization ``W -> candidates[k*(S)]``: K frozen candidates (integer codes, a buffer) and K
     trainable scores per entry of ``W``. The incoming ``W`` is ignored (the layer keeps only a 0-size stub)."""
 
+    codes: torch.Tensor  # a buffer (int8 or int16 codes)
+
     def __init__(
         self,
         shape: torch.Size,
@@ -166,7 +168,8 @@ class SlotSelect(nn.Module):
         self.bound = bound
         self.selection = selection
         self.track = False  # count per-step selection changes (for the exploration statistics)
-        self.changes, self.steps = 0.0, 0
+        self.changes: float | torch.Tensor = 0.0
+        self.steps = 0
         self._last: torch.Tensor | None = None
         self._cache: tuple[int, torch.Tensor] | None = None
 
@@ -215,7 +218,7 @@ class SlotSelect(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- apply
 def _fans(layer: nn.Module) -> tuple[int, int]:
-    return nn.init._calculate_fan_in_and_fan_out(layer.weight)
+    return nn.init._calculate_fan_in_and_fan_out(transform.tensor(layer))
 
 
 def apply(
@@ -244,7 +247,7 @@ def apply(
     chosen = transform.select(model, MASKABLE, include, exclude)
     transform.require_layers(model, chosen, MASKABLE)
     if bounds is None and candidate_init is None:
-        bounds = [math.sqrt(3.0) * float(layer.weight.detach().float().std()) for _, layer in chosen]
+        bounds = [math.sqrt(3.0) * float(transform.tensor(layer).detach().float().std()) for _, layer in chosen]
     if bounds is not None:
         try:
             bounds = [float(b) for b in bounds]
@@ -260,12 +263,13 @@ def apply(
     used = []
     with transform.drawing(generator) as g:
         for i, (_, layer) in enumerate(chosen):
-            shape, fans = layer.weight.shape, _fans(layer)
+            weight = transform.tensor(layer)
+            shape, fans = weight.shape, _fans(layer)
             slot = SlotSelect(shape, fans, num_slots, selection, candidate_init or "paper", score_init, candidate_bits,
-                              is_conv=layer.weight.dim() > 2, generator=g, bound=None if bounds is None else bounds[i])
-            slot.to(layer.weight.device)
+                              is_conv=weight.dim() > 2, generator=g, bound=None if bounds is None else bounds[i])
+            slot.to(weight.device)
             used.append(slot.bound)
-            layer.weight = nn.Parameter(layer.weight.new_empty(0), requires_grad=False)
+            layer.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
             parametrize.register_parametrization(layer, "weight", slot, unsafe=True)
     settings = {"num_slots": num_slots, "selection": selection, "candidate_init": candidate_init, "score_init": score_init,
                 "candidate_bits": candidate_bits, "bounds": used}
@@ -403,6 +407,7 @@ def run(cfg, splits, device: torch.device, trainer: Trainer):
     if resumed_phase != "finetune":
         metrics = _train_scores(model, params, cfg, splits, device, trainer, resumed)
     else:
+        assert resumed is not None  # a run resumed in its finetune phase has its method state
         metrics = resumed["metrics"]
     if cfg.method.finetune_epochs > 0:
         to_dense(model)
@@ -460,9 +465,9 @@ def _train_scores(model, params, cfg, splits, device, trainer: Trainer, resumed)
 # ---------------------------------------------------------------------------------------------- compact form
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each connection's chosen candidate in ``ceil(log2 K)`` bits."""
-    tag = transform.tag_of(model)
+    tag = transform.require_tag(model)
     bits = index_bits(tag["num_slots"])
-    arrays = {f"slot/{n}": pack_uint(model.get_submodule(n).parametrizations.weight[0].index().squeeze(0), bits)
+    arrays = {f"slot/{n}": pack_uint(transform.parametrization(model.get_submodule(n), SlotSelect).index().squeeze(0), bits)
               for n in tag["layers"]}
     return {"index_bits": bits}, arrays, [transform.weight_key(n) for n in tag["layers"]]
 
@@ -476,7 +481,7 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
           transform.replay_generator(header["frozen_weights"]), include=header["layers"], bounds=s["bounds"])
     transform.check_drawn(header, drawn(scratch, header["layers"]))
     for name in header["layers"]:
-        slot = scratch.get_submodule(name).parametrizations.weight[0]
+        slot = transform.parametrization(scratch.get_submodule(name), SlotSelect)
         index = unpack_uint(arrays[f"slot/{name}"], s["index_bits"], slot.codes.shape[1:]).unsqueeze(0)
         weight = slot.codes.gather(0, index).squeeze(0).to(slot.scores.dtype) * slot.scale
         transform.set_tensor(model, transform.weight_key(name), weight)

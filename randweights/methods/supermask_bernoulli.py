@@ -2,10 +2,21 @@
 
 Each weight keeps probability ``p = sigmoid(s)``; every forward samples ``M ~ Bernoulli(p)`` and the gradient
 passes straight through the sample to ``p`` (``dL/ds = dL/dW_eff * W * p(1-p)``). The kept fraction is an
-outcome, steered by the initial score ``logit(keep_fraction)``. Evaluation samples a mask too (as the
-hidden-networks baseline does) unless ``eval_mask="threshold"`` (keep where p > 0.5). :func:`fix_eval_mask`
-draws one evaluation sample from a seed and keeps it, so that evaluation is repeatable and the mask can be stored
-(:mod:`randweights.compact` does this when it saves).
+outcome, steered by the initial score ``logit(keep_fraction)``.
+
+What evaluation (``model.eval()``) uses, ``eval_mask``:
+
+* ``"sample"`` (the default, as the hidden-networks baseline does): a **new** Bernoulli sample at every forward
+  call, so two evaluations of the same inputs differ, and so does the model from its compact file until the
+  sample is fixed. :func:`fix_eval_mask` (``model, seed``) draws one evaluation sample and keeps it: from then on
+  evaluation is repeatable and equals the compact file bit for bit. :func:`randweights.compact.save` fixes it
+  (from its ``eval_seed``) when it is not fixed yet, so compare a model with its file only after saving it or
+  after :func:`fix_eval_mask`.
+* ``"threshold"``: keep where ``p > 0.5``. Deterministic from the scores alone, so evaluation is repeatable
+  and the model equals its compact file bit for bit with no seed at all (the choice for a deterministic model).
+
+Training always samples anew (the estimator needs it). :func:`scores` lists the trainable scores, as
+:func:`randweights.methods.edge_popup.scores` does for Edge-Popup.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ class BernoulliConfig(MethodConfig):
     default_weight_decay = 0.0  # no weight decay on Bernoulli scores (hidden-networks baseline)
     keep_fraction: float = field(default=0.5, metadata={"help": "initial expected fraction kept (scores start at logit(keep_fraction))"})  # initial expected kept fraction: scores start at logit(keep_fraction)
     init: str = field(default="signed-constant", metadata={"help": "the frozen random weights' distribution"})
-    eval_mask: str = field(default="sample", metadata={"help": "the mask at test time: a Bernoulli sample or the p > 0.5 threshold"})
+    eval_mask: str = field(default="sample", metadata={"help": "the mask at test time: a new Bernoulli sample per call (fixed from a seed when the run is stored) or the deterministic p > 0.5 threshold"})
 
     def __post_init__(self):
         check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True, high_open=True)
@@ -99,21 +110,28 @@ def apply(
     transform.require_layers(model, chosen, MASKABLE)
     freeze_all(model)
     replay = transform.generator_record(generator)
-    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([m.weight for _, m in chosen])}
+    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m) for _, m in chosen])}
     with transform.drawing(generator) as g:
         for _, layer in chosen:
             if init is not None:
-                init_weight_(layer.weight, init, keep_fraction, g)
+                init_weight_(transform.tensor(layer), init, keep_fraction, g)
     for _, layer in chosen:
-        mask = BernoulliMask(layer.weight, keep_fraction, eval_mask, generator)
+        mask = BernoulliMask(transform.tensor(layer), keep_fraction, eval_mask, generator)
         parametrize.register_parametrization(layer, "weight", mask, unsafe=True)
-        layer.parametrizations.weight.original.requires_grad_(False)
+        transform.original(layer).requires_grad_(False)
     transform.tag(model, "supermask-bernoulli", [n for n, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask, frozen_weights=weights)
     return model
 
 
 def masks(model: nn.Module) -> list[BernoulliMask]:
+    """Every Bernoulli mask of ``model``, in model order."""
     return [m for m in model.modules() if isinstance(m, BernoulliMask)]
+
+
+def scores(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable scores (``p = sigmoid(score)``) of every masked layer, in model order: what the optimizer
+    gets (as :func:`randweights.methods.edge_popup.scores`)."""
+    return [m.scores for m in masks(model)]
 
 
 @torch.no_grad()
@@ -136,7 +154,7 @@ def fix_eval_mask(model: nn.Module, seed: int) -> list[torch.Tensor]:
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     m = cfg.method
     apply(model, m.keep_fraction, m.init, m.eval_mask)
-    return [mod.scores for mod in masks(model)]
+    return scores(model)
 
 
 def summarize(model: nn.Module) -> dict:
@@ -154,8 +172,8 @@ def summarize(model: nn.Module) -> dict:
 def pack(model: nn.Module, eval_seed: int = 0, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: the mask each layer evaluates with, as bits (a sampling supermask gets
     its evaluation sample fixed from ``eval_seed`` first, unless it was fixed already)."""
-    tag = transform.tag_of(model)
-    layer_masks = [model.get_submodule(n).parametrizations.weight[0] for n in tag["layers"]]
+    tag = transform.require_tag(model)
+    layer_masks = [transform.parametrization(model.get_submodule(n), BernoulliMask) for n in tag["layers"]]
     if any(m.eval_mask == "sample" and m.fixed is None for m in layer_masks):
         fix_eval_mask(model, eval_seed)
     arrays = {f"mask/{n}": pack_bits(m.eval_weight_mask() > 0) for n, m in zip(tag["layers"], layer_masks)}

@@ -16,6 +16,7 @@ import fnmatch
 import hashlib
 import platform
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from ..errors import ConfigError, DrawDiffers
 
 Selector = str | Sequence[str] | Callable[[str, nn.Module], bool] | None
 TAG = "randweights_method"  # attribute on a transformed model: what compact.save needs to know
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def matches(name: str, module: nn.Module, selector: Selector) -> bool:
@@ -39,7 +41,7 @@ def matches(name: str, module: nn.Module, selector: Selector) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def select(model: nn.Module, types: tuple[type, ...], include: Selector = None, exclude: Selector = None) -> list[tuple[str, nn.Module]]:
+def select(model: nn.Module, types: tuple[type[nn.Module], ...], include: Selector = None, exclude: Selector = None) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every module of ``types`` in model order, restricted to ``include`` (None: all)
     and without ``exclude``. A selector that names no module of these types is an error, not a silent no-op."""
     candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
@@ -103,6 +105,42 @@ def tag_of(model: nn.Module) -> dict | None:
     return getattr(model, TAG, None)
 
 
+def require_tag(model: nn.Module) -> dict:
+    """The tag of a model a method transformed; a ConfigError naming ``model`` for any other model."""
+    found = tag_of(model)
+    if found is None:
+        raise ConfigError("model", type(model).__name__, "a model transformed by a method's apply (it has no method tag)")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- typed access
+# torch types ``module.name`` as ``Tensor | Module`` (Module.__getattr__); these say which one it is, and check.
+def tensor(module: nn.Module, name: str = "weight") -> torch.Tensor:
+    """``module.<name>`` (a parameter, buffer or parametrized tensor) as a tensor; a TypeError otherwise."""
+    value = getattr(module, name)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.{name}: got {type(value).__name__}, allowed: a tensor")
+    return value
+
+
+def parametrization(layer: nn.Module, kind: type[ModuleT], name: str = "weight") -> ModuleT:
+    """The (first) parametrization of ``layer.<name>``, which must be a ``kind``."""
+    found = getattr(layer, "parametrizations", None)
+    plist = found[name] if isinstance(found, nn.ModuleDict) and name in found else None
+    first = plist[0] if isinstance(plist, parametrize.ParametrizationList) else None
+    if not isinstance(first, kind):
+        raise TypeError(f"{type(layer).__name__}.{name}: not parametrized by a {kind.__name__}")
+    return first
+
+
+def original(layer: nn.Module, name: str = "weight") -> torch.Tensor:
+    """The tensor under the parametrization of ``layer.<name>``."""
+    found = getattr(layer, "parametrizations", None)
+    if not isinstance(found, nn.ModuleDict) or name not in found:
+        raise TypeError(f"{type(layer).__name__}.{name}: not parametrized")
+    return tensor(found[name], "original")
+
+
 def check_model(model: object, parameter: str = "model") -> None:
     """A TypeError naming ``parameter`` unless ``model`` is a ``torch.nn.Module``."""
     if not isinstance(model, nn.Module):
@@ -138,7 +176,7 @@ def plain_copy(model: nn.Module, original: bool = False) -> nn.Module:
     with torch.no_grad():
         for module in plain.modules():
             if parametrize.is_parametrized(module):
-                bake_(module, {n: p.original for n, p in module.parametrizations.items()} if original else None)
+                bake_(module, {n: _original(module, n) for n in _parametrized_names(module)} if original else None)
     for name, m in plain.named_modules():
         m.training = modes.get(name, m.training)
     return plain
@@ -149,14 +187,22 @@ def bake_(module: nn.Module, values: dict[str, torch.Tensor] | None = None) -> n
     """Replace every parametrized tensor of ``module`` by a frozen Parameter (its current value, or
     ``values[name]``) and give the module back its original class. Unlike ``remove_parametrizations`` this never
     touches the class object, which deep copies share."""
-    names = list(module.parametrizations.keys())
-    current = {n: (values or {}).get(n) for n in names}
-    current = {n: (v if v is not None else getattr(module, n)).detach().clone() for n, v in current.items()}
+    names = _parametrized_names(module)
+    given = {n: (values or {}).get(n) for n in names}
+    current = {n: (v if v is not None else tensor(module, n)).detach().clone() for n, v in given.items()}
     del module._modules["parametrizations"]
     module.__class__ = module.__class__.__bases__[0]
     for n, v in current.items():
         module.register_parameter(n, nn.Parameter(v, requires_grad=False))
     return module
+
+
+def _parametrized_names(module: nn.Module) -> list[str]:
+    found = getattr(module, "parametrizations", None)
+    return list(found.keys()) if isinstance(found, nn.ModuleDict) else []
+
+
+_original = original  # plain_copy's argument ``original`` hides the function
 
 
 def weight_key(name: str, tensor: str = "weight") -> str:
@@ -170,7 +216,7 @@ def set_tensor(model: nn.Module, key: str, value: torch.Tensor) -> None:
     differs, e.g. a slot machine's 0-size stub)."""
     prefix, _, attr = key.rpartition(".")
     module = model.get_submodule(prefix)
-    current = getattr(module, attr)
+    current = tensor(module, attr)
     if current.shape == value.shape:
         current.copy_(value)
     else:
@@ -184,7 +230,7 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
     weights = header["frozen_weights"]
     names = header["layers"]
     if "fingerprint" in weights:
-        own = [model.get_submodule(n).weight for n in names]
+        own = [tensor(model.get_submodule(n)) for n in names]
         if fingerprint(own) != weights["fingerprint"]:
             raise ConfigError("model", type(model).__name__,
                               "the model holding the weights the method was applied to (init=None; fingerprint differs)")
@@ -199,7 +245,7 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
 def originals(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """The frozen weights under the parametrization of each layer ``names`` (default: the tagged layers)."""
     names = tag_of(model)["layers"] if names is None else names
-    return {n: model.get_submodule(n).parametrizations.weight.original for n in names}
+    return {n: original(model.get_submodule(n)) for n in names}
 
 
 def runtime() -> dict[str, str]:
