@@ -356,11 +356,8 @@ def to_device(splits: Splits, device: torch.device, max_fraction: float = 0.5) -
     if size > max_fraction * free:
         return splits
 
-    def move(split: Split | None) -> Split | None:
-        return None if split is None else split.to(device)
-
-    validation = None if splits.validation is None else move(splits.validation)
-    return Splits(move(splits.train), validation, move(splits.test), splits.num_classes, splits.input_shape)
+    validation = None if splits.validation is None else splits.validation.to(device)
+    return Splits(splits.train.to(device), validation, splits.test.to(device), splits.num_classes, splits.input_shape)
 
 
 # ----------------------------------------------------------------------------------------------- batches

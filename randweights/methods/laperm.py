@@ -678,7 +678,7 @@ def drawn(model: nn.Module) -> dict[str, torch.Tensor]:
     """Each permuted tensor's rows, sorted: its initial values, which the compact file draws again (a
     permutation within rows leaves them unchanged; ``+ 0.0`` makes -0.0 and 0.0 one value)."""
     state = model.state_dict()
-    return {key: sorted_rows(state[key].detach().cpu()) + 0.0 for key in transform.tag_of(model)["layers"]}
+    return {key: sorted_rows(state[key].detach().cpu()) + 0.0 for key in transform.require_tag(model)["layers"]}
 
 
 METHOD = register(Method("laperm", LaPermConfig, "LaPerm", Codec(pack, unpack, build=build_initialized, drawn=drawn), run=run))

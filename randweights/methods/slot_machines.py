@@ -489,8 +489,8 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
 
 def drawn(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Every candidate value of each slot-machine layer (what its compact file draws again from the seed)."""
-    names = transform.tag_of(model)["layers"] if names is None else names
-    return {n: model.get_submodule(n).parametrizations.weight[0].candidates() for n in names}
+    names = transform.require_tag(model)["layers"] if names is None else names
+    return {n: transform.parametrization(model.get_submodule(n), SlotSelect).candidates() for n in names}
 
 
 METHOD = register(Method("slot", SlotMachineConfig, "Slot Machines", Codec(pack, unpack, drawn=drawn), run=run))

@@ -244,7 +244,7 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
 
 def originals(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """The frozen weights under the parametrization of each layer ``names`` (default: the tagged layers)."""
-    names = tag_of(model)["layers"] if names is None else names
+    names = require_tag(model)["layers"] if names is None else names
     return {n: original(model.get_submodule(n)) for n in names}
 
 
