@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import bundles, env, plan, sweeps
 from .chapters import CHAPTERS
+from .config import check_device
 from .errors import ConfigError, check_range
 
 COMMANDS = ("plan", "sweep", "bundle")
@@ -31,7 +32,10 @@ def add_parsers(sub) -> None:
     plan_.add_argument("--preset", required=True, help=preset_help())
     plan_.add_argument("--only", action="append", default=None, metavar="CHAPTER", help="a chapter; repeatable")
     plan_.add_argument("--json", action="store_true", help="one JSON list of runs on stdout")
-    plan_.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe on the CPU")
+    plan_.add_argument("--dry-run", action="store_true", help="one optimizer step of each distinct recipe (on --device)")
+    plan_.add_argument("--device", default="cpu", help="the dry run's device: cpu (default), cuda, cuda:N or mps")
+    plan_.add_argument("--real-data", action="store_true", help="dry run on the first images of each real dataset "
+                       "whose files are present (the real loaders), synthetic images otherwise")
     _add_sweep(sub)
     _add_bundle(sub)
 
@@ -91,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args) -> int:
     entries = plan.plan(args.preset, CHAPTERS, args.only)
+    if (args.real_data or args.device != "cpu") and not args.dry_run:
+        raise ConfigError("--real-data" if args.real_data else "--device", args.real_data if args.real_data else args.device,
+                          "only with --dry-run")
+    check_device(args.device)
     if args.json and not args.dry_run:
         print(json.dumps([e.row() for e in entries], indent=1))
         return 0
@@ -98,12 +106,16 @@ def _plan(args) -> int:
         print("\n".join(plan.summary_lines(entries)))
         return 0
     out = sys.stderr if args.json else sys.stdout
-    print(f"dry run: {len(entries)} runs of preset {args.preset!r}, one step per distinct recipe on the CPU", file=out, flush=True)
-    results = plan.dry_run(entries, device="cpu", log=lambda line: print(line, file=out, flush=True))
+    images = "real images where present" if args.real_data else "synthetic images"
+    print(f"dry run: {len(entries)} runs of preset {args.preset!r}, one step per distinct recipe on {args.device}, {images}",
+          file=out, flush=True)
+    results = plan.dry_run(entries, device=args.device, log=lambda line: print(line, file=out, flush=True),
+                           real_data=args.real_data)
     failed = [r for r in results if not r.ok]
     if args.json:
         print(json.dumps([{"method": r.config.method.name, "arch": r.config.model.arch, "dataset": r.config.data.dataset,
-                           "run_id": r.config.run_id, "runs": r.runs, "ok": r.ok, "error": r.error, "seconds": round(r.seconds, 3)}
+                           "run_id": r.config.run_id, "runs": r.runs, "ok": r.ok, "error": r.error, "seconds": round(r.seconds, 3),
+                           "data": r.facts.get("data")}
                           for r in results], indent=1))
     print(f"dry run: {len(results) - len(failed)} of {len(results)} recipes ok, {len(failed)} failed", file=out)
     return 1 if failed else 0

@@ -227,6 +227,10 @@ class Split:
     def with_labels(self, y: torch.Tensor) -> Split:
         return Split(self._x, y)
 
+    def head(self, n: int) -> Split:
+        """The first ``n`` images and labels."""
+        return Split(self._x[:n], self.y[:n])
+
     def with_pixels_permuted(self, perm: torch.Tensor) -> Split:
         """Every image's pixel positions (h * w of them, the same for each channel) reordered by ``perm``."""
         return Split(permute_pixels(self._x, perm), self.y)
@@ -274,6 +278,9 @@ class StoredSplit(Split):
 
     def with_labels(self, y: torch.Tensor) -> StoredSplit:
         return StoredSplit(self.raw, self.index, y, self.dataset, self.pixel_perm)
+
+    def head(self, n: int) -> StoredSplit:
+        return StoredSplit(self.raw, self.index[:n], self.y[:n], self.dataset, self.pixel_perm)
 
     def with_pixels_permuted(self, perm: torch.Tensor) -> StoredSplit:
         if self.pixel_perm is not None:

@@ -12,6 +12,7 @@ pass the chapter list (:data:`randweights.chapters.CHAPTERS`) down to :func:`pla
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -22,7 +23,7 @@ import torch
 
 from . import data, runs, train
 from .config import RunConfig, check_device
-from .errors import ConfigError
+from .errors import ConfigError, DatasetNotFound
 
 
 @dataclass(frozen=True)
@@ -251,18 +252,34 @@ def synthetic_splits(cfg: RunConfig, seed: int = 0):
     return data.Splits(split(DRY_IMAGES), validation, split(DRY_TEST_IMAGES), classes, shape)
 
 
-def dry_step(cfg: RunConfig, device: str = "cpu") -> dict:
+def real_splits(cfg: RunConfig):
+    """The dataset's real splits (its files, loaders and normalization, the validation split held out as the run
+    would), cut to the first few images of each: what a dry run steps on with ``real_data``."""
+    splits = data.load(dataclasses.replace(cfg.data, subset=None))
+    validation = None if splits.validation is None else splits.validation.head(DRY_IMAGES)
+    return data.Splits(splits.train.head(DRY_IMAGES), validation, splits.test.head(DRY_TEST_IMAGES),
+                       splits.num_classes, splits.input_shape)
+
+
+def dry_step(cfg: RunConfig, device: str = "cpu", real_data: bool = False) -> dict:
     """Run the method's real flow (``run`` or the shared loop after ``prepare``) on :func:`dry_config` with
-    synthetic data, then evaluate as :func:`randweights.train.run` does. Raises whatever the run raises."""
+    synthetic data (or, with ``real_data``, the first images of the real dataset where its files are present:
+    :func:`real_splits`), then evaluate as :func:`randweights.train.run` does. Raises whatever the run raises."""
     small = dry_config(cfg)
     dev = torch.device(device)
     train.seed_everything(small.train.seed)
+    source = "synthetic"
     splits = synthetic_splits(small)
+    if real_data:
+        try:
+            splits, source = real_splits(small), "real"
+        except DatasetNotFound:  # not on this machine: the recipe is still stepped, on synthetic images
+            source = "synthetic (data not present)"
     model, metrics = train.method_flow(small)(small, splits, dev, train.Trainer())
     test = train.evaluate(model, splits.test, dev)
     if not math.isfinite(test["loss"]):
         raise FloatingPointError(f"test loss {test['loss']} after one step")
-    facts = {"test_loss": test["loss"], "epochs": len(metrics.get("history", []))}
+    facts = {"test_loss": test["loss"], "epochs": len(metrics.get("history", [])), "data": source}
     for name in ("rounds_trained", "syncs"):
         if name in metrics:
             facts[name] = metrics[name]
@@ -283,12 +300,16 @@ class DryResult:
     def line(self) -> str:
         c = self.config
         status = "ok" if self.ok else f"FAILED {self.error}"
-        return f"{c.method.name:20s} {c.model.arch:16s} {c.data.dataset:8s} {c.run_id:24s} ({self.runs:3d} runs) {self.seconds:6.2f} s  {status}"
+        source = f"  [{self.facts['data']} data]" if self.facts.get("data", "synthetic") != "synthetic" else ""
+        return (f"{c.method.name:20s} {c.model.arch:16s} {c.data.dataset:8s} {c.run_id:24s} ({self.runs:3d} runs) "
+                f"{self.seconds:6.2f} s  {status}{source}")
 
 
-def dry_run(entries: list[Entry], device: str = "cpu", log=None) -> list[DryResult]:
-    """One :func:`dry_step` per distinct recipe (:func:`recipe_key`) of ``entries``; a failure is recorded
-    (type and message) and the others go on."""
+def dry_run(entries: list[Entry], device: str = "cpu", log=None, real_data: bool = False) -> list[DryResult]:
+    """One :func:`dry_step` per distinct recipe (:func:`recipe_key`) of ``entries`` on ``device`` (checked
+    first), with synthetic or (``real_data``) real images; a failure is recorded (type and message) and the
+    others go on."""
+    check_device(device)
     groups: dict[tuple, list[RunConfig]] = {}
     for e in entries:
         groups.setdefault(recipe_key(e.config), []).append(e.config)
@@ -296,7 +317,7 @@ def dry_run(entries: list[Entry], device: str = "cpu", log=None) -> list[DryResu
     for members in groups.values():
         start = time.perf_counter()
         try:
-            facts = dry_step(members[0], device)
+            facts = dry_step(members[0], device, real_data)
             result = DryResult(members[0], len(members), True, time.perf_counter() - start, facts=facts)
         except Exception as err:  # noqa: BLE001 - report it and step the next recipe
             last = traceback.extract_tb(err.__traceback__)[-1]

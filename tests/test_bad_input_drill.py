@@ -79,7 +79,9 @@ def _scale_cases() -> list[tuple[list[str], list[str]]]:
     cases = []
     for command, tail in ((["plan"], []), (["sweep"], []), (["bundle", "export"], ["{tmp}/o.tar.gz"])):
         cases += [([*command, *argv, *tail], names) for argv, names in preset]
-    cases += [(["plan", *SMOKE, "--json=yes"], ["--json"]), (["plan", *SMOKE, "--dry-run=1"], ["--dry-run"])]
+    cases += [(["plan", *SMOKE, "--json=yes"], ["--json"]), (["plan", *SMOKE, "--dry-run=1"], ["--dry-run"]),
+              (["plan", *SMOKE, "--dry-run", "--device", "tpu"], ["device"]), (["plan", *SMOKE, "--real-data"], ["--real-data"]),
+              (["plan", *SMOKE, "--device", "cuda"], ["--device"]), (["plan", *SMOKE, "--dry-run", "--device", ""], ["device"])]
     sweep = [(["--executor", "bogus"], ["executor"]), (["--executor", ""], ["executor"]),
              (["--workers", "0"], ["workers"]), (["--workers", "-1"], ["workers"]), (["--workers", "x"], ["workers"]),
              (["--workers", "1.5"], ["workers"]), (["--retries", "-1"], ["retries"]), (["--retries", "x"], ["retries"]),

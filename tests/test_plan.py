@@ -155,6 +155,24 @@ def test_dry_run_reports_a_failure_and_goes_on(monkeypatch):
     assert any(r.ok and r.config.method.name == "dense" for r in results)
 
 
+def test_a_real_data_dry_run_steps_on_the_datasets_present_and_says_which(mnist, tmp_path, monkeypatch):
+    """``--real-data``: the real loaders (files, splits, per-batch conversion) for datasets on this machine, and
+    synthetic images, said so, for one that is not (ImageNet32 here). ``--device`` is checked before any step."""
+    entries = plan.plan("smoke", CHAPTERS, ["laperm", "fcn_to_cnn"])
+    results = plan.dry_run(entries, real_data=True)
+    assert [r.error for r in results if not r.ok] == []
+    sources = {r.config.data.dataset: r.facts["data"] for r in results}
+    assert sources["mnist"] == "real"
+    monkeypatch.setenv("RANDWEIGHTS_DATA", str(tmp_path))  # no dataset here
+    missing = plan.dry_run(entries[:1], real_data=True)
+    assert missing[0].ok and missing[0].facts["data"] == "synthetic (data not present)"
+    assert "[synthetic (data not present) data]" in missing[0].line()
+    with pytest.raises(ConfigError, match="device"):
+        plan.dry_run(entries, device="tpu")
+    done = _cli("plan", "--preset", "smoke", "--only", "laperm", "--real-data")
+    assert done.returncode == 2 and "only with --dry-run" in done.stderr
+
+
 @pytest.mark.slow
 def test_dry_run_of_every_full_preset_steps_each_recipe():
     """One optimizer step of each distinct (method, architecture, recipe) of all five `full` presets on the CPU,
