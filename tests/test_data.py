@@ -93,13 +93,21 @@ def test_batches_cover_the_split_once():
     assert sorted(seen.tolist()) == list(range(10))
 
 
+def _whole_set_float32(x: np.ndarray, dataset: str) -> torch.Tensor:
+    """How splits were converted before they kept uint8: the whole set to normalized float32 at once."""
+    t = torch.from_numpy(np.array(x, dtype=np.float32)).div_(255.0)
+    t = t.permute(0, 3, 1, 2) if t.ndim == 4 else t.unsqueeze(1)
+    mean, std = data.STATS[dataset]
+    return ((t - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)).contiguous()
+
+
 def test_stored_splits_convert_each_batch_to_the_same_numbers_as_the_whole_set(mnist):
-    """uint8 kept, converted per batch: bit for bit :func:`data.to_tensor` of the same images, pixel shuffle too."""
+    """uint8 kept, converted per batch: bit for bit the whole-set float32 conversion of before, pixel shuffle too."""
     cfg = make_config("dense", subset=500, validation=100).data
     splits = data.load(cfg)
     x_train = data.load_arrays("mnist")["train"][0]
     for split in (splits.train, splits.validation, splits.test):
-        whole = data.to_tensor(split.raw.numpy()[split.index.numpy()], "mnist")
+        whole = _whole_set_float32(split.raw.numpy()[split.index.numpy()], "mnist")
         idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:64]
         assert torch.equal(split.images(idx), whole[idx]) and torch.equal(split.x, whole)
     assert np.shares_memory(splits.train.raw.numpy(), x_train)  # no copy of the images
