@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import data, runs, train
+from . import data, runs, store, train
 from .config import RunConfig, check_device
 from .errors import ConfigError, DatasetNotFound
 
@@ -48,6 +48,34 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class RecipeRow:
+    """One line of a chapter's recipe table: a setting as the paper states it, as the released code runs it, and
+    what ``full`` runs. The ``full`` value is read from the full plan itself (``setting``: a flat
+    :class:`~randweights.config.RunConfig` name, or ``lr`` / ``weight_decay`` with the method's defaults filled
+    in, over the full runs that ``runs`` selects), so the table cannot disagree with what ``full`` trains."""
+
+    what: str  # the setting in words, and which runs it concerns: "schedule (learned baselines)"
+    paper: str  # the paper's words ("not stated" where it is silent)
+    code: str  # the released code
+    setting: str  # the RunConfig name that holds it
+    runs: Callable[[RunConfig], bool] = lambda cfg: True  # which full runs the row is about
+    note: str = ""  # which reading full follows and why (what produced the published figure)
+
+    def values(self, configs: Sequence[RunConfig]) -> list:
+        """The distinct values of ``setting`` over the selected configs, in first-seen order; no selected run is a
+        ValueError (a row about nothing)."""
+        seen: list = []
+        for cfg in configs:
+            if self.runs(cfg):
+                value = getattr(cfg, self.setting) if self.setting in ("lr", "weight_decay") else cfg.flat()[self.setting]
+                if value not in seen:
+                    seen.append(value)
+        if not seen:
+            raise ValueError(f"recipe row {self.what!r}: no full run selected")
+        return seen
+
+
+@dataclass(frozen=True)
 class Chapter:
     """One chapter of the book: ``name`` (its module, notebook and page name), ``title``, ``notebook`` (path
     relative to the repository), the presets it declares, its figures in the order the page draws them, and its
@@ -59,6 +87,7 @@ class Chapter:
     presets: tuple[str, ...]
     figures: tuple[Figure, ...]
     order: int = 0  # its place in the book (the table of contents lists chapters in this order)
+    recipe: tuple[RecipeRow, ...] = ()  # the recipe table: where paper, released code and `full` differ
 
     def figure(self, name: str) -> Figure:
         for figure in self.figures:
@@ -86,6 +115,26 @@ class Chapter:
     def frame(self, figure: str, preset_name: str, device: str | None = None, root=None):
         """:meth:`records` as a DataFrame, one row per run (:func:`randweights.runs.frame`)."""
         return runs.frame(self.records(figure, preset_name, device, root))
+
+    def stored_frame(self, figure: str, preset_name: str, root=None):
+        """The runs of ``figure`` at ``preset_name`` that are stored (an imported bundle's, say), as a DataFrame;
+        never trains. Empty (no columns) when none is: the comparison tables then say "not run"."""
+        self.check_preset(preset_name)
+        found = [store.verified(cfg, root) for cfg in self.figure(figure).configs(preset_name)]
+        return runs.frame([r for r in found if r is not None])
+
+    def recipe_table(self, preset_name: str = "full"):
+        """The recipe table as a DataFrame: setting, paper, released code, ``full`` (``name=value``, read from the
+        plan of ``preset_name``) and a note."""
+        import pandas as pd
+
+        configs = [item.config for item in self.planned(preset_name)]
+        rows = []
+        for row in self.recipe:
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values(configs))
+            rows.append({"setting": row.what, "paper": row.paper, "released code": row.code,
+                         preset_name: f"{row.setting} = {shown}", "note": row.note})
+        return pd.DataFrame(rows, columns=["setting", "paper", "released code", preset_name, "note"])
 
     def planned(self, preset_name: str) -> list[Planned]:
         """Every run of every figure at ``preset_name``, in figure order (a run may appear under several)."""
