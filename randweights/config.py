@@ -24,6 +24,7 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagenet32", "imagenet32-10", 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
 SAMPLINGS = ("epoch", "replacement")
+NORMALIZATIONS = ("standardize", "unit", "mean-image")
 SEED_LIMIT = 2**32  # seeds (every field whose name ends in "seed") lie in [0, 2**32)
 
 
@@ -165,13 +166,16 @@ class DataConfig(Settings):
     subset: int | None = field(default=None, metadata={"help": "class-balanced number of training images; none: all"})
     validation: int = field(default=0, metadata={"help": "training images held out for validation (class-balanced, fixed split)"})
     augment: bool = field(default=False, metadata={"help": "random crop and horizontal flip (CIFAR-10 only)"})
+    crop: bool = field(default=True, metadata={"help": "with augment: the random crop (4-pixel padding); false: horizontal flips only"})
     random_affine: bool = field(default=False, metadata={"help": "random rotation +-10 deg, zoom +-10 %, shift +-10 % (LaPerm's Conv7 notebook)"})
+    normalize: str = field(default="standardize", metadata={"help": "input pixels: standardize (per-channel mean and std), unit (in [0, 1], as ToTensor), mean-image (minus the training images' mean image)"})
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)
         if self.subset is not None:
             check_range("subset", self.subset, low=10)
         check_range("validation", self.validation, low=0)  # the upper limit depends on the dataset: data.load
+        check_choice("normalize", self.normalize, NORMALIZATIONS)
 
 
 @dataclass(frozen=True)

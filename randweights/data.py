@@ -248,11 +248,17 @@ class StoredSplit(Split):
     numbers). ImageNet32's 1.28 M training images take 3.9 GB this way instead of 15.7 GB as float32."""
 
     def __init__(self, raw: torch.Tensor, index: torch.Tensor, y: torch.Tensor, dataset: str,
-                 pixel_perm: torch.Tensor | None = None):
+                 pixel_perm: torch.Tensor | None = None, normalize: str = "standardize",
+                 shift: torch.Tensor | None = None, scale: torch.Tensor | None = None):
         self.raw, self.index, self.y, self.dataset, self.pixel_perm = raw, index, y, dataset, pixel_perm
-        mean, std = STATS[dataset]
-        self._mean = torch.tensor(mean).view(1, -1, 1, 1).to(raw.device)
-        self._std = torch.tensor(std).view(1, -1, 1, 1).to(raw.device)
+        self.normalize = normalize
+        if shift is None or scale is None:
+            shift, scale = normalization(dataset, normalize, raw, index)
+        self._mean, self._std = shift.to(raw.device), scale.to(raw.device)
+
+    def _like(self, raw: torch.Tensor, index: torch.Tensor, y: torch.Tensor, pixel_perm) -> StoredSplit:
+        """A split over other images / labels with this one's normalization (the same shift and scale)."""
+        return StoredSplit(raw, index, y, self.dataset, pixel_perm, self.normalize, self._mean.to(raw.device), self._std.to(raw.device))
 
     @property
     def x(self) -> torch.Tensor:  # every image as float32: for small splits (a test set, a probe)
@@ -274,18 +280,36 @@ class StoredSplit(Split):
         raw = self.raw[self.index] if compact else self.raw
         index = torch.arange(self.index.numel()) if compact else self.index
         perm = None if self.pixel_perm is None else self.pixel_perm.to(device)
-        return StoredSplit(raw.to(device), index.to(device), self.y.to(device), self.dataset, perm)
+        return self._like(raw.to(device), index.to(device), self.y.to(device), perm)
 
     def with_labels(self, y: torch.Tensor) -> StoredSplit:
-        return StoredSplit(self.raw, self.index, y, self.dataset, self.pixel_perm)
+        return self._like(self.raw, self.index, y, self.pixel_perm)
 
     def head(self, n: int) -> StoredSplit:
-        return StoredSplit(self.raw, self.index[:n], self.y[:n], self.dataset, self.pixel_perm)
+        return self._like(self.raw, self.index[:n], self.y[:n], self.pixel_perm)
 
     def with_pixels_permuted(self, perm: torch.Tensor) -> StoredSplit:
         if self.pixel_perm is not None:
             perm = self.pixel_perm[perm]
-        return StoredSplit(self.raw, self.index, self.y, self.dataset, perm)
+        return self._like(self.raw, self.index, self.y, perm)
+
+
+def normalization(dataset: str, normalize: str, raw: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(shift, scale)`` a batch of pixels in [0, 1] is normalized with, ``(x - shift) / scale``:
+    ``standardize``: the dataset's per-channel mean and std (:data:`STATS`); ``unit``: none (pixels in [0, 1], as
+    torchvision's ``ToTensor``); ``mean-image``: the mean image of the training images ``raw[index]`` (every pixel and
+    channel its own mean, the FCN paper's code), scale 1."""
+    if normalize == "unit":
+        return torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    if normalize == "mean-image":
+        total = torch.zeros(raw.shape[1:], dtype=torch.float64)
+        for chunk in index.split(10000):  # in chunks: no float copy of the whole set
+            total += raw[chunk].to(torch.float64).sum(0)
+        mean = (total / max(1, len(index)) / 255.0).to(torch.float32)
+        mean = mean.permute(2, 0, 1) if mean.ndim == 3 else mean.unsqueeze(0)
+        return mean.unsqueeze(0), torch.ones(1, 1, 1, 1)
+    mean, std = STATS[dataset]
+    return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
 
 @dataclass
@@ -331,10 +355,13 @@ def load(cfg: DataConfig) -> Splits:
         order = order[balanced_indices(y_train[order], cfg.subset, rng)]
 
     raw_train, raw_test = torch.from_numpy(x_train), torch.from_numpy(x_test)  # shared, never copied
+    # one shift and scale for every split, from the training images (the mean image of `mean-image`)
+    shift, scale = normalization(cfg.dataset, cfg.normalize, raw_train, torch.from_numpy(order))
 
     def split(raw: torch.Tensor, labels: np.ndarray, index: np.ndarray) -> StoredSplit:
         return StoredSplit(raw, torch.from_numpy(np.asarray(index, dtype=np.int64)),
-                           torch.from_numpy(np.asarray(labels[index], dtype=np.int64)), cfg.dataset)
+                           torch.from_numpy(np.asarray(labels[index], dtype=np.int64)), cfg.dataset,
+                           normalize=cfg.normalize, shift=shift, scale=scale)
 
     return Splits(
         train=split(raw_train, y_train, order),
@@ -377,6 +404,14 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> 
     return out
 
 
+def flip_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random horizontal flip per image, nothing else (Slot Machines' released CIFAR-10 code)."""
+    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    out = x.clone()
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
 def random_affine_batch(x: torch.Tensor, generator: torch.Generator, rotation: float = 10.0, zoom: float = 0.1,
                         shift: float = 0.1) -> torch.Tensor:
     """Per image a random rotation in +-``rotation`` degrees, zoom in 1 +- ``zoom`` (each axis) and shift in
@@ -395,8 +430,10 @@ def random_affine_batch(x: torch.Tensor, generator: torch.Generator, rotation: f
 
 
 def augmentation(cfg: DataConfig) -> tuple[str, ...]:
-    """The training-time augmentations of ``cfg``: ``"crop-flip"`` (CIFAR's ``augment``), ``"affine"``."""
-    return (("crop-flip",) if cfg.augment and cfg.dataset == "cifar10" else ()) + (("affine",) if cfg.random_affine else ())
+    """The training-time augmentations of ``cfg``: ``"crop-flip"`` (CIFAR's ``augment``), ``"flip"`` (``augment``
+    with ``crop=False``), ``"affine"``."""
+    cifar = ("crop-flip" if cfg.crop else "flip",) if cfg.augment and cfg.dataset == "cifar10" else ()
+    return cifar + (("affine",) if cfg.random_affine else ())
 
 
 def sampled_batches(split: Split, batch_size: int, steps: int, generator: torch.Generator, augment: bool | tuple = False):
@@ -411,6 +448,8 @@ def _augmented(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, aug
     kinds = ("crop-flip",) if augment is True else (augment or ())
     if "crop-flip" in kinds:
         x = augment_batch(x, generator)
+    if "flip" in kinds:
+        x = flip_batch(x, generator)
     if "affine" in kinds:
         x = random_affine_batch(x, generator)
     return x, y
