@@ -25,6 +25,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
 SAMPLINGS = ("epoch", "replacement")
 NORMALIZATIONS = ("standardize", "unit", "mean-image")
+SELECT_EPOCHS = ("last", "validation")
 SEED_LIMIT = 2**32  # seeds (every field whose name ends in "seed") lie in [0, 2**32)
 
 
@@ -203,6 +204,7 @@ class TrainConfig(Settings):
     precision: str = field(default="fp32", metadata={"help": "bf16: autocast the forward pass to bfloat16 (train and evaluation), conv nets channels-last; method tensors stay fp32"})
     sampling: str = field(default="epoch", metadata={"help": "each epoch one shuffled pass (epoch), or every batch drawn at random (replacement)"})
     steps_per_epoch: int | None = field(default=None, metadata={"help": "steps per epoch with sampling=replacement; none: ceil(training images / batch size)"})
+    select_epoch: str = field(default="last", metadata={"help": "the network a run keeps and reports: the last epoch's, or the epoch's with the best validation accuracy (needs validation > 0)"})
 
     def __post_init__(self):
         check_range("epochs", self.epochs, low=0)
@@ -216,6 +218,7 @@ class TrainConfig(Settings):
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("sampling", self.sampling, SAMPLINGS)
+        check_choice("select_epoch", self.select_epoch, SELECT_EPOCHS)
         if self.steps_per_epoch is not None:
             check_range("steps_per_epoch", self.steps_per_epoch, low=1)
             if self.sampling != "replacement":
@@ -274,6 +277,8 @@ class RunConfig:
         for name, cls in (("method", MethodConfig), ("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
             if not isinstance(getattr(self, name), cls) or (name == "method" and not self.method.name):
                 raise ConfigError(name, getattr(self, name), f"a {cls.__name__}" + (" of a method (make_config)" if name == "method" else ""))
+        if self.train.select_epoch == "validation" and not self.data.validation:
+            raise ConfigError("select_epoch", "validation", "last unless validation > 0 (no images to choose the epoch on)")
 
     @property
     def lr(self) -> float:

@@ -463,10 +463,5 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
     order = order.to(split.device)  # gather on the device the split lives on
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        x = split.images(idx)
-        kinds = ("crop-flip",) if augment is True else (augment or ())
-        if "crop-flip" in kinds and generator is not None:
-            x = augment_batch(x, generator)
-        if "affine" in kinds and generator is not None:
-            x = random_affine_batch(x, generator)
-        yield x, split.y[idx]
+        x, y = split.images(idx), split.y[idx]
+        yield _augmented(x, y, generator, augment) if generator is not None else (x, y)

@@ -141,6 +141,7 @@ class Checkpointer:
         self.method_state: Callable[[], dict] | None = None
         self.resumed: dict | None = self._read()
         self.saves = 0
+        self.selected: dict | None = None  # the best-validation epoch so far (select_epoch="validation"), restored
 
     def _read(self) -> dict | None:
         if self.path is None or not (self.path.exists() or self.path.is_symlink()):
@@ -180,16 +181,18 @@ class Checkpointer:
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["data_order"])
         set_rng_states(state["rng"])
+        self.selected = state.get("selected")
         return state["epoch"], list(state["history"]), state["step"]
 
     def save(self, phase: str, epoch: int, model: nn.Module, optimizer, generator: torch.Generator,
-             history: list[dict], step: int) -> None:
+             history: list[dict], step: int, selected: dict | None = None) -> None:
         if self.path is None:
             return
         state = {
             "format": CHECKPOINT_FORMAT, "config": self.config, "phase": phase, "epoch": epoch, "step": step,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_order": generator.get_state(),
             "rng": rng_states(), "history": history, "method": self.method_state() if self.method_state else None,
+            "selected": selected,
         }
         write_atomic(self.path, checkpoint_bytes(state))
         self.saves += 1
@@ -278,11 +281,15 @@ def fit(
     checkpoint: Checkpointer | None = None,
     phase: str = "train",
     schedule_epochs: int | None = None,
+    select: bool = True,
 ) -> list[dict]:
     """Train for ``epochs`` (default: the config's) with the configured schedule. Returns per-epoch history
     (mean train loss and accuracy, learning rate). ``on_step(global_step)`` runs after every optimizer step.
     With a ``checkpoint``, ``phase`` resumes from its file and is saved after every epoch (after ``on_epoch``).
-    ``schedule_epochs``: the length the lr schedule is planned for (default ``epochs``; longer: stop early in it)."""
+    ``schedule_epochs``: the length the lr schedule is planned for (default ``epochs``; longer: stop early in it).
+    With ``select_epoch="validation"`` (and ``select``) every epoch is evaluated on the validation images
+    (``validation_accuracy`` in its history row) and the model ends holding the state of the first epoch with the
+    best validation accuracy (the papers' early stopping; ``selected: true`` marks its row)."""
     epochs = cfg.train.epochs if epochs is None else epochs
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -292,8 +299,11 @@ def fit(
     precision = cfg.train.precision
     fmt = memory_format(model, precision)
     first_epoch = 0
+    selecting = select and cfg.train.select_epoch == "validation" and splits.validation is not None
+    best: dict | None = None  # {"epoch", "accuracy", "state"} of the best validation epoch so far
     if checkpoint is not None:
         first_epoch, history, step = checkpoint.restore(phase, model, optimizer, generator)
+        best = checkpoint.selected if selecting else None
     for epoch in progress(range(first_epoch, epochs), desc=cfg.method.name, leave=False):
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr_at(epoch, schedule_epochs or epochs, base, cfg.train.schedule)
@@ -316,12 +326,30 @@ def fit(
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen)}
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
+        if selecting:
+            best = _select(model, splits.validation, device, precision, epoch + 1, row, best)
         history.append(row)
         if checkpoint is not None:
-            checkpoint.save(phase, epoch + 1, model, optimizer, generator, history, step)
+            checkpoint.save(phase, epoch + 1, model, optimizer, generator, history, step, best)
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base
+    if best is not None:
+        model.load_state_dict(best["state"])
+        for row in history:
+            row["selected"] = row["epoch"] == best["epoch"]
     return history
+
+
+def _select(model: nn.Module, validation: data_lib.Split, device: torch.device, precision: str, epoch: int, row: dict,
+            best: dict | None) -> dict:
+    """Evaluate the epoch on the validation images (into ``row``); the new best (a copy of the model's state) if
+    it beats ``best`` strictly, else ``best``."""
+    accuracy = evaluate(model, validation, device, precision=precision)["accuracy"]
+    row["validation_accuracy"] = accuracy
+    if best is not None and accuracy <= best["accuracy"]:
+        return best
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return {"epoch": epoch, "accuracy": accuracy, "state": state}
 
 
 def steps_per_epoch(cfg: RunConfig, train_images: int) -> int:
@@ -356,7 +384,7 @@ class Trainer:
 
     def fit(self, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig, splits: data_lib.Splits,
             device: torch.device, **options) -> list[dict]:
-        """:func:`fit` (``options``: epochs, on_step, on_epoch, checkpoint, phase, schedule_epochs)."""
+        """:func:`fit` (``options``: epochs, on_step, on_epoch, checkpoint, phase, schedule_epochs, select)."""
         return fit(model, optimizer, cfg, splits, device, **options)
 
     def evaluate(self, model: nn.Module, split: data_lib.Split, device: torch.device, batch_size: int = 1000,
@@ -425,6 +453,9 @@ def run(cfg: RunConfig, device: str | None = None, checkpoint: Checkpointer | No
         "torch": torch.__version__,
         **metrics,
     }
+    if cfg.train.select_epoch == "validation":  # the epoch whose network the run keeps and reports (last phase's)
+        last = metrics.get("finetune_history") or metrics.get("history") or []
+        record["selected_epoch"] = next((r["epoch"] for r in last if r.get("selected")), None)
     if splits.validation is not None:
         val = evaluate(model, splits.validation, dev, precision=cfg.train.precision)
         record.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"])

@@ -98,7 +98,15 @@ def test_full_slot_machines_use_the_code_inits_warm_restarts_and_same_run_finetu
     slots = [c for c in sm.slots_configs(p) + sm.finetune_configs(p) if c.method.name == "slot"]
     assert {(c.method.candidate_init, c.method.score_init, c.train.schedule, c.method.finetune_from) for c in slots} == {
         ("code", "code", "sgdr", "same-run")}
-    assert all(c.train.schedule == "cosine" for c in sm.slots_configs(p) if c.method.name == "dense")
+    dense = [c for c in sm.slots_configs(p) + sm.finetune_configs(p) if c.method.name == "dense"]
+    assert {(c.train.schedule, c.method.init, c.lr) for c in dense} == {("sgdr", "glorot-uniform", 0.01)}
+    everything = slots + dense
+    assert {c.train.select_epoch for c in everything} == {"validation"}
+    assert {(c.data.dataset, c.data.normalize, c.data.crop) for c in everything} == {
+        ("mnist", "unit", True), ("cifar10", "standardize", False)}
+    finetuned = [c for c in slots if c.method.finetune_epochs]
+    assert {c.method.finetune_schedule for c in finetuned} == {"constant"}
+    assert {c.model.arch for c in finetuned} == {"slot-conv2", "slot-conv4", "slot-conv6", "vgg19"}
 
 
 def test_laperm_keras_bias_fan_and_hidden_kernel_l2():

@@ -32,6 +32,7 @@ INITS = (
     "unsigned-constant",  # +sqrt(2/fan_in) everywhere (ablation, expected to fail)
     "kaiming-uniform",  # U(+-sqrt(6/fan_in))
     "xavier-normal",  # N(0, 2/(fan_in+fan_out))
+    "glorot-uniform",  # U(+-sqrt(6/(fan_in+fan_out))): Slot Machines' candidate pool; its learned baselines draw from it
 )
 MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # The fan of the scaled inits: "kept" = k * fan_in (the paper's stated intent: only kept inputs count) or
@@ -206,6 +207,9 @@ def init_weight_(weight: torch.Tensor, init: str, keep_fraction: float = 1.0, ge
             weight.normal_(0.0, std, generator=generator)
         elif init == "kaiming-uniform":
             weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, generator=generator)
+        elif init == "glorot-uniform":
+            bound = math.sqrt(6.0 / (fan_in_count + fan_out))
+            weight.uniform_(-bound, bound, generator=generator)
         else:  # xavier-normal
             weight.normal_(0.0, math.sqrt(2.0 / (fan_in_count + fan_out)), generator=generator)
     return weight

@@ -54,6 +54,7 @@ CANDIDATE_INITS = ("paper", "code")
 SCORE_INITS = ("paper", "code")
 CANDIDATE_BITS = (8, 16)
 FINETUNE_FROM = ("separate", "same-run")
+FINETUNE_SCHEDULES = ("cosine", "constant", "exponential")
 _LEVELS = {8: (127, torch.int8), 16: (32767, torch.int16)}
 
 
@@ -72,6 +73,7 @@ class SlotMachineConfig(MethodConfig):
     # finetuning starts from an `epochs`-epoch run whose schedule ends there ("separate"), or from the epoch-`epochs`
     # state of the run planned for epochs + finetune_epochs ("same-run": the paper's and the code's checkpoints)
     finetune_from: str = field(default="separate", metadata={"help": "finetune from a separate run whose schedule ended (separate) or from the same run's state at that epoch (same-run)"})
+    finetune_schedule: str | None = field(default=None, metadata={"help": "lr schedule of the finetuning: none (the run's, sgdr decaying once as cosine) or one of cosine, constant (the released code), exponential"})
 
     def __post_init__(self):
         check_range("num_slots", self.num_slots, low=1)
@@ -81,6 +83,8 @@ class SlotMachineConfig(MethodConfig):
         check_choice("candidate_init", self.candidate_init, CANDIDATE_INITS)
         check_choice("score_init", self.score_init, SCORE_INITS)
         check_choice("finetune_from", self.finetune_from, FINETUNE_FROM)
+        if self.finetune_schedule is not None:
+            check_choice("finetune_schedule", self.finetune_schedule, FINETUNE_SCHEDULES)
         if self.candidate_bits not in CANDIDATE_BITS:
             raise ConfigError("candidate_bits", self.candidate_bits, "8 or 16")
         if self.num_slots > _LEVELS[self.candidate_bits][0]:
@@ -412,7 +416,9 @@ def run(cfg, splits, device: torch.device, trainer: Trainer):
     if cfg.method.finetune_epochs > 0:
         to_dense(model)
         ft_cfg = cfg.replace(lr=cfg.method.finetune_lr)
-        if cfg.train.schedule == "sgdr":  # the restarts belong to the score phase; finetuning decays once
+        if cfg.method.finetune_schedule is not None:
+            ft_cfg = ft_cfg.replace(schedule=cfg.method.finetune_schedule)
+        elif cfg.train.schedule == "sgdr":  # the restarts belong to the score phase; finetuning decays once
             ft_cfg = ft_cfg.replace(schedule="cosine")
         optimizer = trainer.make_optimizer(model.parameters(), ft_cfg)
         if checkpoint is not None:
@@ -447,8 +453,9 @@ def _train_scores(model, params, cfg, splits, device, trainer: Trainer, resumed)
         previous = current
 
     planned = cfg.train.epochs + cfg.method.finetune_epochs if cfg.method.finetune_from == "same-run" else None
+    # with finetuning the switch epoch is fixed by design: the validation choice (select_epoch) is the finetuning's
     history = trainer.fit(model, optimizer, cfg, splits, device, on_epoch=on_epoch, checkpoint=checkpoint, phase="scores",
-                          schedule_epochs=planned)
+                          schedule_epochs=planned, select=cfg.method.finetune_epochs == 0)
     for s in layers:
         s.track, s._last = False, None
     selected = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)
