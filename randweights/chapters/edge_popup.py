@@ -148,8 +148,13 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# Adam recipe of the dense baselines (Frankle & Carbin style; Edge-Popup's official configs): batch 60, no decay.
-ADAM_LR = {"lenet-300-100": 1.2e-3, "conv2": 2e-4, "conv4": 3e-4, "conv6": 3e-4, "conv8": 3e-4, "resnet18": 1e-3}
+# Adam recipe of the dense baselines (Frankle & Carbin style; Edge-Popup's official configs
+# smallscale_baselines/dense/*/*_adam_baseline.yml): batch 60, no decay, constant lr. The released configs have no
+# Adam baseline for ResNet-18, so it has none here (a family missing from ADAM_LR gets no Adam line).
+ADAM_LR = {"lenet-300-100": 1.2e-3, "conv2": 2e-4, "conv4": 3e-4, "conv6": 3e-4, "conv8": 3e-4}
+# The Bernoulli supermask's SGD lr per network, as released (smallscale_baselines/sample/*): 200 for Conv-2/4/6
+# (the method's default), 800 for Conv-8 (400 for ResNet-18, which Fig. 6 does not run).
+BERNOULLI_LR = {"conv8": 800.0, "resnet18": 400.0}
 
 # The paper's numbers as a third-party summary reads them off its Fig. 3 (approximate; Conv-8 and the dense lines
 # only from that reading), the Edge-Popup ones for Conv-2/4/6 as quoted in Slot Machines' Table 2: best Edge-Popup
@@ -176,7 +181,7 @@ def keep_fraction_configs(p: Preset) -> list[RunConfig]:
         for seed in p.seeds:
             out += [fam.config("edge-popup", keep_fraction=k, init=init, seed=seed) for init in inits for k in grid]
             out.append(fam.config("dense", seed=seed))
-            if p.dense_adam:
+            if p.dense_adam and fam.arch in ADAM_LR:
                 out.append(fam.config("dense", seed=seed, optimizer="adam", batch_size=60, lr=ADAM_LR[fam.arch], weight_decay=0.0, schedule="constant"))
     return out
 
@@ -262,7 +267,8 @@ def bernoulli_configs(p: Preset) -> list[RunConfig]:
     for fam in p.bernoulli_families or p.families[:1]:
         for seed in p.seeds:
             for k in p.bernoulli_keep_fractions:
-                out.append(fam.config("supermask-bernoulli", keep_fraction=k, seed=seed))
+                lr = {"lr": BERNOULLI_LR[fam.arch]} if fam.arch in BERNOULLI_LR else {}  # else the default, 200
+                out.append(fam.config("supermask-bernoulli", keep_fraction=k, seed=seed, **lr))
                 out.append(fam.config("edge-popup", keep_fraction=k, seed=seed))
     return out
 
