@@ -22,7 +22,7 @@ from .errors import ConfigError, check_choice, check_range
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagenet32", "imagenet32-10", "imagenet32-mod10")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "constant", "exponential", "sgdr")
+SCHEDULES = ("cosine", "constant", "exponential", "sgdr", "resnet-step", "step-0.6")
 SAMPLINGS = ("epoch", "replacement")
 NORMALIZATIONS = ("standardize", "unit", "mean-image")
 SELECT_EPOCHS = ("last", "validation")
@@ -199,7 +199,7 @@ class TrainConfig(Settings):
     lr: float | None = field(default=None, metadata={"help": "learning rate; none: the method's default"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     weight_decay: float | None = field(default=None, metadata={"help": "L2 weight decay; none: the method's default"})
-    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule (cosine: per-epoch decay to 0, no warmup, the Edge-Popup recipe)"})
+    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule (cosine: per-epoch decay to 0, no warmup, the Edge-Popup recipe; exponential: 0.95 per epoch; sgdr: cosine restarted at epochs 25 and 75; resnet-step: x0.1 after epoch 80, 0.01 after 120, 0.001 after 160, 0.0005 after 180, the Keras CIFAR ResNet; step-0.6: x0.6 every 10 epochs)"})
     seed: int = field(default=0, metadata={"help": "random seed of the initialization, the data order and the method"})
     precision: str = field(default="fp32", metadata={"help": "bf16: autocast the forward pass to bfloat16 (train and evaluation), conv nets channels-last; method tensors stay fp32"})
     sampling: str = field(default="epoch", metadata={"help": "each epoch one shuffled pass (epoch), or every batch drawn at random (replacement)"})

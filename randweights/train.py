@@ -213,12 +213,19 @@ def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
 
 EXPONENTIAL_DECAY = 0.95  # per epoch
 SGDR_RESTARTS = (25, 75)  # Slot Machines (Sec. 4): SGD with warm restarts at epochs 25 and 75
+# The Keras CIFAR-10 ResNet example's step decay (LaPerm's ResNet50 notebook, `lr_scheduler`): the factor of the
+# last (0-based) epoch bound that the epoch exceeds, 1 before the first. Fixed epochs, as in the notebook.
+RESNET_STEPS = ((80, 1e-1), (120, 1e-2), (160, 1e-3), (180, 0.5e-3))
+STEP_DROP, STEP_EVERY = 0.6, 10  # LaPerm's Conv2/4/13 notebooks: lr * 0.6 ** (epoch // 10)
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, schedule: str) -> float:
     """Learning rate of ``epoch`` (0-based): cosine ``0.5 * (1 + cos(pi * e / E)) * lr``, exponential
-    ``lr * 0.95 ** e`` (LaPerm's MNIST notebooks), constant, or ``sgdr``: the cosine restarted at epochs 25 and
-    75 (each cycle decays to 0 at the next restart, the last one at ``epochs``)."""
+    ``lr * 0.95 ** e`` (LaPerm's MNIST notebooks), constant, ``sgdr``: the cosine restarted at epochs 25 and
+    75 (each cycle decays to 0 at the next restart, the last one at ``epochs``), ``resnet-step``: ``lr`` times
+    0.1 for e > 80, 0.01 for e > 120, 0.001 for e > 160, 0.0005 for e > 180 (:data:`RESNET_STEPS`; LaPerm's
+    ResNet50 notebook, called with the 0-based epoch as there), or ``step-0.6``: ``lr * 0.6 ** (e // 10)``
+    (LaPerm's Conv2/4/13 notebooks)."""
     if schedule == "sgdr":
         bounds = [0, *(r for r in SGDR_RESTARTS if r < epochs), max(1, epochs)]
         start, end = next((a, b) for a, b in zip(bounds, bounds[1:]) if epoch < b or b == bounds[-1])
@@ -227,6 +234,11 @@ def lr_at(epoch: int, epochs: int, base_lr: float, schedule: str) -> float:
         return 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs))) * base_lr
     if schedule == "exponential":
         return base_lr * EXPONENTIAL_DECAY**epoch
+    if schedule == "resnet-step":
+        factors = [factor for bound, factor in RESNET_STEPS if epoch > bound]
+        return base_lr * factors[-1] if factors else base_lr
+    if schedule == "step-0.6":
+        return base_lr * STEP_DROP ** (epoch // STEP_EVERY)
     return base_lr
 
 

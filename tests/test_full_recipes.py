@@ -3,6 +3,7 @@ offer both readings where a paper and its released code disagree."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pandas as pd
@@ -11,7 +12,10 @@ import torch
 
 from randweights import make_config
 from randweights.chapters import edge_popup as ep
-from randweights.methods import edge_popup
+from randweights.chapters import laperm as lp
+from randweights.errors import ConfigError
+from randweights.methods import edge_popup, laperm
+from randweights.train import lr_at
 
 
 def test_scaled_inits_offer_the_paper_and_the_code_fan():
@@ -167,3 +171,120 @@ def test_less_data_keeps_the_steps_when_batches_are_drawn_with_replacement(tmp_p
     assert [len(r["history"]) for r in records] == [4, 4]
     with pytest.raises(ConfigError, match="steps_per_epoch"):
         make_config("imp", steps_per_epoch=3)
+
+
+def _notebook_resnet_lr(epoch):  # Train-by-Reconnect notebooks/ResNet50.ipynb, lr_scheduler (learning_rate = 0.001)
+    lr = 0.001
+    if epoch > 180:
+        lr *= 0.5e-3
+    elif epoch > 160:
+        lr *= 1e-3
+    elif epoch > 120:
+        lr *= 1e-2
+    elif epoch > 80:
+        lr *= 1e-1
+    return lr
+
+
+def test_laperm_step_schedules_are_the_notebooks_at_every_epoch():
+    for epoch, factor in ((0, 1), (80, 1), (81, 0.1), (120, 0.1), (121, 0.01), (160, 0.01), (161, 1e-3), (180, 1e-3),
+                          (181, 0.5e-3), (199, 0.5e-3)):  # the bounds: the notebook's epoch > 80, > 120, > 160, > 180
+        assert lr_at(epoch, 200, 1e-3, "resnet-step") == (1e-3 * factor if factor != 1 else 1e-3)
+    assert [lr_at(e, 200, 1e-3, "resnet-step") for e in range(200)] == [_notebook_resnet_lr(e) for e in range(200)]
+    vgg = [lr_at(e, 125, 1e-3, "step-0.6") for e in range(125)]
+    assert vgg == [0.001 * (0.6 ** (e // 10)) for e in range(125)]  # Conv2/4/13: learning_rate * 0.6 ** (epoch // lr_drop)
+    assert vgg[9] == 1e-3 and vgg[10] == 1e-3 * 0.6 and vgg[19] == vgg[10] and vgg[20] == 1e-3 * 0.6**2
+    assert make_config("laperm", schedule="resnet-step").train.schedule == "resnet-step"
+    with pytest.raises(ConfigError, match="schedule"):
+        make_config("laperm", schedule="step")
+
+
+def test_laperm_zero_biases_leave_every_kernel_as_drawn():
+    for arch, shape in (("lenet-300-100", (1, 28, 28)), ("laperm-conv7", (1, 28, 28))):
+        he = laperm.build_initialized(make_config("laperm", arch=arch, biases="free", seed=3), shape, 10)
+        zero = laperm.build_initialized(make_config("laperm", arch=arch, biases="free", seed=3, bias_init="zeros"), shape, 10)
+        layers = [(a, b) for a, b in zip(he.modules(), zero.modules()) if isinstance(a, laperm.WEIGHTED)]
+        assert len(layers) >= 3
+        for a, b in layers:
+            assert torch.equal(a.weight, b.weight)  # the same kernels, the later layers' too
+            assert a.bias.abs().max() > 0 and torch.equal(b.bias, torch.zeros_like(b.bias))
+    assert make_config("laperm").run_id == make_config("laperm", bias_init="he-uniform", inputs="standardized").run_id
+    with pytest.raises(ConfigError, match="bias_init"):
+        make_config("laperm", bias_init="ones")
+
+
+def test_laperm_raw_inputs_are_pixels_in_0_to_255():
+    x = torch.randn(4, 3, 32, 32)
+    unit = laperm.build_initialized(make_config("laperm", arch="laperm-conv2", dataset="cifar10", inputs="unit"), (3, 32, 32), 10)
+    raw = laperm.build_initialized(make_config("laperm", arch="laperm-conv2", dataset="cifar10", inputs="raw"), (3, 32, 32), 10)
+    assert torch.allclose(raw[0](x), 255 * unit[0](x))
+    assert raw.state_dict().keys() == unit.state_dict().keys()
+
+
+def test_full_laperm_cifar_recipes_are_the_notebooks():
+    configs = {c.model.arch: c for c in lp.paper_configs(lp.preset("full")) if c.method.init_sparsity == 0}
+    for arch in ("laperm-conv2", "laperm-conv4", "laperm-conv13"):
+        c = configs[arch]
+        assert (c.train.schedule, c.method.inputs, c.method.sync_period, c.train.epochs, c.method.biases) == (
+            "step-0.6", "raw", 1000, 125, "free")
+    r = configs["resnet50-cifar"]
+    assert (r.train.schedule, r.method.bias_init, r.data.normalize, r.method.sync_period, r.train.epochs, r.method.biases) == (
+        "resnet-step", "zeros", "mean-image", 800, 200, "free")
+    assert all(c.lr == 1e-3 and c.train.batch_size == 50 for c in configs.values())
+
+
+# Each row: its setting's value(s) in `full`, as the released code has them (the order of first use in the plan).
+LAPERM_OFFICIAL = {
+    "lr schedule, Conv7": "schedule = exponential",
+    "lr schedule, Conv2/4/13": "schedule = step-0.6",
+    "lr schedule, ResNet-50": "schedule = resnet-step",
+    "lr schedule, F1 and F2": "schedule = exponential",
+    "sync period k, Conv7 | Conv2/4/13 | ResNet-50": "sync_period = 20, 1000, 800",
+    "sync period k, F1 and F2": "sync_period = 250",
+    "epochs, Conv7 | Conv2/4/13 | ResNet-50": "epochs = 45, 125, 200",
+    "biases, Conv7 | CIFAR nets": "biases = permute, free",
+    "bias init, ResNet-50": "bias_init = zeros",
+    "weight decay, Conv2/4/13 and ResNet-50": "weight_decay = 0.0002",
+    "inputs, Conv2/4/13": "inputs = raw",
+    "inputs, ResNet-50": "normalize = mean-image",
+}
+EDGE_POPUP_OFFICIAL = {
+    "lr, Edge-Popup scores": "lr = 0.1",
+    "lr, dense SGD, Conv-2 to Conv-8": "lr = 0.01",
+    "lr, dense Adam, LeNet-300-100 | Conv-2 | Conv-4/6/8": "lr = 0.0012, 0.0002, 0.0003",
+    "Zhou et al. supermask lr, Conv-2/4/6": "lr = 200",
+    "Zhou et al. supermask lr, Conv-8": "lr = 800",
+    "scaled inits' fan (Fig. 7)": "scaled_fan = code",
+    "batch size, ResNet-18": "batch_size = 256",
+}
+
+
+@pytest.mark.parametrize("chapter, official", [("laperm", LAPERM_OFFICIAL), ("edge_popup", EDGE_POPUP_OFFICIAL)])
+def test_recipe_tables_select_full_runs_and_show_the_released_values(chapter, official):
+    module = {"laperm": lp, "edge_popup": ep}[chapter]
+    table = module.CHAPTER.recipe_table()
+    configs = [item.config for item in module.CHAPTER.planned("full")]
+    assert len(table) == len(module.CHAPTER.recipe) >= 15
+    for row in module.CHAPTER.recipe:
+        assert any(row.runs(c) for c in configs), row.what  # every row is about runs `full` makes
+        assert row.note and row.code
+    shown = dict(zip(table["setting"], table["full"]))
+    assert {what: shown[what] for what in official} == official
+    assert table["setting"].is_unique
+
+
+def test_full_edge_popup_has_no_resnet18_adam_baseline():
+    runs = [c for c in ep.keep_fraction_configs(ep.preset("full")) if c.model.arch == "resnet18" and c.method.name == "dense"]
+    assert runs and {c.train.optimizer for c in runs} == {"sgd"}
+
+
+def test_runs_being_trained_keep_their_ids():
+    """The full LeNet-300-100 Edge-Popup runs and the F1/F2 LaPerm runs are those of the commit before the recipe
+    tables (paper-scale copies of them were training then): the sha256 of their sorted run ids."""
+
+    lenet = sorted({i.config.run_id for i in ep.CHAPTER.planned("full") if i.config.model.arch == "lenet-300-100"})
+    agnostic = sorted({i.config.run_id for i in lp.CHAPTER.planned("full") if i.config.model.arch in ("f1", "f2")})
+    assert (len(lenet), hashlib.sha256(" ".join(lenet).encode()).hexdigest()) == (
+        48, "284c79f53ae989e6c1d076b0d48b11f4af4b992e537cef42a165c9a19c930fac")
+    assert (len(agnostic), hashlib.sha256(" ".join(agnostic).encode()).hexdigest()) == (
+        19, "d509912f23db0ae7c6d264304a7b266850f32a2fb962fa41e28a910c9bfc3758")

@@ -38,8 +38,9 @@ INITS = ("he-uniform", "random-sparse", "weight-agnostic")
 INNERS = ("adam", "sgd")
 BIAS_FANS = ("kernel", "keras")  # Keras' HeUniform on a bias of n units uses fan_in = n (the official notebooks)
 L2_SCOPES = ("all", "hidden-kernels")  # Keras kernel_regularizer sits on the conv and hidden dense kernels only
+BIAS_INITS = ("he-uniform", "zeros")  # Keras' default bias_initializer is zeros (the ResNet50 notebook keeps it)
 BIASES = ("permute", "free", "none")
-INPUTS = ("standardized", "unit")
+INPUTS = ("standardized", "unit", "raw")
 IN_DEGREES = ("binomial", "fixed")
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
@@ -89,13 +90,14 @@ class LaPermConfig(MethodConfig):
     shared_value: float = field(default=0.08, metadata={"help": "weight-agnostic init: the one non-zero magnitude"})  # weight-agnostic: the one non-zero value (F1 0.08, F2 0.03)
     biases: str = field(default="permute", metadata={"help": "biases: permuted like weights, trained freely, or none"})  # permute (He-uniform, one row per layer), free (He-uniform, not permuted), none
     skip_bn: bool = field(default=True, metadata={"help": "train BatchNorm scale and shift freely instead of permuting them"})  # BatchNorm scale/shift are trained freely, never permuted
-    inputs: str = field(default="standardized", metadata={"help": "input scaling: standardized, or pixels in [0, 1] (the paper's F1/F2)"})  # "unit": the model sees pixels in [0, 1] (x / 255, the paper's F1/F2)
+    inputs: str = field(default="standardized", metadata={"help": "input scaling: as the data pipeline gives them (standardized), pixels in [0, 1] (unit, the paper's F1/F2), or in [0, 255] (raw, the Conv2/4/13 notebooks)"})  # "unit": the model sees pixels in [0, 1] (x / 255, the paper's F1/F2)
     in_degree: str = field(default="binomial", metadata={"help": "zeros at init: each entry on its own (binomial) or equal per unit (fixed)"})  # zeros at init: each entry on its own (official), or "fixed": equal per unit
     logit_scale: float = field(default=1.0, metadata={"help": "logits multiplied by this (a softmax temperature; argmax unchanged)"})  # the logits are multiplied by this (a softmax temperature; argmax unchanged)
     hold_zeros: bool = field(default=False, metadata={"help": "keep the init's zeros at zero after every step (the fixed-mask baseline)"})  # keep the init's zeros at zero after every step (the fixed-mask baseline)
     probe_every: int = field(default=0, metadata={"help": "steps between rank-substitution probes (0: none)"})  # steps between rank-substitution probes (0: none)
     probe_images: int = field(default=2000, metadata={"help": "first test images the probes use"})  # fixed first test images the probes use
     bias_fan: str = field(default="kernel", metadata={"help": "He-uniform bias bound sqrt(6/fan): the kernel's fan_in (kernel) or len(bias) as Keras draws it (keras)"})
+    bias_init: str = field(default="he-uniform", metadata={"help": "biases at init: He-uniform (see bias_fan) or zeros (Keras' default, the ResNet50 notebook); the kernels are drawn the same either way"})
     l2_scope: str = field(default="all", metadata={"help": "weight decay on every trained tensor (all) or on hidden kernels only (hidden-kernels, the notebooks' L2)"})
 
     def __post_init__(self):
@@ -113,6 +115,7 @@ class LaPermConfig(MethodConfig):
         check_range("probe_every", self.probe_every, low=0)
         check_range("probe_images", self.probe_images, low=1)
         check_choice("bias_fan", self.bias_fan, BIAS_FANS)
+        check_choice("bias_init", self.bias_init, BIAS_INITS)
         check_choice("l2_scope", self.l2_scope, L2_SCOPES)
 
     def default_lr(self, arch: str) -> float:
@@ -374,10 +377,12 @@ def permutable_of(model: nn.Module) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- initializations
-def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "kernel") -> None:
+def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "kernel", bias_init: str = "he-uniform") -> None:
     """Keras He-uniform U(+-sqrt(6 / fan_in)) for the kernel and (as in the MNIST notebooks) the bias. The bias's
     fan_in is the kernel's (``bias_fan="kernel"``) or, as Keras computes it for a 1-D tensor, its length
-    (``"keras"``: what the official notebooks draw)."""
+    (``"keras"``: what the official notebooks draw). ``bias_init="zeros"``: the bias is drawn all the same (so
+    the generator, hence every later kernel, is as with He-uniform biases), then set to zero (Keras' default
+    ``bias_initializer``, which the ResNet50 notebook keeps)."""
     weight = transform.tensor(layer)
     bias: torch.Tensor | None = getattr(layer, "bias", None)
     fan_in = rows(weight).shape[1]
@@ -387,6 +392,8 @@ def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "k
                 fan = len(p) if (p is bias and bias_fan == "keras") else fan_in
                 bound = math.sqrt(6.0 / fan)
                 p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
+        if bias is not None and bias_init == "zeros":
+            bias.zero_()
 
 
 def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
@@ -407,7 +414,7 @@ def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
     if per_layer and len(per_layer) != len(layers):
         raise ConfigError("layer_sparsity", cfg.layer_sparsity, f"{len(layers)} values, one per weight layer")
     for i, layer in enumerate(layers):
-        he_uniform_(layer, generator, cfg.bias_fan)
+        he_uniform_(layer, generator, cfg.bias_fan, cfg.bias_init)
         if cfg.init == "he-uniform":
             continue
         p = per_layer[i] if per_layer else cfg.init_sparsity
@@ -510,8 +517,8 @@ def build_initialized(cfg, input_shape, num_classes: int) -> nn.Module:
     m = cfg.model
     bias = m.bias or cfg.method.biases != "none"
     model = init_model_(models.build(m.arch, input_shape, num_classes, m.width, bias, m.affine_bn), cfg.method, cfg.train.seed)
-    if cfg.method.inputs == "unit":
-        model = nn.Sequential(UnitPixels(cfg.data.dataset), model)
+    if cfg.method.inputs in ("unit", "raw"):
+        model = nn.Sequential(UnitPixels(cfg.data.dataset, 255.0 if cfg.method.inputs == "raw" else 1.0), model)
     if cfg.method.logit_scale != 1.0:
         model = nn.Sequential(model, LogitScale(cfg.method.logit_scale))
     return model
@@ -536,19 +543,25 @@ class LogitScale(nn.Module):
 class UnitPixels(nn.Module):
     """Undo the data pipeline's standardization, so the net sees pixels in [0, 1] as the paper's Keras notebooks
     do (``x / 255``). With a shared positive weight and no biases (F1, F2) this matters: standardized MNIST has
-    a negative background that drives every hidden unit of F2 below zero."""
+    a negative background that drives every hidden unit of F2 below zero. ``scale=255``: pixels in [0, 255],
+    what the Conv2/4/13 notebooks train on (their ``normalize`` returns its input unchanged)."""
 
     mean: torch.Tensor  # buffers
     std: torch.Tensor
 
-    def __init__(self, dataset: str):
+    def __init__(self, dataset: str, scale: float = 1.0):
         super().__init__()
         mean, std = STATS[dataset]
+        self.scale = scale  # not a buffer: the state dict of a unit-pixel model stays as it was
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
+        out = x * self.std + self.mean
+        return out * self.scale if self.scale != 1.0 else out
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}" if self.scale != 1.0 else ""
 
 
 def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
