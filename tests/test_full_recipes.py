@@ -258,10 +258,28 @@ EDGE_POPUP_OFFICIAL = {
     "batch size, ResNet-18": "batch_size = 256",
 }
 
+SLOT_OFFICIAL = {
+    "candidate values": "candidate_init = code",
+    "lr, greedy selection": "lr = 0.2, 0.1",
+    "lr, probabilistic sampling": "lr = 25",
+    "lr schedule, slot machines": "schedule = sgdr",
+    "reported network": "select_epoch = validation",
+    "MNIST inputs": "normalize = unit",
+    "CIFAR-10 augmentation: random crop": "crop = False",
+    "learned baselines: lr": "lr = 0.01",
+    "learned baselines: lr schedule": "schedule = sgdr",
+    "learned baselines: initial weights": "init = glorot-uniform",
+    "finetuning: lr and schedule": "finetune_schedule = constant",
+    "finetuned networks": "arch = slot-conv2, slot-conv4, slot-conv6, vgg19",
+}
 
-@pytest.mark.parametrize("chapter, official", [("laperm", LAPERM_OFFICIAL), ("edge_popup", EDGE_POPUP_OFFICIAL)])
+
+@pytest.mark.parametrize("chapter, official", [("laperm", LAPERM_OFFICIAL), ("edge_popup", EDGE_POPUP_OFFICIAL),
+                                               ("slot_machines", SLOT_OFFICIAL)])
 def test_recipe_tables_select_full_runs_and_show_the_released_values(chapter, official):
-    module = {"laperm": lp, "edge_popup": ep}[chapter]
+    from randweights.chapters import slot_machines as sm
+
+    module = {"laperm": lp, "edge_popup": ep, "slot_machines": sm}[chapter]
     table = module.CHAPTER.recipe_table()
     configs = [item.config for item in module.CHAPTER.planned("full")]
     assert len(table) == len(module.CHAPTER.recipe) >= 15
@@ -279,8 +297,8 @@ def test_full_edge_popup_has_no_resnet18_adam_baseline():
 
 
 def test_runs_being_trained_keep_their_ids():
-    """The full LeNet-300-100 Edge-Popup runs and the F1/F2 LaPerm runs are those of the commit before the recipe
-    tables (paper-scale copies of them were training then): the sha256 of their sorted run ids."""
+    """Pinned: the full LeNet-300-100 Edge-Popup runs and the F1/F2 LaPerm runs keep the run ids under which the
+    published paper-scale bundle (bundles/) stores them (the sha256 of their sorted run ids)."""
 
     lenet = sorted({i.config.run_id for i in ep.CHAPTER.planned("full") if i.config.model.arch == "lenet-300-100"})
     agnostic = sorted({i.config.run_id for i in lp.CHAPTER.planned("full") if i.config.model.arch in ("f1", "f2")})

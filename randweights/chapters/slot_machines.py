@@ -16,7 +16,7 @@ import pandas as pd
 from .. import plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Chapter, Figure
+from ..plan import Chapter, Figure, RecipeRow
 
 LABELS = {"lenet-300-100": "LeNet-300-100", "slot-conv2": "Conv-2", "slot-conv4": "Conv-4", "slot-conv6": "Conv-6",
           "vgg19": "VGG-19"}
@@ -208,6 +208,62 @@ def finetune_frame(preset_name: str, device=None) -> pd.DataFrame:
 
 # The chapter's figures with their runs per preset (the notebook trains them only through these; `randweights
 # plan`, `sweep` and `bundle` read the same). The selection-changes and histogram figures read runs of these.
+def _slot(cfg: RunConfig) -> bool:
+    return cfg.method.name == "slot"
+
+
+def _dense(cfg: RunConfig) -> bool:
+    return cfg.method.name == "dense"
+
+
+# The recipe table: the paper (Sec. 4, Table 1), the authors' released code (training_schedule.py, train.py) and
+# what `full` runs, where they differ or could. The `full` column is read from the plan.
+RECIPE = (
+    RecipeRow("candidate values", "U(-b, b), b = sqrt(2 / (fan_in + fan_out))", "b = sqrt(6 / (fan_in + fan_out))",
+              "candidate_init", _slot, "the code: it drew the published networks (`paper`: the text's bound)"),
+    RecipeRow("initial scores", "U(0, lambda b), lambda 1 (conv) / 0.1 (FC)", "lambda 1 everywhere", "score_init", _slot,
+              "the code, as the candidates"),
+    RecipeRow("lr, greedy selection", "0.2 (K <= 8), 0.1 (K > 8)", "0.1 (K <= 8), 0.01 (K > 8)", "lr",
+              lambda c: _slot(c) and c.method.selection == "greedy", "the paper"),
+    RecipeRow("lr, probabilistic sampling", "25", "50 (Conv-6: 25)", "lr",
+              lambda c: _slot(c) and c.method.selection == "probabilistic", "the paper"),
+    RecipeRow("lr schedule, slot machines", "SGD with warm restarts at epochs 25 and 75", "constant", "schedule", _slot,
+              "the paper (`sgdr`: a cosine restarted at 25 and 75)"),
+    RecipeRow("weight decay, slot machines", "1e-4", "none", "weight_decay", _slot, "the paper"),
+    RecipeRow("epochs, slot machines", "200 (VGG-19: 220)", "120 (Conv nets 140), PS +40", "epochs",
+              lambda c: _slot(c) and not c.method.finetune_epochs and c.method.num_slots > 1,
+              "the paper (Table 1); K = 1 (nothing to select) trains no epoch"),
+    RecipeRow("batch size", "128", "128", "batch_size", lambda c: True, "both"),
+    RecipeRow("validation images", "15% of MNIST, 10% of CIFAR-10 training", "10,000 / 5,000", "validation",
+              lambda c: True, "the paper (MNIST 9,000 of 60,000; CIFAR-10 5,000 of 50,000)"),
+    RecipeRow("reported network", "early stopping on the validation split, test accuracy reported",
+              "validation accuracy per epoch only", "select_epoch", lambda c: True,
+              "the paper: the epoch with the best validation accuracy is kept and its test accuracy reported"),
+    RecipeRow("MNIST inputs", "not stated", "ToTensor only: pixels in [0, 1]", "normalize",
+              lambda c: c.data.dataset == "mnist", "the code"),
+    RecipeRow("CIFAR-10 inputs", "not stated", "per-channel mean and std", "normalize",
+              lambda c: c.data.dataset == "cifar10", "the code"),
+    RecipeRow("CIFAR-10 augmentation: random crop", "\"data augmentation\"", "horizontal flips only, no crop", "crop",
+              lambda c: c.data.dataset == "cifar10", "the code (`augment` on, `crop` off)"),
+    RecipeRow("learned baselines: lr", "not stated", "0.01", "lr", _dense, "the code"),
+    RecipeRow("learned baselines: lr schedule", "SGD with warm restarts (as all training)",
+              "constant (a step decay and weight decay are set up but never switched on)", "schedule", _dense,
+              "the paper, as for the slot machines"),
+    RecipeRow("learned baselines: weight decay", "1e-4", "none (VGG-19: 1e-4)", "weight_decay", _dense, "the paper"),
+    RecipeRow("learned baselines: initial weights", "not stated",
+              "one value per connection drawn from the candidate pool", "init", _dense,
+              "the code: the same distribution as a fresh Glorot-uniform draw with the code's bound"),
+    RecipeRow("learned baselines: epochs", "200 (LeNet, Conv-2), 330 (Conv-4/6), 320 (VGG-19)",
+              "GS epochs + 100", "epochs", lambda c: _dense(c), "the paper (Table 1); the finetuning control: the slot "
+              "machine's total"),
+    RecipeRow("finetuning: start", "a GS checkpoint at epoch E1", "the same run's checkpoint at epoch E1",
+              "finetune_from", lambda c: _slot(c) and bool(c.method.finetune_epochs), "both"),
+    RecipeRow("finetuning: lr and schedule", "not stated", "the learned-weights recipe: lr 0.01, constant",
+              "finetune_schedule", lambda c: _slot(c) and bool(c.method.finetune_epochs), "the code (lr: `finetune_lr`)"),
+    RecipeRow("finetuned networks", "Conv-2, Conv-4, Conv-6 and VGG-19", "any GS checkpoint", "arch",
+              lambda c: _slot(c) and bool(c.method.finetune_epochs), "the paper"),
+)
+
 CHAPTER = Chapter(
     "slot_machines", "Slot Machines: winning combinations of random weights", "notebooks/slot_machines.ipynb", tuple(PRESETS),
     (
@@ -216,6 +272,7 @@ CHAPTER = Chapter(
         Figure("finetuning", lambda name: finetune_configs(preset(name))),
     ),
     order=2,
+    recipe=RECIPE,
 )
 
 
