@@ -76,6 +76,42 @@ class RecipeRow:
 
 
 @dataclass(frozen=True)
+class Headline:
+    """One of a paper's headline numbers and the runs of ours that reproduce it: the runs of ``figure`` that ``runs``
+    selects, at whatever preset is asked (the same selection at ``quick`` and ``full``). ``best_of``: a setting the
+    paper reports the best value over (Edge-Popup's k): the mean over seeds is taken per value and the best shown."""
+
+    what: str  # "LeNet-300-100 on MNIST, K = 8, greedy selection"
+    paper: float | None  # the paper's number in % (None: the paper reports none)
+    figure: str  # the chapter figure whose runs hold it
+    runs: Callable[[RunConfig], bool]
+    source: str = ""  # where the paper's number is from
+    metric: str = "test_accuracy"
+    best_of: str | None = None
+
+    def ours(self, chapter: Chapter, preset_name: str, root=None) -> dict:
+        """``{"value": mean in % or None, "sd", "stored", "planned", "at"}`` over the stored runs of ``preset_name``
+        (never trains). ``at``: the best ``best_of`` value ("" without one)."""
+        configs = [c for c in chapter.figure(self.figure).configs(preset_name) if self.runs(c)]
+        found = [(c, store.verified(c, root)) for c in configs]
+        found = [(c, r) for c, r in found if r is not None]
+        out = {"value": None, "sd": None, "stored": len(found), "planned": len(configs), "at": ""}
+        if not found:
+            return out
+        groups: dict = {}
+        for cfg, record in found:
+            key = cfg.flat()[self.best_of] if self.best_of else None
+            groups.setdefault(key, []).append(100 * float(record[self.metric]))
+        key, values = max(groups.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
+        mean = sum(values) / len(values)
+        sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
+        out.update(value=mean, sd=sd, stored=len(values) if self.best_of else len(found), at=f"{self.best_of} = {key:g}" if self.best_of else "")
+        if self.best_of:
+            out["planned"] = sum(1 for c in configs if c.flat()[self.best_of] == key)
+        return out
+
+
+@dataclass(frozen=True)
 class Chapter:
     """One chapter of the book: ``name`` (its module, notebook and page name), ``title``, ``notebook`` (path
     relative to the repository), the presets it declares, its figures in the order the page draws them, and its
@@ -88,6 +124,7 @@ class Chapter:
     figures: tuple[Figure, ...]
     order: int = 0  # its place in the book (the table of contents lists chapters in this order)
     recipe: tuple[RecipeRow, ...] = ()  # the recipe table: where paper, released code and `full` differ
+    headlines: tuple[Headline, ...] = ()  # the paper's headline numbers and the runs that reproduce them
 
     def figure(self, name: str) -> Figure:
         for figure in self.figures:
@@ -122,6 +159,25 @@ class Chapter:
         self.check_preset(preset_name)
         found = [store.verified(cfg, root) for cfg in self.figure(figure).configs(preset_name)]
         return runs.frame([r for r in found if r is not None])
+
+    def headline_table(self, presets: Sequence[str] = ("full",), root=None):
+        """The paper's headline numbers beside ours at each of ``presets`` (stored runs only, never trains): per
+        headline the paper's value, ours (mean over the stored seeds, in %, "not run" when none is stored), the seeds
+        stored of those planned, and where the best value lies for a best-of headline."""
+        import pandas as pd
+
+        rows = []
+        for h in self.headlines:
+            row: dict = {"result": h.what, "paper": f"{h.paper:.2f}" if h.paper is not None else "not reported"}
+            for preset_name in presets:
+                if preset_name not in self.presets:
+                    continue
+                ours = h.ours(self, preset_name, root)
+                shown = "not run" if ours["value"] is None else f"{ours['value']:.2f}" + (f" ± {ours['sd']:.2f}" if ours["sd"] is not None else "")
+                row[f"ours, {preset_name}"] = shown + (f" ({ours['at']})" if ours["at"] else "")
+                row[f"runs, {preset_name}"] = f"{ours['stored']} of {ours['planned']}"
+            rows.append(row)
+        return pd.DataFrame(rows)
 
     def recipe_table(self, preset_name: str = "full"):
         """The recipe table as a DataFrame: setting, paper, released code, ``full`` (``name=value``, read from the

@@ -39,3 +39,17 @@ NAMES: tuple[str, ...] = tuple(c.name for c in CHAPTERS)
 def get(name: str) -> Chapter:
     """The chapter called ``name`` (a ConfigError on ``--only`` otherwise)."""
     return select(CHAPTERS, [name])[0]
+
+
+def headline_table(presets: tuple[str, ...] = ("full",), root=None):
+    """Every chapter's headline numbers (:meth:`randweights.plan.Chapter.headline_table`) in one table, with the
+    chapter's name: the paper's value beside ours at ``presets`` (stored runs only, never trains)."""
+    import pandas as pd
+
+    frames = []
+    for chapter in CHAPTERS:
+        if chapter.headlines:
+            table = chapter.headline_table(presets, root)
+            table.insert(0, "chapter", chapter.title.split(":")[0])
+            frames.append(table)
+    return pd.concat(frames, ignore_index=True)

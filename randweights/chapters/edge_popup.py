@@ -18,7 +18,7 @@ from .. import data, models, plots
 from ..config import RunConfig, make_config
 from ..errors import check_choice
 from ..methods.edge_popup import maskable_layers
-from ..plan import Chapter, Figure, RecipeRow
+from ..plan import Chapter, Figure, Headline, RecipeRow
 
 SKC, KN = "signed-constant", "kaiming-normal"
 INIT_LABELS = {
@@ -336,6 +336,22 @@ RECIPE = (
 
 # The chapter's figures in page order, each with its runs per preset: the notebook trains them only through
 # CHAPTER.frame, and `randweights plan`, `sweep`, `bundle export`, the dry run and the stored-run note read the same.
+def _edge_popup(arch: str):
+    return lambda c: c.model.arch == arch and c.method.name == "edge-popup" and c.method.init == SKC
+
+
+HEADLINES = (
+    Headline("LeNet-300-100 on MNIST, Edge-Popup at its best k (signed Kaiming constant)", None, "Fig. 3",
+             _edge_popup("lenet-300-100"), "the paper reports no MNIST number", best_of="keep_fraction"),
+    Headline("LeNet-300-100 on MNIST, learned dense weights (SGD)", None, "Fig. 3",
+             lambda c: c.model.arch == "lenet-300-100" and c.method.name == "dense" and c.train.optimizer == "sgd",
+             "the paper reports no MNIST number"),
+    *(Headline(f"{arch.replace('conv', 'Conv-')} on CIFAR-10, Edge-Popup at its best k", PAPER_FIG3[arch]["edge-popup"],
+               "Fig. 3", _edge_popup(arch), "Fig. 3 (as Slot Machines' Table 2 quotes it)", best_of="keep_fraction")
+      for arch in ("conv4", "conv6", "conv8")),
+)
+
+
 CHAPTER = Chapter(
     "edge_popup", "Edge-Popup: what's hidden in a randomly weighted network", "notebooks/edge_popup.ipynb", tuple(PRESETS),
     (
@@ -347,6 +363,7 @@ CHAPTER = Chapter(
     ),
     order=1,
     recipe=RECIPE,
+    headlines=HEADLINES,
 )
 
 

@@ -19,7 +19,7 @@ from .. import data, plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
 from ..methods import laperm
-from ..plan import Chapter, Figure, RecipeRow
+from ..plan import Chapter, Figure, Headline, RecipeRow
 
 # ---------------------------------------------------------------------------------------------- presets
 # Sec. 5.5, the F1_and_F2 notebook: pixels x / 255, no biases, Adam 1e-3 * 0.95^epoch, batch 128, k = 250.
@@ -564,6 +564,22 @@ RECIPE = (
 # The chapter's figures with their runs per preset; runs whose trained weights a figure reads keep their model.
 # The notebook trains them only through these (plain-Adam run: rank_substitution; the others: initial_and_trained
 # on a config of these figures), and `randweights plan`, `sweep` and `bundle` read the same list.
+README = "the official repository's README table (best test accuracy)"
+HEADLINES = (
+    Headline("F1 on MNIST, weight-agnostic (one shared value), k = 250", PAPER_ACCURACY[("f1", 0.0)], "F-L5",
+             lambda c: c.model.arch == "f1", README, "best_test_accuracy"),
+    Headline("F2 on MNIST, weight-agnostic, our recipe", PAPER_ACCURACY[("f2", 0.0)], "F-L5",
+             lambda c: c.model.arch == "f2" and c.method.logit_scale != 1.0, README, "best_test_accuracy"),
+    Headline("F2 on MNIST, weight-agnostic, the official recipe", PAPER_ACCURACY[("f2", 0.0)], "F-L5",
+             lambda c: c.model.arch == "f2" and c.method.logit_scale == 1.0, README, "best_test_accuracy"),
+    Headline("Conv7 on MNIST", PAPER_ACCURACY[("laperm-conv7", 0.0)], "paper table",
+             lambda c: c.model.arch == "laperm-conv7", README, "best_test_accuracy"),
+    Headline("Conv4 on CIFAR-10", PAPER_ACCURACY[("laperm-conv4", 0.0)], "paper table",
+             lambda c: c.model.arch == "laperm-conv4", README, "best_test_accuracy"),
+    Headline("ResNet-50 on CIFAR-10", PAPER_ACCURACY[("resnet50-cifar", 0.0)], "paper table",
+             lambda c: c.model.arch == "resnet50-cifar" and c.method.init_sparsity == 0.0, README, "best_test_accuracy"),
+)
+
 CHAPTER = Chapter(
     "laperm", "LaPerm: training by reconnecting random weights", "notebooks/laperm.ipynb", tuple(PRESETS),
     (
@@ -578,6 +594,7 @@ CHAPTER = Chapter(
     ),
     order=3,
     recipe=RECIPE,
+    headlines=HEADLINES,
 )
 
 

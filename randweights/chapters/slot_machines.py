@@ -16,7 +16,7 @@ import pandas as pd
 from .. import plots, runs
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Chapter, Figure, RecipeRow
+from ..plan import Chapter, Figure, Headline, RecipeRow
 
 LABELS = {"lenet-300-100": "LeNet-300-100", "slot-conv2": "Conv-2", "slot-conv4": "Conv-4", "slot-conv6": "Conv-6",
           "vgg19": "VGG-19"}
@@ -264,6 +264,29 @@ RECIPE = (
               lambda c: _slot(c) and bool(c.method.finetune_epochs), "the paper"),
 )
 
+def _gs(arch: str, k: int):
+    return lambda c: (c.model.arch == arch and _slot(c) and c.method.num_slots == k and c.method.selection == "greedy"
+                      and not c.method.finetune_epochs)
+
+
+def _learned(arch: str):
+    return lambda c: c.model.arch == arch and _dense(c)
+
+
+FIG3 = "the paper's Fig. 3, read off the figure (+-0.1 points)"
+HEADLINES = (
+    Headline("LeNet-300-100 on MNIST, K = 8, greedy selection", PAPER_GS["lenet-300-100"][8], "accuracy vs K",
+             _gs("lenet-300-100", 8), "the abstract and Fig. 3"),
+    Headline("LeNet-300-100 on MNIST, learned weights", PAPER_LEARNED["lenet-300-100"], "accuracy vs K",
+             _learned("lenet-300-100"), FIG3),
+    *(Headline(f"LeNet-300-100 on MNIST, K = {k}, greedy selection", PAPER_GS["lenet-300-100"][k], "accuracy vs K",
+               _gs("lenet-300-100", k), FIG3) for k in (2, 4, 16)),
+    Headline("Conv-6 on CIFAR-10, K = 8, greedy selection", PAPER_GS["slot-conv6"][8], "accuracy vs K",
+             _gs("slot-conv6", 8), FIG3),
+    Headline("VGG-19 on CIFAR-10, K = 8, greedy selection", PAPER_GS["vgg19"][8], "accuracy vs K", _gs("vgg19", 8),
+             "the abstract"),
+)
+
 CHAPTER = Chapter(
     "slot_machines", "Slot Machines: winning combinations of random weights", "notebooks/slot_machines.ipynb", tuple(PRESETS),
     (
@@ -273,6 +296,7 @@ CHAPTER = Chapter(
     ),
     order=2,
     recipe=RECIPE,
+    headlines=HEADLINES,
 )
 
 
