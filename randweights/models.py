@@ -375,3 +375,8 @@ def _first_batch_momentum(module: nn.Module, inputs) -> None:
     fresh = module.randweights_first_batch and module.track_running_stats and int(module.num_batches_tracked) == 0
     module.randweights_first_batch = False
     module.momentum = 1.0 if fresh else module.randweights_bn_momentum
+
+
+def count_weights(model: nn.Module) -> int:
+    """Weights of Linear and Conv2d layers (biases excluded), the count the papers report."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
