@@ -37,7 +37,7 @@ class Preset:
     dataset: str
     subset: int | None  # training images of the main run ("more data")
     less_subset: int  # training images of the less-data control
-    validation: int  # held-out images for the best-validation protocol
+    validation: int  # images of the best-validation protocol (held out of training, or the first test images: validation_from)
     width: float  # multiplies the FCN's 1024 hidden units
     rounds: int  # pruning rounds: u = 0.7**rounds at the end
     epochs: int  # per round
