@@ -216,8 +216,8 @@ def _runs_but(*labels: str):
 
 _LABEL_RUNS = ("meaningful labels", "random labels")
 _IMP_RUNS = tuple(label for label in RUNS if label != "one-shot")
-_ABSTRACT = "not in the abstract (the body was not available to us)"
-_CODE = "what the released code runs (src/IMP.py, inputs/*.ini); the paper's text was not available to check against it"
+_ABSTRACT = "not in the abstract"  # the only part of the paper available to us
+_CODE = "the released code's"
 
 # Where the paper, the released code (github.com/phiandark/SiftingFeatures, commit 7e0b483: src/IMP.py, Data.py,
 # Network.py, Utils.py, inputs/*.ini) and `full` could differ. Only the abstracts were available to us, so `full`
