@@ -26,6 +26,7 @@ SCHEDULES = ("cosine", "constant", "exponential", "sgdr", "resnet-step", "step-0
 SAMPLINGS = ("epoch", "replacement")
 NORMALIZATIONS = ("standardize", "unit", "mean-image")
 SELECT_EPOCHS = ("last", "validation")
+VALIDATION_SOURCES = ("train", "test")
 SEED_LIMIT = 2**32  # seeds (every field whose name ends in "seed") lie in [0, 2**32)
 
 
@@ -165,7 +166,8 @@ PRECISIONS = ("fp32", "bf16")  # bf16: forward pass autocast to bfloat16 (CPU AM
 class DataConfig(Settings):
     dataset: str = field(default="mnist", metadata={"help": "the dataset"})
     subset: int | None = field(default=None, metadata={"help": "class-balanced number of training images; none: all"})
-    validation: int = field(default=0, metadata={"help": "training images held out for validation (class-balanced, fixed split)"})
+    validation: int = field(default=0, metadata={"help": "validation images: held out of the training images (class-balanced, fixed split), or with validation_from=test the first ones of the test split"})
+    validation_from: str = field(default="train", metadata={"help": "where the validation images come from: train (held out, not trained on) or test (the first `validation` test images, nothing held out: the FCN paper's code)"})
     augment: bool = field(default=False, metadata={"help": "random crop and horizontal flip (CIFAR-10 only)"})
     crop: bool = field(default=True, metadata={"help": "with augment: the random crop (4-pixel padding); false: horizontal flips only"})
     random_affine: bool = field(default=False, metadata={"help": "random rotation +-10 deg, zoom +-10 %, shift +-10 % (LaPerm's Conv7 notebook)"})
@@ -177,6 +179,7 @@ class DataConfig(Settings):
             check_range("subset", self.subset, low=10)
         check_range("validation", self.validation, low=0)  # the upper limit depends on the dataset: data.load
         check_choice("normalize", self.normalize, NORMALIZATIONS)
+        check_choice("validation_from", self.validation_from, VALIDATION_SOURCES)
 
 
 @dataclass(frozen=True)
@@ -185,10 +188,13 @@ class ModelConfig(Settings):
     width: float = field(default=1.0, metadata={"help": "multiplier of every hidden width and channel count"})
     bias: bool = field(default=False, metadata={"help": "give Linear and Conv2d layers a bias (the supermask papers use none)"})
     affine_bn: bool = field(default=False, metadata={"help": "let BatchNorm learn a scale and shift"})
+    bn_momentum: float = field(default=0.1, metadata={"help": "BatchNorm running-statistics momentum, PyTorch's convention (a TensorFlow decay d is 1 - d: the FCN paper's 0.99 is 0.01)"})
+    bn_first_batch: bool = field(default=False, metadata={"help": "BatchNorm running statistics start from the first training batch's moments (after every reset: each IMP round), not mean 0 / variance 1 (the FCN paper's code)"})
 
     def __post_init__(self):
         check_choice("arch", self.arch, ARCHS)
         check_range("width", self.width, low=0, low_open=True)
+        check_range("bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
 
 
 @dataclass(frozen=True)

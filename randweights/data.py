@@ -336,15 +336,20 @@ def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator, p
 
 
 def load(cfg: DataConfig) -> Splits:
-    """Fixed train / validation / test splits for ``cfg``. The validation images come out of the training split;
-    ``subset`` then takes a class-balanced sample of what is left. Neither depends on the run's seed."""
+    """Fixed train / validation / test splits for ``cfg``. The validation images come out of the training split
+    (``validation_from="train"``; ``subset`` then takes a class-balanced sample of what is left), or are the first
+    ``validation`` test images (``"test"``, the FCN paper's code: its "validation set" is ImageNet32's validation
+    batch, our test split). Neither depends on the run's seed."""
     arrays = load_arrays(cfg.dataset)
     x_train, y_train = arrays["train"]
     x_test, y_test = arrays["test"]
     rng = np.random.default_rng(SPLIT_SEED)
     order = np.arange(len(y_train))
     val_idx = np.array([], dtype=np.int64)
-    if cfg.validation:
+    if cfg.validation and cfg.validation_from == "test":  # the first test images; nothing held out of training
+        if cfg.validation > len(y_test):
+            raise ConfigError("validation", cfg.validation, f"at most the {len(y_test)} test images of {cfg.dataset} (validation_from=test)")
+    elif cfg.validation:
         if cfg.validation >= len(y_train):
             raise ConfigError("validation", cfg.validation, f"fewer than the {len(y_train)} training images of {cfg.dataset}")
         val_idx = balanced_indices(y_train, cfg.validation, rng, "validation")
@@ -365,7 +370,8 @@ def load(cfg: DataConfig) -> Splits:
 
     return Splits(
         train=split(raw_train, y_train, order),
-        validation=split(raw_train, y_train, val_idx) if cfg.validation else None,
+        validation=None if not cfg.validation else (split(raw_test, y_test, np.arange(cfg.validation)) if cfg.validation_from == "test"
+                                                    else split(raw_train, y_train, val_idx)),
         test=split(raw_test, y_test, np.arange(len(y_test))),
         num_classes=NUM_CLASSES[cfg.dataset],
         input_shape=SHAPES[cfg.dataset],

@@ -335,8 +335,46 @@ def build(arch: str, input_shape, num_classes: int, width: float = 1.0, bias: bo
 
 def build_for(model: ModelConfig, input_shape, num_classes: int, bias: bool | None = None) -> nn.Module:
     """The plain model a :class:`~randweights.config.ModelConfig` describes, for inputs of ``input_shape`` and
-    ``num_classes`` classes (``bias`` overrides the config's where a method needs biases)."""
-    return build(model.arch, input_shape, num_classes, model.width, model.bias if bias is None else bias, model.affine_bn)
+    ``num_classes`` classes (``bias`` overrides the config's where a method needs biases), its BatchNorm layers
+    set as the config says (:func:`set_batchnorm`)."""
+    net = build(model.arch, input_shape, num_classes, model.width, model.bias if bias is None else bias, model.affine_bn)
+    set_batchnorm(net, model.bn_momentum, model.bn_first_batch)
+    return net
+
+
+def set_batchnorm(net: nn.Module, momentum: float = 0.1, first_batch: bool = False) -> nn.Module:
+    """Give every BatchNorm layer of ``net`` the running-statistics ``momentum`` (PyTorch's convention:
+    ``running = (1 - momentum) * running + momentum * batch``). ``first_batch``: the first training batch after
+    the net is built or :func:`rearm_first_batch` is called (IMP's rewind does, with the reset of the running
+    statistics) sets the running statistics outright (momentum 1) if they are fresh (``num_batches_tracked`` 0,
+    not a restored checkpoint's): the FCN paper's code seeds its moving averages with the first batch of every
+    round."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+            m.randweights_bn_momentum = momentum
+            if first_batch and not hasattr(m, "randweights_first_batch"):
+                m.register_forward_pre_hook(_first_batch_momentum)
+                m.randweights_first_batch = True  # armed: the next training batch checks
+    return net
+
+
+def rearm_first_batch(net: nn.Module) -> None:
+    """After ``reset_running_stats``: the next training batch of every layer set up by :func:`set_batchnorm` with
+    ``first_batch`` seeds its running statistics again."""
+    for m in net.modules():
+        if hasattr(m, "randweights_first_batch"):
+            m.randweights_first_batch = True
+
+
+def _first_batch_momentum(module: nn.Module, inputs) -> None:
+    """Forward pre-hook of :func:`set_batchnorm`: momentum 1 for the first training batch of fresh statistics,
+    the configured momentum after it (the count is read once per arming, not every step)."""
+    if not module.training:
+        return
+    fresh = module.randweights_first_batch and module.track_running_stats and int(module.num_batches_tracked) == 0
+    module.randweights_first_batch = False
+    module.momentum = 1.0 if fresh else module.randweights_bn_momentum
 
 
 def count_weights(model: nn.Module) -> int:

@@ -314,7 +314,8 @@ DRY_TEST_IMAGES = 8
 
 def dry_config(cfg: RunConfig) -> RunConfig:
     """``cfg`` cut to one optimizer step per training phase on a few images: at most one epoch, one batch,
-    IMP at most two rounds (a prune, a rewind and a retrain) rewinding after step 1, slot finetuning one epoch,
+    IMP at most two rounds (a prune, a rewind and a retrain) rewinding after step 1 (and validating after every step
+    where it validates by steps), slot finetuning one epoch,
     LaPerm syncing (and probing) after every step. Everything that picks a code path is kept."""
     changes: dict = {"epochs": min(cfg.train.epochs, 1), "batch_size": DRY_IMAGES, "subset": None,
                      "validation": DRY_IMAGES if cfg.data.validation else 0}
@@ -323,6 +324,8 @@ def dry_config(cfg: RunConfig) -> RunConfig:
     method = cfg.method
     if hasattr(method, "rounds"):
         changes.update(rounds=min(method.rounds, 2), rewind_step=min(method.rewind_step, 1))
+    if getattr(method, "validate_every", None):  # IMP's validation cadence: a check after every step
+        changes["validate_every"] = 1
     if hasattr(method, "finetune_epochs"):
         changes["finetune_epochs"] = min(method.finetune_epochs, 1)
     if hasattr(method, "sync_period") and method.sync_period:

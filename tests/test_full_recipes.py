@@ -164,7 +164,7 @@ def test_less_data_keeps_the_steps_when_batches_are_drawn_with_replacement(tmp_p
     full = fcn_to_cnn.configs(fcn_to_cnn.preset("full"))
     steps = {label: c.train.epochs * c.train.steps_per_epoch for label, c in full.items()}
     assert set(steps.values()) == {100_000}  # the less-data control trains as long as the main run
-    assert full["IMP"].data.subset is None and full["less data"].data.subset == 384_000  # 30 %, as data_ratio 0.3
+    assert full["IMP"].data.subset is None and full["less data"].data.subset == 384_350  # int(0.3 * 1,281,167), as data_ratio 0.3
     common = dict(rounds=1, epochs=2, batch_size=50, sampling="replacement", steps_per_epoch=3, rewind_step=2)
     records = [runs.get_or_run(make_config("imp", subset=s, **common), root=tmp_path) for s in (300, 100)]
     assert [r["steps_per_round"] for r in records] == [6, 6]

@@ -84,6 +84,7 @@ class IMPConfig(MethodConfig):
     init: str = field(default="xavier-normal", metadata={"help": "weight initialization"})  # N(0, 2/(fan_in+fan_out)), zero biases (the paper's Network.py)
     pixel_shuffle_seed: int | None = field(default=None, metadata={"help": "permute the input pixels with this seed (none: no shuffle)"})
     label_grouping: str = field(default="none", metadata={"help": "merge the labels into groups"})
+    validate_every: int | None = field(default=None, metadata={"help": "steps between checks of the validation images (and one at step 0) for each round's best validation accuracy (the paper's validate_step, 100); none: after every epoch"})
 
     def __post_init__(self):
         _check_int("rounds", self.rounds, low=0)
@@ -96,6 +97,8 @@ class IMPConfig(MethodConfig):
         if self.pixel_shuffle_seed is not None:
             _check_int("pixel_shuffle_seed", self.pixel_shuffle_seed, low=0)
         check_choice("label_grouping", self.label_grouping, LABEL_GROUPINGS)
+        if self.validate_every is not None:
+            _check_int("validate_every", self.validate_every, low=1)
 
     def default_lr(self, arch: str) -> float:
         return 0.1  # the paper's constant SGD learning rate
@@ -313,6 +316,7 @@ def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
+    models.rearm_first_batch(model)  # bn_first_batch: the next batch seeds them, as at the first round
 
 
 # ---------------------------------------------------------------------------------------------- storage
@@ -469,19 +473,49 @@ def run(cfg, splits, device, trainer: Trainer):
 
 
 def _train_round(model, cfg, splits, device, round_index: int, on_step, trainer: Trainer) -> dict:
+    """Train one round. The validation images are checked after every epoch, or with ``validate_every`` at step 0
+    and every ``validate_every`` steps (each epoch's row lists the checks made in it: ``validation_steps`` and
+    ``validation_accuracies``, the first epoch's starting at step 0); the round's best validation accuracy is the
+    best check."""
     start = time.perf_counter()
+    every = cfg.method.validate_every
+    checks: list[tuple[int, float]] = []  # (step, accuracy) since the last epoch's end
+
+    def validate() -> float:
+        accuracy = trainer.evaluate(model, splits.validation, device, precision=cfg.train.precision)["accuracy"]
+        model.train()
+        return accuracy
+
+    def step_hook(step: int) -> None:
+        if on_step is not None:
+            on_step(step)
+        if every is not None and splits.validation is not None and step % every == 0:
+            checks.append((step, validate()))
 
     def on_epoch(epoch: int, row: dict) -> None:
-        if splits.validation is not None:
-            row["validation_accuracy"] = trainer.evaluate(model, splits.validation, device, precision=cfg.train.precision)["accuracy"]
-        model.train()
+        if splits.validation is None:
+            return
+        if every is None:
+            row["validation_accuracy"] = validate()
+            return
+        done = [c for c in checks if c[0] > 0 or epoch == 1]  # step 0 belongs to the first epoch (not a resumed one)
+        checks.clear()
+        row["validation_steps"] = [s for s, _ in done]
+        row["validation_accuracies"] = [a for _, a in done]
+        if done:
+            row["validation_accuracy"] = done[-1][1]
 
+    if every is not None and splits.validation is not None:
+        checks.append((0, validate()))  # before the first step, as the official code's step 0
     optimizer = trainer.make_optimizer(model.parameters(), cfg)  # fresh each round: no stale momentum
-    history = trainer.fit(model, optimizer, cfg, splits, device, on_step=on_step, on_epoch=on_epoch,
+    history = trainer.fit(model, optimizer, cfg, splits, device, on_step=step_hook, on_epoch=on_epoch,
                         checkpoint=trainer.checkpoint, phase=f"round-{round_index}")
     for row in history:
         row["round"] = round_index
-    validation = [row["validation_accuracy"] for row in history if "validation_accuracy" in row]
+    if every is None:
+        validation = [row["validation_accuracy"] for row in history if "validation_accuracy" in row]
+    else:
+        validation = [a for row in history for a in row.get("validation_accuracies", [])]
     test = trainer.evaluate(model, splits.test, device, precision=cfg.train.precision)
     masks = get_masks(model)
     total, per_layer = remaining(masks)
