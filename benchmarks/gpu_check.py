@@ -73,13 +73,12 @@ def log(out: Path, line: str) -> None:
         f.write(line + "\n")
 
 
-def child_env(data_dir: Path | None, results: Path | None = None) -> dict:
+def child_env(data_dir: Path | None) -> dict:
+    """The environment of the check's child processes: this checkout's randweights, no progress bars, training on."""
     environ = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                "RANDWEIGHTS_PROGRESS": "0", "RANDWEIGHTS_TRAIN": "1"}
     if data_dir is not None:
         environ["RANDWEIGHTS_DATA"] = str(data_dir)
-    if results is not None:
-        environ["RANDWEIGHTS_RESULTS"] = str(results)
     return environ
 
 
@@ -413,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                                                ("timing_seconds", args.timing_seconds)) if value is not None}
     s = replace(s, **changes)
     config_lib.check_device(s.device)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the child processes run in the repository root
     out.mkdir(parents=True, exist_ok=True)
     data = args.data or os.environ.get("RANDWEIGHTS_DATA")
     data_dir = Path(data).resolve() if data else None

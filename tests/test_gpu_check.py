@@ -75,7 +75,7 @@ def test_the_projection_is_steps_times_seconds_per_step_with_the_recipe_as_fallb
 def test_the_tiny_check_writes_every_output_and_its_bundle_imports(check, mnist, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "RANDWEIGHTS_PROGRESS": "0"}
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(out), "--tiny"], cwd=tmp_path, env=env,
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "out", "--tiny"], cwd=tmp_path, env=env,  # relative
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "summary.txt").read_text() in done.stdout
