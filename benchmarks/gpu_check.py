@@ -264,9 +264,11 @@ def markdown(timing: dict) -> str:
     lines += ["", f"Compared with {ref['what']}: about {ref['total_gpu_hours']:g} {ref['device']}-hours for the whole "
               f"preset ({shares}).", ""]
     untimed = [r for r in timing["recipes"] if "error" in r]
-    if untimed or total["runs_projected"] < total["runs"]:
-        lines.append(f"{total['runs'] - total['runs_projected']} runs of recipes not timed are left out of the hours; "
-                     f"{len(untimed)} timed recipes failed or ran out of budget (timing.json says which).")
+    if untimed:
+        lines.append(f"{len(untimed)} of {len(timing['recipes'])} step costs were not timed (failed, or step 2's budget "
+                     f"ran out: timing.json says which). {total['runs_from_recipe']} runs of those take the mean of "
+                     f"their recipe's timed step costs; {total['runs'] - total['runs_projected']} runs, whose recipe "
+                     "has none timed, are left out of the hours.")
     return "\n".join(lines) + "\n"
 
 
