@@ -41,6 +41,8 @@ STATS = {  # per-channel mean and std of the training images, pixels in [0, 1]
 NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, **imagenet32.DATASETS}
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
           **dict.fromkeys(imagenet32.DATASETS, (3, 32, 32))}
+SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000), "cifar10": (50000, 10000),  # (train, test) images
+         **dict.fromkeys(imagenet32.DATASETS, (1281167, 50000))}
 IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -192,6 +194,14 @@ def _load_arrays(dataset: str, root: str, download: str):
             f"copy it in torchvision's layout into a folder and set RANDWEIGHTS_DATA to that folder (see data/README.md)."
         )
     return arrays
+
+
+def train_count(cfg: DataConfig) -> int:
+    """Training images a run of ``cfg`` steps over, from the datasets' published sizes (no file read): ``subset``
+    when set, else the training split less the ``validation`` images."""
+    if cfg.subset is not None:
+        return cfg.subset
+    return SIZES[cfg.dataset][0] - cfg.validation
 
 
 # ----------------------------------------------------------------------------------------------- splits

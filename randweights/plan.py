@@ -436,3 +436,114 @@ def dry_run(entries: list[Entry], device: str = "cpu", log=None, real_data: bool
         if log is not None:
             log(result.line())
     return results
+
+
+# ---------------------------------------------------------------------------------------------- step counts and timing
+def planned_steps(cfg: RunConfig, train_images: int | None = None) -> int:
+    """Optimizer steps a run of ``cfg`` takes in all: every training phase's epochs (IMP: each round, all of them
+    even where ``stop_unit_fraction`` may end it early, so an upper bound; Slot Machines: the score epochs and the
+    finetuning epochs) times the steps of one epoch over ``train_images`` (default :func:`randweights.data.train_count`)."""
+    images = data.train_count(cfg.data) if train_images is None else train_images
+    method = cfg.method
+    phases = 1
+    if hasattr(method, "rounds") and method.rounds > 0:
+        phases = method.rounds + 1 if method.pruning_schedule == "iterative" else 2
+    epochs = phases * cfg.train.epochs + getattr(method, "finetune_epochs", 0)
+    return epochs * cfg.train.epoch_steps(images)
+
+
+class _Timed(Exception):
+    """Raised from the step hook once the timed steps are done: it ends the method's flow there."""
+
+
+class _StepClock(train.Trainer):
+    """A trainer whose ``fit`` times the optimizer steps of every phase after ``warmup`` of them (synchronizing
+    the device at both ends) and stops the flow after ``steps`` timed ones or ``max_seconds``."""
+
+    def __init__(self, device: torch.device, warmup: int, steps: int, max_seconds: float | None):
+        super().__init__(None)
+        self.device, self.warmup, self.steps, self.max_seconds = device, warmup, steps, max_seconds
+        self.done, self.timed, self.seconds, self.start = 0, 0, 0.0, 0.0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def fit(self, model, optimizer, cfg, splits, device, on_step=None, **options):
+        def step(global_step: int) -> None:
+            if on_step is not None:
+                on_step(global_step)
+            self.done += 1
+            if self.done == self.warmup:
+                self.start = self._now()
+            elif self.done > self.warmup:
+                self.timed, self.seconds = self.done - self.warmup, self._now() - self.start
+                if self.timed >= self.steps or (self.max_seconds is not None and self.seconds >= self.max_seconds):
+                    raise _Timed
+
+        return super().fit(model, optimizer, cfg, splits, device, on_step=step, **options)
+
+
+@dataclass
+class StepTiming:
+    """What :func:`time_steps` measured: ``steps`` timed optimizer steps in ``seconds`` (after ``warmup``
+    untimed ones), and ``setup_seconds`` from the start to the first timed step (model, data, warm-up)."""
+
+    config: RunConfig
+    steps: int
+    seconds: float
+    warmup: int
+    setup_seconds: float
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return self.seconds / self.steps if self.steps else None
+
+
+def timing_splits(cfg: RunConfig, images: int, device: torch.device, seed: int = 0) -> data.Splits:
+    """Random images of the dataset's shape on ``device``: ``images`` training images, a few validation ones,
+    and as many test images as the real test split has (at most 10,000: the probes some methods run read them)."""
+    shape, classes = data.SHAPES[cfg.data.dataset], data.NUM_CLASSES[cfg.data.dataset]
+    g = torch.Generator(device=device).manual_seed(seed)
+
+    def split(n: int) -> data.Split:
+        return data.Split(torch.randn(n, *shape, generator=g, device=device), torch.arange(n, device=device) % classes)
+
+    validation = split(DRY_IMAGES) if cfg.data.validation else None
+    return data.Splits(split(images), validation, split(min(data.SIZES[cfg.data.dataset][1], 10000)), classes, shape)
+
+
+def time_steps(cfg: RunConfig, device: str = "cpu", steps: int = 200, warmup: int = 5,
+               max_seconds: float | None = None) -> StepTiming:
+    """Seconds per optimizer step of ``cfg``'s recipe on ``device``: the method's real flow (its model, batch
+    size, precision, optimizer and per-step work: LaPerm's syncs and probes, Slot Machines' selections) on random
+    images of the dataset's shape held on the device (as :func:`randweights.train.run` holds the real ones),
+    ``warmup`` steps untimed (cuDNN autotuning, first allocations), then ``steps`` timed ones, or fewer when
+    ``max_seconds`` is reached first. A recipe that trains fewer steps in all (``epochs = 0``) times what it has.
+    Nothing is stored. Raises whatever the run raises."""
+    check_device(device)
+    for name, value, low in (("steps", steps, 1), ("warmup", warmup, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(name, value, f"an integer >= {low}")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ConfigError("max_seconds", max_seconds, "a number of seconds > 0, or None")
+    dev = torch.device(device)
+    begin = time.perf_counter()
+    images = (warmup + steps) * cfg.train.batch_size  # one epoch holds every step (unless steps_per_epoch is set)
+    cfg = cfg.replace(subset=None)
+    train.seed_everything(cfg.train.seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as train.run: autotuned kernels (the warm-up steps pay for it)
+    splits = timing_splits(cfg, images, dev)
+    clock = _StepClock(dev, warmup, steps, max_seconds)
+    try:
+        train.method_flow(cfg)(cfg, splits, dev, clock)
+    except _Timed:
+        pass
+    finally:
+        del splits
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    setup = (clock.start - begin) if clock.done >= warmup else time.perf_counter() - begin
+    return StepTiming(cfg, clock.timed, clock.seconds, warmup, setup)

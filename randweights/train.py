@@ -405,14 +405,15 @@ class Trainer:
 
 
 def standard_run(cfg: RunConfig, splits: data_lib.Splits, device: torch.device, trainer: Trainer):
-    """Build the model, let the method prepare it, train what it returns. For methods with ``prepare``."""
+    """Build the model, let the method prepare it, train what it returns (all through ``trainer``, as the methods
+    with a flow of their own do). For methods with ``prepare``."""
     method = methods.get(cfg.method.name)
     if method.prepare is None:
         raise TypeError(f"method {method.name!r} has a flow of its own (run), not prepare: train.run calls it")
-    model = build_model(cfg, splits)
+    model = trainer.build_model(cfg, splits)
     params = method.prepare(model, cfg)
     model.to(device)
-    history = fit(model, make_optimizer(params, cfg), cfg, splits, device, checkpoint=trainer.checkpoint)
+    history = trainer.fit(model, trainer.make_optimizer(params, cfg), cfg, splits, device, checkpoint=trainer.checkpoint)
     metrics = {"history": history}
     if method.summarize is not None:
         metrics.update(method.summarize(model))

@@ -6,16 +6,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
-from randweights import methods, plan
+from randweights import data, methods, plan, train
 from randweights.chapters import CHAPTERS, edge_popup, fcn_to_cnn, slot_machines
-from randweights.config import from_dict
+from randweights.config import from_dict, make_config
 from randweights.errors import ConfigError
 
 # sha256 of the sorted run ids of each chapter's figures per preset, as planned before the chapters declared their
@@ -189,3 +191,67 @@ def test_dry_run_of_every_full_preset_steps_each_recipe():
     assert any(f.get("finetune_epochs") == 1 for c, f in facts if c.method.name == "slot")
     assert all(f["syncs"] >= 1 for c, f in facts if c.method.name == "laperm" and c.method.sync_period)
     assert all(f["epochs"] == min(c.train.epochs, 1) for c, f in facts if c.method.name in ("edge-popup", "dense", "slot"))
+
+
+# ---------------------------------------------------------------------------------------------- step counts and timing
+class _CountingTrainer(train.Trainer):
+    """The real trainer, counting the optimizer steps of every phase a method's flow trains."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.steps = 0
+
+    def fit(self, model, optimizer, cfg, splits, device, on_step=None, **options):
+        def count(step):
+            self.steps += 1
+            if on_step is not None:
+                on_step(step)
+
+        return super().fit(model, optimizer, cfg, splits, device, on_step=count, **options)
+
+
+@pytest.mark.parametrize("method, settings", [
+    ("dense", {"epochs": 2}),
+    ("edge-popup", {"epochs": 2}),
+    ("slot", {"epochs": 2, "num_slots": 4, "finetune_epochs": 3}),
+    ("laperm", {"epochs": 2, "sync_period": 2}),
+    ("imp", {"epochs": 1, "rounds": 2, "rewind_step": 1}),
+    ("imp", {"epochs": 2, "rounds": 3, "rewind_step": 1, "pruning_schedule": "one-shot"}),
+])
+def test_planned_steps_are_the_steps_the_methods_flow_trains(method, settings):
+    cfg = make_config(method, arch="lenet-300-100", batch_size=16, **settings)
+    images = 40  # 3 steps an epoch, the last one short
+    splits = data.Splits(data.Split(torch.randn(images, 1, 28, 28), torch.arange(images) % 10), None,
+                         data.Split(torch.randn(20, 1, 28, 28), torch.arange(20) % 10), 10, (1, 28, 28))
+    trainer = _CountingTrainer()
+    train.method_flow(cfg)(cfg, splits, torch.device("cpu"), trainer)
+    assert trainer.steps > 0
+    assert plan.planned_steps(cfg, train_images=images) == trainer.steps
+
+
+def test_planned_steps_read_the_training_images_from_the_published_sizes():
+    full = make_config("dense", dataset="mnist", validation=9000, epochs=200, batch_size=128)
+    assert data.train_count(full.data) == 51000
+    assert plan.planned_steps(full) == 200 * math.ceil(51000 / 128)
+    assert data.train_count(make_config("dense", dataset="cifar10", subset=500).data) == 500
+    sampled = make_config("dense", dataset="imagenet32", epochs=3, sampling="replacement", steps_per_epoch=1000)
+    assert plan.planned_steps(sampled) == 3000
+
+
+def test_time_steps_times_the_steps_asked_after_the_warm_up_and_stores_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = make_config("slot", arch="lenet-300-100", num_slots=4, epochs=200, batch_size=32)
+    t = plan.time_steps(cfg, "cpu", steps=4, warmup=2)
+    assert (t.steps, t.warmup) == (4, 2) and t.seconds > 0 and t.seconds_per_step == t.seconds / 4 and t.setup_seconds > 0
+    assert not any(tmp_path.iterdir())
+    capped = plan.time_steps(cfg, "cpu", steps=10_000, warmup=1, max_seconds=1e-9)
+    assert capped.steps == 1  # the cap reached at the first timed step
+    untrained = plan.time_steps(make_config("slot", arch="lenet-300-100", num_slots=1, epochs=0), "cpu", steps=3)
+    assert untrained.steps == 0 and untrained.seconds_per_step is None
+
+
+@pytest.mark.parametrize("name, value", [("steps", 0), ("warmup", 0), ("steps", 2.5), ("max_seconds", 0), ("max_seconds", "1")])
+def test_time_steps_bad_input_names_the_parameter(name, value):
+    cfg = make_config("dense", arch="lenet-300-100")
+    with pytest.raises(ConfigError, match=name):
+        plan.time_steps(cfg, "cpu", **{name: value})
