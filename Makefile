@@ -38,7 +38,11 @@ chromium:
 	  apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium"; \
 	else echo "Chromium not installed: the browser test will skip"; fi
 
+# The published bundles (bundles/: paper-scale runs a CPU could afford, the smoke preset) are imported first, each
+# record verified; runs already stored are left as they are. The chapters then show them beside their own preset.
 book: setup fashion-mnist
+	@for b in bundles/*.tar.gz bundles/*.tar bundles/*.zip; do [ -e "$$b" ] || continue; \
+	  $(BIN)/randweights bundle import "$$b" || exit 1; done
 	$(BIN)/randweights reproduce --preset $(PRESET)
 
 test: setup fashion-mnist chromium

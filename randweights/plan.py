@@ -167,6 +167,7 @@ class Chapter:
         import pandas as pd
 
         rows = []
+        presets = list(dict.fromkeys(presets))  # ("full", "full") when the page itself is at full
         for h in self.headlines:
             row: dict = {"result": h.what, "paper": f"{h.paper:.2f}" if h.paper is not None else "not reported"}
             for preset_name in presets:

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import colab, env, plan, stored
+from . import chapters, colab, env, plan, stored
 from .chapters import CHAPTERS
 from .config import check_device
 
@@ -52,6 +52,20 @@ def repo_root(start: Path | None = None) -> Path:
         f"no randweights checkout (notebooks/ and book/_config.yml) at or above {here}; get the notebooks with "
         f"`git clone {source_url()}` and run there, or pass --root DIR"
     )
+
+
+def book_results() -> Path:
+    """The results folder a book page reads: ``$RANDWEIGHTS_RESULTS`` (set by :func:`reproduce` for the build), else
+    ``results/`` of the checkout around the working directory (a page runs in ``book/``)."""
+    if env.RESULTS in os.environ:
+        return env.results_dir()
+    return repo_root() / "results"
+
+
+def headline_table():
+    """The first page's table: every chapter's headline numbers, the paper's beside ours at ``full`` (stored runs of
+    :func:`book_results` only; nothing trains)."""
+    return chapters.headline_table(("full",), book_results())
 
 
 def available_chapters(root: Path) -> list[str]:

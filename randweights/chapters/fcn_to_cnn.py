@@ -366,16 +366,23 @@ def ablation(record: dict, preset_name: str, device=None) -> pd.DataFrame:
 
 def comparison_table(records: dict[str, dict], preset_name: str) -> pd.DataFrame:
     """The paper's best IMP iteration beside ours (ImageNet32, 1000 classes; ours: the preset's dataset)."""
-    p = preset(preset_name)
-    df = pd.DataFrame(round_table(records["IMP"]))
-    best = df.loc[df["best_validation_accuracy"].idxmax()]
-    return pd.DataFrame(
-        {
-            "paper (ImageNet32, 1000 classes)": [PAPER["best_round"], PAPER["remaining_percent"], PAPER["best_validation_accuracy"], PAPER["final_top1"]],
-            f"ours ({preset_name}, {plots.readable(p.dataset)}, {NUM_CLASSES[p.dataset]:,} classes)": [int(best["round"]), round(100 * best["remaining_fraction"], 2), round(100 * best["best_validation_accuracy"], 2), round(100 * best["test_accuracy"], 2)],
-        },
-        index=pd.Index(["best IMP round", "remaining weights at best round (%)", "best validation accuracy (%)", "final-weights accuracy (%)"], name="measure"),
-    )
+    def column(record: dict | None) -> list:
+        if record is None:
+            return ["not run"] * 4
+        df = pd.DataFrame(round_table(record))
+        best = df.loc[df["best_validation_accuracy"].idxmax()]
+        return [int(best["round"]), round(100 * best["remaining_fraction"], 2), round(100 * best["best_validation_accuracy"], 2),
+                round(100 * best["test_accuracy"], 2)]
+
+    def label(name: str) -> str:
+        p = preset(name)
+        return f"ours ({name}, {plots.readable(p.dataset)}, {NUM_CLASSES[p.dataset]:,} classes)"
+
+    columns = {"paper (ImageNet32, 1000 classes)": [PAPER["best_round"], PAPER["remaining_percent"], PAPER["best_validation_accuracy"], PAPER["final_top1"]]}
+    if preset_name != "full":  # the paper-scale run where one is stored (an imported bundle); never trained here
+        columns[label("full")] = column(next(iter(store.verified(c) for c in CHAPTER.figure("IMP").configs("full")), None))
+    columns[label(preset_name)] = column(records["IMP"])
+    return pd.DataFrame(columns, index=pd.Index(["best IMP round", "remaining weights at best round (%)", "best validation accuracy (%)", "final-weights accuracy (%)"], name="measure"))
 
 
 # ---------------------------------------------------------------------------------------------- figures
