@@ -174,7 +174,7 @@ class Chapter:
                 if preset_name not in self.presets:
                     continue
                 ours = h.ours(self, preset_name, root)
-                shown = "not run" if ours["value"] is None else f"{ours['value']:.2f}" + (f" ± {ours['sd']:.2f}" if ours["sd"] is not None else "")
+                shown = ("not in this preset" if not ours["planned"] else "not run") if ours["value"] is None else f"{ours['value']:.2f}" + (f" ± {ours['sd']:.2f}" if ours["sd"] is not None else "")
                 row[f"ours, {preset_name}"] = shown + (f" ({ours['at']})" if ours["at"] else "")
                 row[f"runs, {preset_name}"] = f"{ours['stored']} of {ours['planned']}"
             rows.append(row)

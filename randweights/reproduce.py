@@ -57,9 +57,12 @@ def repo_root(start: Path | None = None) -> Path:
 def book_results() -> Path:
     """The results folder a book page reads: ``$RANDWEIGHTS_RESULTS`` (set by :func:`reproduce` for the build), else
     ``results/`` of the checkout around the working directory (a page runs in ``book/``)."""
-    if env.RESULTS in os.environ:
-        return env.results_dir()
-    return repo_root() / "results"
+    if env.RESULTS not in os.environ:
+        try:
+            return repo_root() / "results"
+        except NoCheckout:
+            pass
+    return env.results_dir()
 
 
 def headline_table():
