@@ -3,9 +3,11 @@
 A bundle is a ``.tar.gz`` (or ``.zip``) holding ``manifest.json`` (preset, chapters, when and where it was made,
 the SHA-256 of every file) and ``runs/<run_id>/`` for each run of the preset's plan that is stored: its
 ``record.json``, ``config.json``, the small analysis files beside them (``*.json``) and its compact subnetwork
-file where the method wrote one (``*.rwc``, or the file the record names; ``max_compact_bits`` leaves out those
-that really hold trained weights, such as a dense network's). ``model.pt`` travels only when asked for;
-checkpoints never do.
+file where the method wrote one (``*.rwc``, or the file the record names). By default every compact file
+travels, so every chapter rebuilds the trained networks it reads from the bundle alone
+(:func:`randweights.runs.load_network`), without training; ``max_compact_bits`` leaves out those that really hold
+trained weights, such as a dense network's, and the export then names the runs whose network a chapter reads
+that the bundle carries without it. ``model.pt`` travels only when asked for; checkpoints never do.
 
 Importing verifies each run before it touches the results folder: the record's own checksum and settings (the
 run store's :func:`randweights.store.check_record`), its folder name against its run key, and every file against
@@ -58,8 +60,9 @@ def _check_name(out: Path) -> None:
 # ---------------------------------------------------------------------------------------------- export
 def run_files(folder: Path, record: dict, models: bool = False, max_compact_bits: float | None = None) -> list[Path]:
     """The files of one run folder that a bundle carries (record last): the JSON files, the compact subnetwork
-    file (unless it stores more than ``max_compact_bits`` bits per weight: a dense or finetuned network's file
-    holds its trained weights, about 32 bits each) and, with ``models``, ``model.pt`` and every compact file."""
+    file (by default always; with ``max_compact_bits``, unless it stores more bits per weight: a dense or
+    finetuned network's file holds its trained weights, about 32 bits each) and, with ``models``, ``model.pt`` and
+    every compact file."""
     bits = record.get("compact_bits_per_weight")
     compact_ok = models or max_compact_bits is None or bits is None or bits <= max_compact_bits
     named = {record.get("compact_file")} - {None}
@@ -95,12 +98,26 @@ class ExportReport:
     runs: int
     missing: list[str]
     bytes: int
+    without_network: list[str] = field(default_factory=list)  # carried, but not the network a chapter reads
 
     def lines(self) -> list[str]:
         out = [f"[bundle] {self.path}: {self.runs} runs, {self.bytes / 1024:.1f} KiB"]
         if self.missing:
             out.append(f"[bundle] {len(self.missing)} runs of the plan are not stored and not in the bundle")
+        if self.without_network:
+            out.append(f"[bundle] {len(self.without_network)} runs are carried without the network a chapter reads "
+                       f"(compact file or model.pt), so those chapters cannot render from the bundle alone: "
+                       f"{', '.join(self.without_network)}")
         return out
+
+
+def carries_network(entry: plan.Entry, names: Iterable[str]) -> bool:
+    """Whether a run whose bundle files are ``names`` carries what its chapters read: the network
+    (:func:`randweights.runs.load_network`: compact file or ``model.pt``) for ``keep_model``, the compact file
+    for ``reads_compact``."""
+    names = set(names)
+    has_compact = runs.COMPACT_FILE in names
+    return (not entry.keep_model or has_compact or store.MODEL in names) and (not entry.reads_compact or has_compact)
 
 
 def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], root=None, only: Iterable[str] | None = None,
@@ -114,11 +131,11 @@ def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], roo
     entries = plan.plan(preset, chapters, only)
     root = store.results_root(root)
     members: dict[str, bytes] = {}
-    listed, records, missing = [], [], []
+    listed, records, missing, without_network = [], [], [], []
     for entry in entries:
         folder = root / entry.run_id
         record = store.load(entry.config, root)  # verified; a bad record is moved aside and left out
-        if record is None or (models and entry.keep_model and not (folder / "model.pt").is_file()):
+        if record is None:
             missing.append(entry.run_id)
             continue
         files, run_members = {}, {}
@@ -136,11 +153,13 @@ def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], roo
         members.update(run_members)
         records.append(record)
         listed.append({**entry.row(), "files": files})
+        if not carries_network(entry, files):
+            without_network.append(entry.run_id)
     manifest = {"format": FORMAT, "preset": preset, "chapters": [c.name for c in plan.select(chapters, only)], "runs": listed,
                 "missing": missing, "provenance": provenance(records)}
     members = {MANIFEST: json.dumps(manifest, indent=1).encode(), **members}
     _write_archive(out, members)
-    return ExportReport(out, len(listed), missing, out.stat().st_size)
+    return ExportReport(out, len(listed), missing, out.stat().st_size, without_network)
 
 
 def _write_archive(out: Path, members: dict[str, bytes]) -> None:
