@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,19 @@ def test_every_chapter_renders_from_an_imported_bundle_without_training(smoke_ch
     assert networks and all((results / e.run_id / "compact.rwc").is_file() for e in networks)
     assert not any((results / e.run_id / store.MODEL).exists() for e in entries)  # only the compact files travel
     before = _run_files(results)
+
+    # --max-compact-bits leaves out whole the runs whose compact files hold trained weights (their records hold the
+    # files' SHA-256): every run it carries reads back as stored, none as damaged
+    small = tmp_path / "small.zip"
+    done = _cli("bundle", "export", "--preset", "smoke", "--max-compact-bits", "16", "--results",
+                str(smoke_chapters.root / "results"), str(small))
+    left_out = json.loads(zipfile.ZipFile(small).read("manifest.json"))["left_out"]
+    dense = {e.run_id for e in entries if e.config.method.name == "dense"}
+    assert done.returncode == 0 and dense and dense <= set(left_out) and f"{len(left_out)} runs left out" in done.stdout
+    assert _cli("bundle", "import", str(small), "--results", str(tmp_path / "small")).returncode == 0
+    carried = [e for e in entries if e.run_id not in left_out]
+    assert all(store.verified(e.config, tmp_path / "small") is not None for e in carried)
+    assert not list((tmp_path / "small").glob("*/*.corrupt-*"))
 
     book = tmp_path / "repo"  # a fresh checkout's notebooks and book sources, no executed page
     shutil.copytree(ROOT / "book", book / "book", ignore=shutil.ignore_patterns("_build", "chapters", "figures"))

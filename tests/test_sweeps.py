@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from randweights import bundles, chapters, env, make_config, plan, runs, store, stored, sweeps
+from randweights import bundles, chapters, env, make_config, plan, runs, store, stored, sweeps, train
 from randweights.chapters import CHAPTERS
 from randweights.errors import ConfigError
 
@@ -86,6 +87,21 @@ def test_training_off_returns_stored_records_only(tmp_path, mnist, monkeypatch):
     assert runs.get_or_run(kept, root=tmp_path, keep_model=True)["run_id"] == kept.run_id
     assert not (folder / "model.pt").exists() and (folder / "record.json").read_bytes() == before
     assert not (tmp_path / missing.run_id).exists()
+
+
+# (a Bernoulli supermask that samples its evaluation mask keeps the fixed sample in its compact file, not in
+# model.pt: the threshold mask makes the kept state dict alone deterministic)
+@pytest.mark.parametrize("method, settings", [("dense", {}), ("edge-popup", {}), ("supermask-bernoulli", {"eval_mask": "threshold"})])
+def test_the_network_rebuilt_from_the_compact_file_is_the_kept_model_bit_for_bit(tmp_path, mnist, method, settings):
+    cfg = make_config(method, **TINY, **settings)
+    runs.get_or_run(cfg, root=tmp_path, keep_model=True)
+    folder = tmp_path / cfg.run_id
+    kept = train.model_from_state(cfg, torch.load(folder / "model.pt", weights_only=True)).eval()
+    (folder / "model.pt").unlink()  # what a bundle carries: the compact file only
+    rebuilt = runs.load_network(cfg, root=tmp_path)
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(kept(x), rebuilt(x))
 
 
 OLD = Path(__file__).parent / "fixtures" / "records" / "format2-87282a7"  # a record from before compact files
