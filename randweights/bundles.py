@@ -3,9 +3,12 @@
 A bundle is a ``.tar.gz`` (or ``.zip``) holding ``manifest.json`` (preset, chapters, when and where it was made,
 the SHA-256 of every file) and ``runs/<run_id>/`` for each run of the preset's plan that is stored: its
 ``record.json``, ``config.json``, the small analysis files beside them (``*.json``) and its compact subnetwork
-file where the method wrote one (``*.rwc``, or the file the record names; ``max_compact_bits`` leaves out those
-that really hold trained weights, such as a dense network's). ``model.pt`` travels only when asked for;
-checkpoints never do.
+file where the method wrote one (``*.rwc``, or the file the record names). By default every compact file
+travels, so every chapter rebuilds the trained networks it reads from the bundle alone
+(:func:`randweights.runs.load_network`), without training; ``max_compact_bits`` leaves out those that really hold
+trained weights, such as a dense network's: a run whose record holds that file's SHA-256 is then left out whole
+(without its file the record would read as damaged), and a run recorded before records held it travels without
+the file; the export names the runs left out, and the runs carried without the network a chapter reads. ``model.pt`` travels only when asked for; checkpoints never do.
 
 Importing verifies each run before it touches the results folder: the record's own checksum and settings (the
 run store's :func:`randweights.store.check_record`), its folder name against its run key, and every file against
@@ -58,8 +61,9 @@ def _check_name(out: Path) -> None:
 # ---------------------------------------------------------------------------------------------- export
 def run_files(folder: Path, record: dict, models: bool = False, max_compact_bits: float | None = None) -> list[Path]:
     """The files of one run folder that a bundle carries (record last): the JSON files, the compact subnetwork
-    file (unless it stores more than ``max_compact_bits`` bits per weight: a dense or finetuned network's file
-    holds its trained weights, about 32 bits each) and, with ``models``, ``model.pt`` and every compact file."""
+    file (by default always; with ``max_compact_bits``, unless it stores more bits per weight: a dense or
+    finetuned network's file holds its trained weights, about 32 bits each) and, with ``models``, ``model.pt`` and
+    every compact file."""
     bits = record.get("compact_bits_per_weight")
     compact_ok = models or max_compact_bits is None or bits is None or bits <= max_compact_bits
     named = {record.get("compact_file")} - {None}
@@ -95,18 +99,38 @@ class ExportReport:
     runs: int
     missing: list[str]
     bytes: int
+    without_network: list[str] = field(default_factory=list)  # carried, but not the network a chapter reads
+    left_out: list[str] = field(default_factory=list)  # stored, left out with their compact files (max_compact_bits)
 
     def lines(self) -> list[str]:
         out = [f"[bundle] {self.path}: {self.runs} runs, {self.bytes / 1024:.1f} KiB"]
         if self.missing:
             out.append(f"[bundle] {len(self.missing)} runs of the plan are not stored and not in the bundle")
+        if self.left_out:
+            out.append(f"[bundle] {len(self.left_out)} runs left out: their compact files hold more bits per weight than "
+                       f"--max-compact-bits, and their records hold those files' SHA-256 (a record without its file "
+                       f"reads as damaged)")
+        if self.without_network:
+            out.append(f"[bundle] {len(self.without_network)} runs are carried without the network a chapter reads "
+                       f"(compact file or model.pt), so those chapters cannot render from the bundle alone: "
+                       f"{', '.join(self.without_network)}")
         return out
+
+
+def carries_network(entry: plan.Entry, names: Iterable[str]) -> bool:
+    """Whether a run whose bundle files are ``names`` carries what its chapters read: the network
+    (:func:`randweights.runs.load_network`: compact file or ``model.pt``) for ``keep_model``, the compact file
+    for ``reads_compact``."""
+    names = set(names)
+    has_compact = runs.COMPACT_FILE in names
+    return (not entry.keep_model or has_compact or store.MODEL in names) and (not entry.reads_compact or has_compact)
 
 
 def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], root=None, only: Iterable[str] | None = None,
            models: bool = False, max_compact_bits: float | None = None) -> ExportReport:
     """Write the stored runs of ``preset`` (of ``chapters``, those named in ``only``, default all) into the bundle
-    ``out``; see :func:`run_files` for what each run carries."""
+    ``out``; see :func:`run_files` for what each run carries. With ``max_compact_bits``, a run whose compact file
+    is over the limit and whose record holds the file's SHA-256 is left out (:attr:`ExportReport.left_out`)."""
     out = Path(out)
     _check_name(out)
     if max_compact_bits is not None and not max_compact_bits > 0:
@@ -114,15 +138,20 @@ def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], roo
     entries = plan.plan(preset, chapters, only)
     root = store.results_root(root)
     members: dict[str, bytes] = {}
-    listed, records, missing = [], [], []
+    listed, records, missing, without_network, left_out = [], [], [], [], []
     for entry in entries:
         folder = root / entry.run_id
         record = store.load(entry.config, root)  # verified; a bad record is moved aside and left out
-        if record is None or (models and entry.keep_model and not (folder / "model.pt").is_file()):
+        if record is None:
             missing.append(entry.run_id)
             continue
+        carried = run_files(folder, record, models, max_compact_bits)
+        if record.get("compact_sha256") and store.COMPACT not in {p.name for p in carried}:
+            # the record holds its compact file's SHA-256: without the file it would read as damaged
+            left_out.append(entry.run_id)
+            continue
         files, run_members = {}, {}
-        for path in run_files(folder, record, models, max_compact_bits):
+        for path in carried:
             data = path.read_bytes()
             run_members[f"runs/{entry.run_id}/{path.name}"] = data
             files[path.name] = _sha256(data)
@@ -136,11 +165,13 @@ def export(preset: str, out: str | os.PathLike, chapters: Sequence[Chapter], roo
         members.update(run_members)
         records.append(record)
         listed.append({**entry.row(), "files": files})
+        if not carries_network(entry, files):
+            without_network.append(entry.run_id)
     manifest = {"format": FORMAT, "preset": preset, "chapters": [c.name for c in plan.select(chapters, only)], "runs": listed,
-                "missing": missing, "provenance": provenance(records)}
+                "missing": missing, "left_out": left_out, "provenance": provenance(records)}
     members = {MANIFEST: json.dumps(manifest, indent=1).encode(), **members}
     _write_archive(out, members)
-    return ExportReport(out, len(listed), missing, out.stat().st_size)
+    return ExportReport(out, len(listed), missing, out.stat().st_size, without_network, left_out)
 
 
 def _write_archive(out: Path, members: dict[str, bytes]) -> None:

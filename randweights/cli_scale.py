@@ -67,7 +67,8 @@ def _add_bundle(sub) -> None:
     export.add_argument("--models", action="store_true", help="also the model weights (model.pt) of runs that keep them")
     export.add_argument("--max-compact-bits", type=float, default=None, metavar="BITS",
                         help="leave out compact files storing more than BITS bits per weight (dense and finetuned "
-                        "networks store about 32); default: every compact file")
+                        "networks store about 32), and so the runs whose records hold those files' SHA-256; "
+                        "default: every compact file, so every chapter renders from the bundle without training")
     export.add_argument("--results", default=None, help="results folder (default $RANDWEIGHTS_RESULTS or results/)")
     export.add_argument("out", metavar="OUT", help="the bundle to write: NAME.tar.gz, NAME.tar or NAME.zip")
     imp = verbs.add_parser("import", help="merge a bundle into the results folder, verifying every record",

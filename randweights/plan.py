@@ -29,8 +29,9 @@ from .errors import ConfigError, DatasetNotFound
 @dataclass(frozen=True)
 class Figure:
     """One figure (or table) of a chapter and the runs it reads. ``configs(preset_name)``: its run
-    configurations at a preset. ``needs_model``: the figure also reads the trained model (``model.pt``, kept);
-    ``reads_compact``: it reads the network back from the run's compact file."""
+    configurations at a preset. ``needs_model``: the figure also reads the trained network
+    (:func:`randweights.runs.load_network`: rebuilt from the run's compact file, else its ``model.pt``; a run
+    trained for it keeps ``model.pt`` too); ``reads_compact``: it reads the run's compact file itself."""
 
     name: str
     configs: Callable[[str], list[RunConfig]]
@@ -39,7 +40,9 @@ class Figure:
 
     def records(self, preset_name: str, device: str | None = None, root=None) -> list[dict]:
         """The records of this figure's runs at ``preset_name``, trained where missing (and allowed). Runs whose
-        model the figure reads are trained one by one, keeping their model; the others through
+        network the figure reads are trained one by one, keeping it (a stored run counts with its compact file or
+        ``model.pt``; with training off, one without either is :class:`~randweights.runs.RunMissing`, named); the
+        others through
         :func:`randweights.runs.get_or_run_all` (with training off: the stored ones only)."""
         configs = self.configs(preset_name)
         if self.needs_model:
@@ -201,7 +204,7 @@ class Chapter:
 
 @dataclass(frozen=True)
 class Planned:
-    """One run of a figure. ``keep_model``: the chapter also reads the trained model (``model.pt``);
+    """One run of a figure. ``keep_model``: the chapter also reads the trained network (compact file or ``model.pt``);
     ``reads_compact``: it reads the network back from the run's compact file."""
 
     figure: str

@@ -24,7 +24,7 @@ from .errors import RunFailed
 from .fsutil import aside_name, sha256_file, write_atomic, write_json
 from .store import RECORD, RunBusy
 
-__all__ = ["RunBusy", "RunFailed", "RunMissing", "frame", "get_or_run", "get_or_run_all", "load_network"]
+__all__ = ["RunBusy", "RunFailed", "RunMissing", "frame", "get_or_run", "get_or_run_all", "has_network", "load_network"]
 
 
 class RunMissing(LookupError):
@@ -42,8 +42,12 @@ def check_run_config(cfg, parameter: str = "config") -> None:
 
 
 def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model: bool = False, wait: bool = True) -> dict:
-    """Return the stored record of ``cfg``, training it first if there is none. With ``keep_model`` the trained
-    state dict is stored as ``model.pt`` beside the record (before it, so a record implies its model).
+    """Return the stored record of ``cfg``, training it first if there is none. With ``keep_model`` the caller
+    also reads the trained network (:func:`load_network`): a stored run counts only when its network is stored
+    beside its record, as its compact file or as ``model.pt`` (:func:`has_network`); a run trained now also
+    stores its state dict as ``model.pt`` (before the record, so a record implies its network). With training off
+    (``RANDWEIGHTS_TRAIN=0``), a run without its record, or (with ``keep_model``) without its network, is
+    :class:`RunMissing`, naming the run: nothing is retrained.
 
     Training happens under the run's lock: a second process asking for the same run waits for the first and
     returns its record (or, with ``wait=False``, raises :class:`~randweights.store.RunBusy` at once). The steps
@@ -59,7 +63,7 @@ def get_or_run(cfg: RunConfig, root=None, device: str | None = None, keep_model:
         _remove_stale_checkpoint(cfg, folder)
         return record
     if not env.training_allowed():
-        raise RunMissing(cfg.run_id, "record" if record is None else "model")
+        raise RunMissing(cfg.run_id, "record" if record is None else NETWORK)
     created = store.prepare_folder(folder, root)
     lock = store.run_lock(folder, blocking=wait)
     try:
@@ -113,8 +117,18 @@ def _remove_if_free(folder: Path, created: list[Path]) -> None:
 
 
 def _complete(record: dict | None, folder: Path, keep_model: bool) -> TypeGuard[dict]:
-    """Whether ``record`` is a finished run (and, with ``keep_model``, its model is stored beside it)."""
-    return record is not None and (not keep_model or (folder / store.MODEL).is_file())
+    """Whether ``record`` is a finished run (and, with ``keep_model``, its network is stored beside it)."""
+    return record is not None and (not keep_model or has_network(record, folder))
+
+
+NETWORK = "network (compact file or model.pt)"
+
+
+def has_network(record: dict, folder: Path) -> bool:
+    """Whether the run stored in ``folder`` with ``record`` has its trained network beside it, in a form
+    :func:`load_network` rebuilds: its compact file (where its record has one), or ``model.pt``. Presence only:
+    the compact file's SHA-256 is checked when it is loaded."""
+    return bool(record.get("compact_file")) and (folder / COMPACT_FILE).is_file() or (folder / store.MODEL).is_file()
 
 
 def _train_and_store(cfg: RunConfig, folder: Path, device: str | None, keep_model: bool) -> dict:
@@ -194,7 +208,7 @@ def load_network(cfg: RunConfig, root=None) -> nn.Module:
         return compact.load(folder / COMPACT_FILE)
     if record is not None and (folder / store.MODEL).is_file():
         return train.model_from_state(cfg, torch.load(folder / store.MODEL, map_location="cpu", weights_only=True)).eval()
-    raise RunMissing(cfg.run_id, "record" if record is None else "network (compact file or model.pt)")
+    raise RunMissing(cfg.run_id, "record" if record is None else NETWORK)
 
 
 def get_or_run_all(configs: Iterable[RunConfig], root=None, device: str | None = None, desc: str = "runs") -> list[dict]:

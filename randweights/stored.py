@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import env, plan, store
+from . import env, plan, runs, store
 from .plan import Chapter
 
 TRAIN_ENV = env.TRAIN
@@ -62,7 +62,8 @@ class Coverage:
 
 def chapter_coverage(chapter: Chapter, preset: str, root=None) -> Coverage:
     """How many runs of ``chapter``'s plan at ``preset`` have a verified record (and, where the chapter reads
-    the trained weights, ``model.pt`` or the compact file) in the results folder ``root``."""
+    the trained network: its compact file or ``model.pt``, :func:`randweights.runs.has_network`; where it reads
+    the compact file itself, that file) in the results folder ``root``."""
     entries = plan.plan(preset, [chapter])
     present = without_model = 0
     for entry in entries:
@@ -70,8 +71,8 @@ def chapter_coverage(chapter: Chapter, preset: str, root=None) -> Coverage:
         record = store.verified(entry.config, root)  # its files' SHA-256 too; a damaged run is moved aside
         if record is None:
             continue
-        compact = record.get("compact_file")
-        if entry.keep_model and not (folder / "model.pt").is_file() or entry.reads_compact and not (compact and (folder / compact).is_file()):
+        has_compact = bool(record.get("compact_file")) and (folder / runs.COMPACT_FILE).is_file()
+        if entry.keep_model and not runs.has_network(record, folder) or entry.reads_compact and not has_compact:
             without_model += 1
         else:
             present += 1

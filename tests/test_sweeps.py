@@ -6,6 +6,7 @@ import concurrent.futures as cf
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from randweights import bundles, chapters, env, make_config, plan, runs, store, stored, sweeps
+from randweights import bundles, chapters, env, make_config, plan, runs, store, stored, sweeps, train
 from randweights.chapters import CHAPTERS
 from randweights.errors import ConfigError
 
@@ -79,9 +81,45 @@ def test_training_off_returns_stored_records_only(tmp_path, mnist, monkeypatch):
     with pytest.raises(runs.RunMissing, match=missing.run_id):
         runs.get_or_run(missing, root=tmp_path)
     assert [r["run_id"] for r in runs.get_or_run_all([kept, missing], root=tmp_path)] == [kept.run_id]
-    with pytest.raises(runs.RunMissing, match="model"):  # the record is there, the weights a figure reads are not
-        runs.get_or_run(kept, root=tmp_path, keep_model=True)
+    folder = tmp_path / kept.run_id
+    before = (folder / "record.json").read_bytes()
+    # a figure that reads the network gets it from the compact file: no model.pt needed, nothing trained
+    assert runs.get_or_run(kept, root=tmp_path, keep_model=True)["run_id"] == kept.run_id
+    assert not (folder / "model.pt").exists() and (folder / "record.json").read_bytes() == before
     assert not (tmp_path / missing.run_id).exists()
+
+
+# (a Bernoulli supermask that samples its evaluation mask keeps the fixed sample in its compact file, not in
+# model.pt: the threshold mask makes the kept state dict alone deterministic)
+@pytest.mark.parametrize("method, settings", [("dense", {}), ("edge-popup", {}), ("supermask-bernoulli", {"eval_mask": "threshold"})])
+def test_the_network_rebuilt_from_the_compact_file_is_the_kept_model_bit_for_bit(tmp_path, mnist, method, settings):
+    cfg = make_config(method, **TINY, **settings)
+    runs.get_or_run(cfg, root=tmp_path, keep_model=True)
+    folder = tmp_path / cfg.run_id
+    kept = train.model_from_state(cfg, torch.load(folder / "model.pt", weights_only=True)).eval()
+    (folder / "model.pt").unlink()  # what a bundle carries: the compact file only
+    rebuilt = runs.load_network(cfg, root=tmp_path)
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(kept(x), rebuilt(x))
+
+
+OLD = Path(__file__).parent / "fixtures" / "records" / "format2-87282a7"  # a record from before compact files
+
+
+def test_a_record_whose_network_is_stored_in_neither_form_is_named_not_retrained(tmp_path, monkeypatch):
+    cfg = make_config("slot", num_slots=4, subset=200, epochs=1, batch_size=100, seed=7)
+    shutil.copytree(OLD, tmp_path, dirs_exist_ok=True)
+    folder = tmp_path / cfg.run_id
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    monkeypatch.setenv(stored.TRAIN_ENV, "0")
+    assert runs.get_or_run(cfg, root=tmp_path)["run_id"] == cfg.run_id  # the record alone is there
+    for read in (lambda: runs.get_or_run(cfg, root=tmp_path, keep_model=True), lambda: runs.load_network(cfg, root=tmp_path)):
+        with pytest.raises(runs.RunMissing) as err:
+            read()
+        assert cfg.run_id in str(err.value) and "compact file or model.pt" in str(err.value) and "\n" not in str(err.value)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing trained, nothing written
+    assert not (tmp_path / store.TRAININGS_LOG).exists()
 
 
 def test_reproduce_trains_except_full_without_cuda(monkeypatch):
