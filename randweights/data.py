@@ -318,8 +318,8 @@ def normalization(dataset: str, normalize: str, raw: torch.Tensor, index: torch.
         mean = (total / max(1, len(index)) / 255.0).to(torch.float32)
         mean = mean.permute(2, 0, 1) if mean.ndim == 3 else mean.unsqueeze(0)
         return mean.unsqueeze(0), torch.ones(1, 1, 1, 1)
-    mean, std = STATS[dataset]
-    return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    means, stds = STATS[dataset]
+    return torch.tensor(means).view(1, -1, 1, 1), torch.tensor(stds).view(1, -1, 1, 1)
 
 
 @dataclass

@@ -352,10 +352,10 @@ def set_batchnorm(net: nn.Module, momentum: float = 0.1, first_batch: bool = Fal
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = momentum
-            m.randweights_bn_momentum = momentum
+            setattr(m, "randweights_bn_momentum", momentum)  # plain attributes (setattr: not a Module field for mypy)
             if first_batch and not hasattr(m, "randweights_first_batch"):
                 m.register_forward_pre_hook(_first_batch_momentum)
-                m.randweights_first_batch = True  # armed: the next training batch checks
+                setattr(m, "randweights_first_batch", True)  # armed: the next training batch checks
     return net
 
 
@@ -364,7 +364,7 @@ def rearm_first_batch(net: nn.Module) -> None:
     ``first_batch`` seeds its running statistics again."""
     for m in net.modules():
         if hasattr(m, "randweights_first_batch"):
-            m.randweights_first_batch = True
+            setattr(m, "randweights_first_batch", True)
 
 
 def _first_batch_momentum(module: nn.Module, inputs) -> None:
@@ -372,9 +372,10 @@ def _first_batch_momentum(module: nn.Module, inputs) -> None:
     the configured momentum after it (the count is read once per arming, not every step)."""
     if not module.training:
         return
-    fresh = module.randweights_first_batch and module.track_running_stats and int(module.num_batches_tracked) == 0
-    module.randweights_first_batch = False
-    module.momentum = 1.0 if fresh else module.randweights_bn_momentum
+    tracked = getattr(module, "num_batches_tracked")
+    fresh = getattr(module, "randweights_first_batch") and module.track_running_stats and int(tracked) == 0
+    setattr(module, "randweights_first_batch", False)
+    setattr(module, "momentum", 1.0 if fresh else getattr(module, "randweights_bn_momentum"))
 
 
 def count_weights(model: nn.Module) -> int:

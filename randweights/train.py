@@ -338,7 +338,7 @@ def fit(
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen)}
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
-        if selecting:
+        if selecting and splits.validation is not None:
             best = _select(model, splits.validation, device, precision, epoch + 1, row, best)
         history.append(row)
         if checkpoint is not None:
