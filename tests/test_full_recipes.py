@@ -13,6 +13,7 @@ import torch
 from randweights import make_config
 from randweights.chapters import edge_popup as ep
 from randweights.chapters import laperm as lp
+from randweights.chapters import slot_machines as sm
 from randweights.errors import ConfigError
 from randweights.methods import edge_popup, laperm
 from randweights.train import lr_at
@@ -96,8 +97,6 @@ def test_same_run_finetuning_starts_from_the_epoch_e1_state_of_the_full_run(tmp_
 
 
 def test_full_slot_machines_use_the_code_inits_warm_restarts_and_same_run_finetuning():
-    from randweights.chapters import slot_machines as sm
-
     p = sm.preset("full")
     slots = [c for c in sm.slots_configs(p) + sm.finetune_configs(p) if c.method.name == "slot"]
     assert {(c.method.candidate_init, c.method.score_init, c.train.schedule, c.method.finetune_from) for c in slots} == {
@@ -277,8 +276,6 @@ SLOT_OFFICIAL = {
 @pytest.mark.parametrize("chapter, official", [("laperm", LAPERM_OFFICIAL), ("edge_popup", EDGE_POPUP_OFFICIAL),
                                                ("slot_machines", SLOT_OFFICIAL)])
 def test_recipe_tables_select_full_runs_and_show_the_released_values(chapter, official):
-    from randweights.chapters import slot_machines as sm
-
     module = {"laperm": lp, "edge_popup": ep, "slot_machines": sm}[chapter]
     table = module.CHAPTER.recipe_table()
     configs = [item.config for item in module.CHAPTER.planned("full")]

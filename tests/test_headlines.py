@@ -7,6 +7,7 @@ import statistics
 import pytest
 
 from randweights import make_config, runs
+from randweights.chapters import CHAPTERS, headline_table
 from randweights.plan import Chapter, Figure, Headline, RecipeRow
 
 
@@ -65,8 +66,6 @@ def test_stored_frame_holds_only_stored_runs(tmp_path, mnist):
 
 
 def test_every_chapter_declares_headlines_whose_runs_are_planned():
-    from randweights.chapters import CHAPTERS, headline_table
-
     for c in CHAPTERS:
         for h in c.headlines:
             assert any(h.runs(cfg) for cfg in c.figure(h.figure).configs("full")), (c.name, h.what)

@@ -11,7 +11,7 @@ import torch
 from randweights import data, make_config, train
 from randweights.data import Split, Splits
 from randweights.errors import ConfigError
-from randweights.methods import edge_popup
+from randweights.methods import dense, edge_popup
 
 
 def noisy_splits(seed: int = 0) -> Splits:
@@ -31,8 +31,6 @@ def cfg(**kw):
 def fitted(config, splits, checkpoint=None, on_epoch=None):
     torch.manual_seed(0)
     model = train.build_model(config, splits)
-    from randweights.methods import dense
-
     params = dense.prepare(model, config)
     optimizer = train.make_optimizer(params, config)
     history = train.fit(model, optimizer, config, splits, torch.device("cpu"), checkpoint=checkpoint, on_epoch=on_epoch)
