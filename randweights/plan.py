@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import data, runs, store, train
+from . import data, runs, store, train, verdicts
 from .config import RunConfig, check_device
 from .errors import ConfigError, DatasetNotFound
 
@@ -115,6 +115,20 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One of a paper's claims that a chapter tests, for its "What this chapter reproduces" table: ``what`` (the
+    claim in words), ``paper`` (the paper's number or words, with its figure), the chapter figures whose runs test
+    it, and ``test``: given ``frame(figure) -> DataFrame`` (that figure's runs at one preset), our
+    :class:`~randweights.verdicts.Finding` (the number shown and reproduced / partly / not at this preset, by
+    :data:`randweights.verdicts.CRITERION`)."""
+
+    what: str
+    paper: str
+    figures: tuple[str, ...]
+    test: Callable[[Callable[[str], object]], verdicts.Finding]
+
+
+@dataclass(frozen=True)
 class Chapter:
     """One chapter of the book: ``name`` (its module, notebook and page name), ``title``, ``notebook`` (path
     relative to the repository), the presets it declares, its figures in the order the page draws them, and its
@@ -128,6 +142,7 @@ class Chapter:
     order: int = 0  # its place in the book (the table of contents lists chapters in this order)
     recipe: tuple[RecipeRow, ...] = ()  # the recipe table: where paper, released code and `full` differ
     headlines: tuple[Headline, ...] = ()  # the paper's headline numbers and the runs that reproduce them
+    claims: tuple[Claim, ...] = ()  # the paper's claims this chapter tests (its "What this chapter reproduces")
 
     def figure(self, name: str) -> Figure:
         for figure in self.figures:
@@ -182,6 +197,45 @@ class Chapter:
                 row[f"runs, {preset_name}"] = f"{ours['stored']} of {ours['planned']}"
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def finding(self, claim: Claim, preset_name: str, device: str | None = None, root=None,
+                train: bool = False) -> verdicts.Finding:
+        """Our finding on ``claim`` at ``preset_name``: from that preset's runs of the claim's figures, trained where
+        missing when ``train`` (the page's own preset), else stored runs only; "not run" (with how many are stored)
+        when any of them is missing, "not in this preset" when the preset plans none."""
+        planned = sum(len(self.figure(f).configs(preset_name)) for f in claim.figures)
+        if not planned:
+            return verdicts.Finding("not in this preset", verdicts.NOT_RUN)
+        if train:
+            return claim.test(lambda figure: self.frame(figure, preset_name, device, root))
+        frames = {f: self.stored_frame(f, preset_name, root) for f in claim.figures}
+        stored = sum(len(frame) for frame in frames.values())
+        if stored < planned:
+            return verdicts.Finding(f"{stored} of {planned} runs stored", verdicts.NOT_RUN)
+        return claim.test(frames.__getitem__)
+
+    def claims_table(self, preset_name: str | None = None, device: str | None = None, root=None,
+                     stored: Sequence[str] = ("quick", "full")):
+        """The "What this chapter reproduces" table: per claim the paper's number and ours with its verdict at
+        ``preset_name`` (the page's preset: trained where missing) and at each of ``stored`` (stored runs only).
+        One column per preset, each cell "verdict: ours"."""
+        import pandas as pd
+
+        columns: dict[str, bool] = {}
+        if preset_name is not None:
+            self.check_preset(preset_name)
+            columns[preset_name] = True
+        for name in stored:
+            if name in self.presets and name not in columns:
+                columns[name] = False
+        rows = []
+        for claim in self.claims:
+            row = {"the paper's claim": claim.what, "paper": claim.paper}
+            for name, train in columns.items():
+                found = self.finding(claim, name, device, root, train=train)
+                row[name] = found.status if found.ours in ("", found.status) else f"{found.status}: {found.ours}"
+            rows.append(row)
+        return pd.DataFrame(rows, columns=["the paper's claim", "paper", *columns])
 
     def recipe_table(self, preset_name: str = "full"):
         """The recipe table as a DataFrame: setting, paper, released code, ``full`` (``name=value``, read from the

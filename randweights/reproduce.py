@@ -17,9 +17,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +71,12 @@ def headline_table():
     """The first page's table: every chapter's headline numbers, the paper's beside ours at ``full`` (stored runs of
     :func:`book_results` only; nothing trains)."""
     return chapters.headline_table(("full",), book_results())
+
+
+def claims_table():
+    """The first page's summary: every chapter's "What this chapter reproduces" rows at ``quick`` and ``full``
+    (stored runs of the book's results folder)."""
+    return chapters.claims_table(("quick", "full"), book_results())
 
 
 def available_chapters(root: Path) -> list[str]:
@@ -194,6 +202,8 @@ HIDDEN_TAGS = ("parameters", "injected-parameters")
 LOCAL_BADGE = "../_static/colab-badge.svg"  # the book's own copy, so a page read offline loads every image
 
 
+SHOW_CODE_TAG = "show-code"  # a code cell a reader learns from: the book keeps it, collapsed; every other code cell
+# is the page's bookkeeping (its outputs, the figures, tables and sentences, are the page) and its input is hidden
 CAPTION_TAG = "figure-caption"  # a markdown cell right after a figure's cell: its caption
 # References in a notebook are plain Markdown links, which Jupyter and Colab show as such; the book turns them into
 # its own references: a citation of references.bib, a numbered figure, another page of the book.
@@ -239,11 +249,14 @@ def book_page(nb, name: str = "notebook") -> None:
     A figure's caption (the markdown cell tagged ``figure-caption`` right after the figure's cell, a paragraph
     under the figure in Jupyter and Colab) becomes the caption of the numbered figure (``mystnb.figure.caption``
     of the figure's cell, beside its ``name``) and its own cell is hidden, so the book shows it once, under
-    "Fig. n". Links to citations, figures and pages become the book's references (:func:`book_links`), in the
+    "Fig. n". Every code cell's input is hidden (its outputs are the page) except in a cell tagged ``show-code``,
+    kept collapsed. Links to citations, figures and pages become the book's references (:func:`book_links`), in the
     text and in the sentences shown as Markdown outputs; a markdown cell tagged ``important`` (a blockquote)
     becomes an "important" box. ValueError (naming ``name``) for a caption cell that follows no figure."""
     for before, cell in zip([None, *nb.cells], nb.cells):
         tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "code" and not {"remove-cell", "remove-input", "hide-input"} & set(tags):
+            tags.append("hide-input" if SHOW_CODE_TAG in tags else "remove-input")
         if cell.cell_type == "markdown" and "important" in tags and not cell.source.startswith(":::"):
             body = "\n".join(line[2:] if line.startswith("> ") else line.lstrip(">") for line in cell.source.splitlines())
             cell.source = f":::{{important}}\n{body}\n:::"
@@ -297,7 +310,7 @@ def mark_failed(name: str, root: Path, preset: str, reason: str) -> None:
         note = "No execution of this chapter has succeeded yet, so it has no results to show."
     banner = (
         f"```{{warning}}\nThe latest execution of this chapter failed (preset `{preset}`, {when}):\n"
-        f"`{reason.replace('`', chr(39))}`.\n{note} Run `randweights reproduce --only {name}` to retry.\n```"
+        f"`{reason.replace('`', chr(39))}`.\n{note} Run `{command(f'reproduce --only {name} --preset {preset}', root)}` to retry.\n```"
     )
     cell = nbformat.v4.new_markdown_cell(banner, metadata={"tags": [FAILED_TAG]})
     nb.cells.insert(1 if not out.is_file() else 0, cell)
@@ -349,6 +362,74 @@ def say(message: str) -> None:
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def command(args: str, root: Path | None = None) -> str:
+    """The command line that runs ``randweights <args>`` as this process was run: ``randweights`` where that is on
+    the PATH as this interpreter's, else this interpreter with ``-m randweights`` (relative to ``root`` when it is
+    the checkout's virtual environment, as after ``make book``)."""
+    script = Path(sys.executable).with_name("randweights")
+    on_path = shutil.which("randweights")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return f"randweights {args}"
+    python = Path(sys.executable)
+    if root is not None:
+        try:
+            python = Path(os.path.relpath(python.absolute(), Path(root).absolute()))
+        except ValueError:
+            pass
+    return f"{python} -m randweights {args}"
+
+
+class RunProgress:
+    """While a chapter executes: one line each time its count of stored runs changes (at most every ``every``
+    seconds): run i of N, minutes elapsed, and an estimate of the time left at the pace of the runs this call has
+    trained. Reads the store only (a record appears when a run finishes), in a background thread."""
+
+    def __init__(self, chapter: plan.Chapter, preset: str, results: Path, every: float = 30.0, out=None):
+        self.name = chapter.name
+        self.ids = [entry.run_id for entry in plan.plan(preset, [chapter])]
+        self.results = results
+        self.every = every
+        self.out = out
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def stored(self) -> int:
+        return sum((self.results / rid / "record.json").is_file() for rid in self.ids)
+
+    def line(self, done: int, at_start: int, seconds: float) -> str:
+        """``edge_popup: run 12 of 80 stored, 5.2 min, about 20 min left`` (no estimate before a run finishes)."""
+        total = len(self.ids)
+        text = f"{self.name}: run {done} of {total} stored, {seconds / 60:.1f} min"
+        trained = done - at_start
+        if trained > 0 and done < total:
+            text += f", about {seconds / trained * (total - done) / 60:.0f} min left"
+        return text
+
+    def _watch(self) -> None:
+        start, at_start = time.perf_counter(), self.stored()
+        last = at_start
+        while not self._stop.wait(self.every):
+            done = self.stored()
+            if done != last:
+                last = done
+                line = self.line(done, at_start, time.perf_counter() - start)
+                if self.out is None:
+                    say(line)
+                else:
+                    print(line, file=self.out, flush=True)
+
+    def __enter__(self):
+        if self.ids:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return False
+
+
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,
               train_missing: bool | None = None) -> int:
     """Execute the chapters and build the book. ``preset``: one that every chapter run declares (a chapter's own,
@@ -370,7 +451,8 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
         start = time.perf_counter()
         say(f"{name} ({number}/{len(names)}, preset {preset}): started")
         try:
-            execute(name, root, preset, device)
+            with RunProgress(chosen[number - 1], preset, Path(os.environ[env.RESULTS])):
+                execute(name, root, preset, device)
         except (Exception, KeyboardInterrupt) as err:  # report and go on with the next notebook; stop on Ctrl-C
             if _interrupted(err):
                 interrupted = name

@@ -53,3 +53,17 @@ def headline_table(presets: tuple[str, ...] = ("full",), root=None):
             table.insert(0, "chapter", chapter.title.split(":")[0])
             frames.append(table)
     return pd.concat(frames, ignore_index=True)
+
+
+def claims_table(presets: tuple[str, ...] = ("quick", "full"), root=None):
+    """Every chapter's "What this chapter reproduces" rows (:meth:`randweights.plan.Chapter.claims_table`, stored
+    runs only, never trains) in one table, with the chapter's short name."""
+    import pandas as pd
+
+    frames = []
+    for chapter in CHAPTERS:
+        if chapter.claims:
+            table = chapter.claims_table(None, root=root, stored=presets)
+            table.insert(0, "chapter", chapter.title.split(":")[0])
+            frames.append(table)
+    return pd.concat(frames, ignore_index=True)
