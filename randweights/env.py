@@ -21,6 +21,8 @@ the variable. The variables are read when asked for (not at import), so a test o
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from .errors import ConfigError
@@ -152,3 +154,19 @@ def set_default(name: str, value: str) -> None:
 def set_flag(name: str, value: bool) -> None:
     """Set a yes/no variable for this process and its children (``reproduce`` turns training off)."""
     os.environ[name] = "1" if value else "0"
+
+
+def command(args: str, root: str | os.PathLike | None = None) -> str:
+    """The command line that runs ``randweights <args>`` here, to print for a reader: ``randweights`` where that is
+    this interpreter's script on the PATH; else this interpreter with ``-m randweights``, as a path relative to
+    ``root`` (default: the working directory) when it lies inside it (``.venv/bin/python -m randweights ...`` after
+    ``make book``); else ``python -m randweights ...`` (no machine path)."""
+    script = Path(sys.executable).with_name("randweights")
+    on_path = shutil.which("randweights")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return f"randweights {args}"
+    python = Path(sys.executable).absolute()
+    base = Path(root if root is not None else os.getcwd()).absolute()
+    if python.is_relative_to(base):
+        return f"{python.relative_to(base)} -m randweights {args}"
+    return f"python -m randweights {args}"

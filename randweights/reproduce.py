@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -310,7 +309,7 @@ def mark_failed(name: str, root: Path, preset: str, reason: str) -> None:
         note = "No execution of this chapter has succeeded yet, so it has no results to show."
     banner = (
         f"```{{warning}}\nThe latest execution of this chapter failed (preset `{preset}`, {when}):\n"
-        f"`{reason.replace('`', chr(39))}`.\n{note} Run `{command(f'reproduce --only {name} --preset {preset}', root)}` to retry.\n```"
+        f"`{reason.replace('`', chr(39))}`.\n{note} Run `{env.command(f'reproduce --only {name} --preset {preset}', root)}` to retry.\n```"
     )
     cell = nbformat.v4.new_markdown_cell(banner, metadata={"tags": [FAILED_TAG]})
     nb.cells.insert(1 if not out.is_file() else 0, cell)
@@ -360,23 +359,6 @@ KERNEL_NOTICE = "Kernel is running over TCP without encryption"
 def say(message: str) -> None:
     """One progress line, printed (and flushed) as it happens."""
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def command(args: str, root: Path | None = None) -> str:
-    """The command line that runs ``randweights <args>`` as this process was run: ``randweights`` where that is on
-    the PATH as this interpreter's, else this interpreter with ``-m randweights`` (relative to ``root`` when it is
-    the checkout's virtual environment, as after ``make book``)."""
-    script = Path(sys.executable).with_name("randweights")
-    on_path = shutil.which("randweights")
-    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
-        return f"randweights {args}"
-    python = Path(sys.executable)
-    if root is not None:
-        try:
-            python = Path(os.path.relpath(python.absolute(), Path(root).absolute()))
-        except ValueError:
-            pass
-    return f"{python} -m randweights {args}"
 
 
 class RunProgress:

@@ -55,9 +55,9 @@ class Coverage:
         extra = f"; {self.without_model} more have a record but not the model weights or compact file a figure reads" if self.without_model else ""
         return (f"{self.present} of {self.total} runs of preset `{self.preset}` are stored{extra}. This page shows only "
                 f"what they give: figures and numbers that need the missing runs are partial or absent. To complete it, "
-                f"import a bundle (`randweights bundle import FILE`) or train the rest "
-                f"(`randweights sweep --preset {self.preset} --only {self.chapter}`, or "
-                f"`randweights reproduce --preset {self.preset} --train-missing`).")
+                f"import a bundle (`{env.command('bundle import FILE')}`) or train the rest "
+                f"(`{env.command(f'sweep --preset {self.preset} --only {self.chapter}')}`, or "
+                f"`{env.command(f'reproduce --preset {self.preset} --train-missing')}`).")
 
 
 def chapter_coverage(chapter: Chapter, preset: str, root=None) -> Coverage:
