@@ -199,14 +199,14 @@ class Chapter:
         return pd.DataFrame(rows)
 
     def finding(self, claim: Claim, preset_name: str, device: str | None = None, root=None,
-                train: bool = False) -> verdicts.Finding:
+                train_missing: bool = False) -> verdicts.Finding:
         """Our finding on ``claim`` at ``preset_name``: from that preset's runs of the claim's figures, trained where
-        missing when ``train`` (the page's own preset), else stored runs only; "not run" (with how many are stored)
+        missing when ``train_missing`` (the page's own preset), else stored runs only; "not run" (with how many are stored)
         when any of them is missing, "not in this preset" when the preset plans none."""
         planned = sum(len(self.figure(f).configs(preset_name)) for f in claim.figures)
         if not planned:
             return verdicts.Finding("not in this preset", verdicts.NOT_RUN)
-        if train:
+        if train_missing:
             return claim.test(lambda figure: self.frame(figure, preset_name, device, root))
         frames = {f: self.stored_frame(f, preset_name, root) for f in claim.figures}
         stored = sum(len(frame) for frame in frames.values())
@@ -231,8 +231,8 @@ class Chapter:
         rows = []
         for claim in self.claims:
             row = {"the paper's claim": claim.what, "paper": claim.paper}
-            for name, train in columns.items():
-                found = self.finding(claim, name, device, root, train=train)
+            for name, trains in columns.items():
+                found = self.finding(claim, name, device, root, train_missing=trains)
                 row[name] = found.status if found.ours in ("", found.status) else f"{found.status}: {found.ours}"
             rows.append(row)
         return pd.DataFrame(rows, columns=["the paper's claim", "paper", *columns])
