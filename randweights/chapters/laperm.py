@@ -680,19 +680,19 @@ def comparison_table(preset_name: str, frames: list[pd.DataFrame]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def zeros_at_init(q: float, g: pd.DataFrame) -> float:
+def zeros_at_init(arch: str, q: float, g: pd.DataFrame) -> float:
     """The fraction of kernel entries that are zero at init, as the runs measured it (``init_zero_fraction``, mean
-    over seeds), else the row's drawn sparsity ``q``. F1 and F2 draw their zeros through their own settings
+    over seeds), else the row's drawn sparsity ``q`` (unknown, NaN, for F1 and F2 without runs). F1 and F2 draw their zeros through their own settings
     (``init_sparsity``, ``layer_sparsity``), not the table's sparsity key, so only the runs know it."""
     if len(g) and "init_zero_fraction" in g and g["init_zero_fraction"].notna().any():
         return float(g["init_zero_fraction"].mean())
-    return q
+    return float("nan") if arch in ("f1", "f2") else q
 
 
 def _row(arch: str, q: float, paper: float, g: pd.DataFrame, preset_name: str, method: str = "LaPerm") -> dict:
     run = len(g) > 0
     return {
-        "network": plots.readable(arch), "method": method, "p (zeros at init)": zeros_at_init(q, g), "paper (best)": paper,
+        "network": plots.readable(arch), "method": method, "p (zeros at init)": zeros_at_init(arch, q, g), "paper (best)": paper,
         f"ours best ({preset_name})": round(100 * g["best_test_accuracy"].mean(), 2) if run else "full preset",
         f"ours final ({preset_name})": round(100 * g["test_accuracy"].mean(), 2) if run else "full preset",
         "k": int(g["sync_period"].iloc[0]) if run else PAPER_RECIPES.get(arch, {}).get("sync_period", 250),
