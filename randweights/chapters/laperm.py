@@ -412,7 +412,7 @@ def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
         plots.hline(ax, PAPER_ACCURACY[(arch, 0.0)] / 100, f"{arch.upper()}, paper", linestyle=":", color=color)
     ax.set(xlabel="epoch", ylabel="synced test accuracy", title="weight-agnostic nets", ylim=(0, 1))
     plots.percent_axis(ax)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(-0.25, -0.2), ncol=2, frameon=False)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(-0.25, -0.3), ncol=2, frameon=False)
     _, trained = initial_and_trained(f1_cfg)
     maps = trained[0].view(10, 28, 28).numpy()
     for c in range(10):
@@ -421,7 +421,7 @@ def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
         a.set_title(f"class {c}", fontsize=8)
         a.axis("off")
     # fixed margins: the legend below the curves leaves tight_layout no room (it warns and gives up)
-    fig.subplots_adjust(left=0.1, right=0.99, top=0.9, bottom=0.34, wspace=0.25, hspace=0.3)
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.9, bottom=0.38, wspace=0.25, hspace=0.3)
     plots.caption_preset(fig, preset_name)
     return fig
 
@@ -438,8 +438,8 @@ def plot_class_maps(cfg: RunConfig, preset_name: str, arrows: int = 40):
     initial, trained = initial_and_trained(cfg)
     w0, w = initial[0].view(10, 28, 28).numpy(), trained[0].view(10, 28, 28).numpy()
     lim = float(np.abs(w0).max())
-    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 5.4))
-    grid = fig.add_gridspec(3, 10, height_ratios=(1, 1, 2.2), left=0.05, right=0.99, top=0.95, bottom=0.1,
+    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 4.6))
+    grid = fig.add_gridspec(3, 10, height_ratios=(1, 1, 3), left=0.05, right=0.99, top=0.95, bottom=0.14,
                             hspace=0.25, wspace=0.08)
     for c in range(10):
         for row, maps in ((0, w0), (1, w)):
