@@ -318,7 +318,7 @@ RECIPE = (
     RecipeRow("initializations, Fig. 3", "signed Kaiming constant, Kaiming normal", "usc / ukn configs", "init",
               lambda cfg: cfg.method.name == "edge-popup" and cfg.model.width == 1.0 and not cfg.method.init.startswith("scaled-")
               and cfg.method.init in (SKC, KN), "as released"),
-    RecipeRow("scaled inits' fan (its Fig. 7)", "fan_in * k (the kept inputs)", "fan_in * (1 - k) (scale_fan; issue #9)",
+    RecipeRow("scaled inits' fan (Fig. 7)", "fan_in * k (the kept inputs)", "fan_in * (1 - k) (scale_fan; issue #9)",
               "scaled_fan", lambda cfg: cfg.method.name == "edge-popup" and cfg.method.init.startswith("scaled-"),
               "the released code's reading: it produced the published Fig. 7 (the two agree at k = 0.5)"),
     RecipeRow("augmentation, CIFAR-10", "-", "RandomCrop(32, padding=4), RandomHorizontalFlip", "augment",
