@@ -315,10 +315,10 @@ RECIPE = (
     RecipeRow("Zhou et al. supermask lr, Conv-8", "-", "800 (conv8sample_*.yml)", "lr", _runs("supermask-bernoulli", "conv8"),
               "as released; earlier versions of `full` ran 200"),
     RecipeRow("Zhou et al. supermask weight decay", "-", "0", "weight_decay", _runs("supermask-bernoulli"), "as released"),
-    RecipeRow("initializations, Fig. 3", "signed Kaiming constant, Kaiming normal", "usc / ukn configs", "init",
+    RecipeRow("initializations (the paper's Fig. 3)", "signed Kaiming constant, Kaiming normal", "usc / ukn configs", "init",
               lambda cfg: cfg.method.name == "edge-popup" and cfg.model.width == 1.0 and not cfg.method.init.startswith("scaled-")
               and cfg.method.init in (SKC, KN), "as released"),
-    RecipeRow("scaled inits' fan (Fig. 7)", "fan_in * k (the kept inputs)", "fan_in * (1 - k) (scale_fan; issue #9)",
+    RecipeRow("scaled inits' fan (the paper's Fig. 7)", "fan_in * k (the kept inputs)", "fan_in * (1 - k) (scale_fan; issue #9)",
               "scaled_fan", lambda cfg: cfg.method.name == "edge-popup" and cfg.method.init.startswith("scaled-"),
               "the released code's reading: it produced the published Fig. 7 (the two agree at k = 0.5)"),
     RecipeRow("augmentation, CIFAR-10", "-", "RandomCrop(32, padding=4), RandomHorizontalFlip", "augment",
@@ -449,7 +449,7 @@ def peak_sentence(sweep: pd.DataFrame) -> str:
 def inverted_u_finding(sweep: pd.DataFrame) -> verdicts.Finding:
     found = peaks(sweep)
     return verdicts.combine([verdicts.Finding("", p.status) for p in found],
-                            f"peak inside on {sum(p.interior for p in found)} of {len(found)} networks")
+                            f"inside on {sum(p.interior for p in found)} of {len(found)} nets")
 
 
 @dataclass(frozen=True)
@@ -531,11 +531,10 @@ def dense_sentence(sweep: pd.DataFrame) -> str:
 
 def dense_finding(sweep: pd.DataFrame) -> verdicts.Finding:
     found = [g for g in dense_gaps(sweep) if g.paper]
-    ours = "; ".join(f"{g.family.split(' ')[0]} {g.comparison.diff:+.1f}" for g in found)
+    ours = ", ".join(f"{g.family.split(' ')[0]} {g.comparison.diff:+.1f}" for g in found)
     reversed_ = [g for g in found if g.comparison.direction == "reversed" and not g.matched]
-    why = (f" (dense at lr {reversed_[0].dense_settings['lr']:g}, Edge-Popup at {reversed_[0].ep_settings['lr']:g})"
-           if reversed_ else "")
-    return verdicts.combine([verdicts.Finding("", g.status) for g in found], f"subnetwork - dense: {ours} points{why}")
+    why = f" (dense lr {reversed_[0].dense_settings['lr']:g})" if reversed_ else ""
+    return verdicts.combine([verdicts.Finding("", g.status) for g in found], f"{ours} points{why}")
 
 
 def depth_sentence(sweep: pd.DataFrame) -> str:
@@ -655,7 +654,7 @@ def width_sentence(widths: pd.DataFrame) -> str:
 
 def width_finding(widths: pd.DataFrame) -> verdicts.Finding:
     found = width_gaps(widths)
-    ours = "; ".join(f"{c.mean_first:.1f} -> {c.mean_second:.1f} points" for _, _, c in found)
+    ours = "; ".join(f"{c.mean_first:.1f} → {c.mean_second:.1f} points" for _, _, c in found)
     return verdicts.combine([verdicts.Finding("", c.status) for _, _, c in found], ours or "one width")
 
 
@@ -691,7 +690,8 @@ def fixed_count_sentence(fixed: pd.DataFrame) -> str:
 
 def fixed_count_finding(fixed: pd.DataFrame) -> verdicts.Finding:
     found = fixed_count_trends(fixed)
-    ours = "; ".join(f"{c.mean_second:.1f}% ({c.second}) -> {c.mean_first:.1f}% ({c.first.split(' (')[0]})" for *_, c in found)
+    ours = "; ".join(f"{c.mean_second:.1f}% → {c.mean_first:.1f}% ({c.second} → {c.first.split(' (')[0].removeprefix('width ')})"
+                     for *_, c in found)
     return verdicts.combine([verdicts.Finding("", c.status) for *_, c in found], ours or "one width")
 
 
@@ -732,21 +732,22 @@ def bernoulli_sentence(bern: pd.DataFrame) -> str:
 
 def bernoulli_finding(bern: pd.DataFrame) -> verdicts.Finding:
     found = bernoulli_comparisons(bern)
-    ours = "; ".join(f"{100 * k:g}%: {c.diff:+.1f}" for _, k, c in found)
-    return verdicts.combine([verdicts.Finding("", c.status) for _, _, c in found], f"by start k, points: {ours}")
+    ks = "/".join(f"{100 * k:g}" for _, k, _ in found)
+    ours = f"{'/'.join(f'{c.diff:+.1f}' for _, _, c in found)} points at k = {ks}%"
+    return verdicts.combine([verdicts.Finding("", c.status) for _, _, c in found], ours)
 
 
 CLAIMS = (
-    Claim("Inverted U in k: peak strictly inside the sweep", "peak at k = 30-70%, every network (its Fig. 3)", ("Fig. 3",),
+    Claim("Inverted U: peak inside the k range", "k = 30-70%, every net (its Fig. 3)", ("Fig. 3",),
           lambda frame: inverted_u_finding(with_family(frame("Fig. 3")))),
-    Claim("Best subnetwork vs dense SGD", "dense ahead on Conv-2/4 by 1.8/0.7, level on Conv-6/8 (its Fig. 3)",
-          ("Fig. 3",), lambda frame: dense_finding(with_family(frame("Fig. 3")))),
-    Claim("Signed constant at least as good as Kaiming normal", "yes, every k (its Fig. 7)", ("Fig. 7",),
+    Claim("Best subnetwork vs dense SGD", "dense +1.8/+0.7 on Conv-2/4, level on 6/8", ("Fig. 3",),
+          lambda frame: dense_finding(with_family(frame("Fig. 3")))),
+    Claim("Signed constant >= Kaiming normal", "yes, every k (its Fig. 7)", ("Fig. 7",),
           lambda frame: init_finding(frame("Fig. 7"))),
     Claim("Gap to dense shrinks with width", "yes (its Fig. 4)", ("Fig. 4",), lambda frame: width_finding(frame("Fig. 4"))),
     Claim("Wider helps at a fixed kept count", "yes (its Fig. 5)", ("Fig. 5",),
           lambda frame: fixed_count_finding(with_k1(frame("Fig. 5")))),
-    Claim("Edge-Popup above the Bernoulli supermask", "at every k (its Fig. 6)", ("Fig. 6",),
+    Claim("Edge-Popup above the Bernoulli supermask", "every k (its Fig. 6)", ("Fig. 6",),
           lambda frame: bernoulli_finding(bernoulli_view(frame("Fig. 6")))),
 )
 
@@ -786,26 +787,30 @@ CHAPTER = Chapter(
 
 
 def fixed_count_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 5's runs as a table, by network, curve and width (no index: one row per run)."""
-    table = with_family(df.assign(width=1.0))[["family", "k1", "width", "keep_fraction", "init", "seed", "test_accuracy"]]
-    table = table.assign(width=df["width"].values, init=table["init"].map(INIT_LABELS))
-    return table.sort_values(["family", "k1", "width", "seed"]).reset_index(drop=True).rename(
-        columns={"family": "network", "k1": "kept at width 1", "keep_fraction": "k at this width", "init": "initialization"})
+    """Fig. 5's runs as a table, by network, curve and width (no index: one row per run; the initialization only
+    where the runs have several)."""
+    table = with_family(df.assign(width=1.0)).assign(width=df["width"].values, init=df["init"].map(INIT_LABELS).values)
+    columns = ["family", "k1", "width", "keep_fraction", *(["init"] if table["init"].nunique() > 1 else []), "seed",
+               "test_accuracy"]
+    return table.sort_values(["family", "k1", "width", "seed"])[columns].reset_index(drop=True).rename(
+        columns={"family": "network", "k1": "kept at width 1", "keep_fraction": "k", "init": "initialization"})
 
 
-BERNOULLI_COLUMNS = ["method", "keep_fraction", "realized_keep_fraction", "test_accuracy"]
+BERNOULLI_COLUMNS = {"method": "method", "keep_fraction": "k (start)", "realized_keep_fraction": "k (realized)",
+                     "seed": "seed", "test_accuracy": "test accuracy"}
 
 
 def bernoulli_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 6's runs as a table (:data:`BERNOULLI_COLUMNS` and the seed), by method, k and seed, no index."""
-    return df.sort_values(["method", "keep_fraction", "seed"])[[*BERNOULLI_COLUMNS, "seed"]].reset_index(drop=True)
+    """Fig. 6's runs as a table (:data:`BERNOULLI_COLUMNS`, renamed), by method, k and seed, no index."""
+    table = df.sort_values(["method", "keep_fraction", "seed"])[list(BERNOULLI_COLUMNS)].reset_index(drop=True)
+    return table.rename(columns=BERNOULLI_COLUMNS)
 
 
 def scale_text(p: Preset) -> str:
     """How this preset trains the conv families (Fig. 3), for the text: "width 0.5, 10,000 CIFAR-10 images, ..."."""
     s = p.families[-1].settings
     images = f"a {s['subset']:,}-image subset of" if s.get("subset") else "all of"
-    text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed(s)"
+    text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed{'s' if len(p.seeds) > 1 else ''}"
     if s.get("batch_size") is not None:
         text += f", batches of {s['batch_size']}"
         if s["batch_size"] < 128:
@@ -819,24 +824,22 @@ def scale_text(p: Preset) -> str:
 
 # ---------------------------------------------------------------------------------------------- tables
 def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
-    """Best Edge-Popup accuracy over k and the dense (SGD) accuracy, ours beside the paper's, per family."""
+    """Best Edge-Popup accuracy over k (signed constant, as in the sentences) and the dense (SGD) accuracy, ours
+    beside the paper's, per family (the training budget is in the text above the table)."""
     rows = []
     for family, group in sweep.groupby("family", sort=False):
         arch = group["arch"].iloc[0]
-        ep = group[group["method"] == "edge-popup"].groupby(["keep_fraction", "init"])["test_accuracy"].mean()
+        ep = group[(group["method"] == "edge-popup") & (group["init"] == SKC)].groupby("keep_fraction")["test_accuracy"].mean()
         dense = group[(group["method"] == "dense") & (group["optimizer"] == "sgd")]["test_accuracy"].mean()
-        best_k, best_init = ep.idxmax()
         paper = PAPER_FIG3.get(arch, {})
         rows.append(  # None ("-" in the book): the paper reports no such number
             {
                 "network": family,
-                f"Edge-Popup, ours ({preset_name})": round(100 * ep.max(), 1),
-                "best k (ours)": best_k,
+                f"Edge-Popup ({preset_name})": round(100 * ep.max(), 1),
+                "at k": ep.idxmax(),
                 "Edge-Popup, paper": paper.get("edge-popup"),
-                f"dense SGD, ours ({preset_name})": round(100 * dense, 1),
+                f"dense SGD ({preset_name})": round(100 * dense, 1),
                 "dense SGD, paper": paper.get("dense"),
-                "training images (ours)": int(group["train_images"].iloc[0]),
-                "epochs (ours)": int(group["epochs"].iloc[0]),
             }
         )
     return pd.DataFrame(rows).set_index("network")
