@@ -835,11 +835,11 @@ def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
         rows.append(  # None ("-" in the book): the paper reports no such number
             {
                 "network": family,
-                f"Edge-Popup ({preset_name})": round(100 * ep.max(), 1),
+                "Edge-Popup, ours": round(100 * ep.max(), 1),
                 "at k": ep.idxmax(),
                 "Edge-Popup, paper": paper.get("edge-popup"),
-                f"dense SGD ({preset_name})": round(100 * dense, 1),
-                "dense SGD, paper": paper.get("dense"),
+                "dense, ours": round(100 * dense, 1),
+                "dense, paper": paper.get("dense"),
             }
         )
     return pd.DataFrame(rows).set_index("network")
