@@ -253,7 +253,7 @@ EDGE_POPUP_OFFICIAL = {
     "lr, dense Adam, LeNet-300-100 | Conv-2 | Conv-4/6/8": "lr = 0.0012, 0.0002, 0.0003",
     "Zhou et al. supermask lr, Conv-2/4/6": "lr = 200",
     "Zhou et al. supermask lr, Conv-8": "lr = 800",
-    "scaled inits' fan (Fig. 7)": "scaled_fan = code",
+    "scaled inits' fan (the paper's Fig. 7)": "scaled_fan = code",
     "batch size, ResNet-18": "batch_size = 256",
 }
 

@@ -48,29 +48,32 @@ def ep_frame(conv2: dict, conv4: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_conv_trends_reports_an_inverted_u_and_the_depth_order():
+def test_peaks_report_an_inverted_u_and_the_depth_order():
     df = ep_frame({0.1: [0.40, 0.42], 0.5: [0.50, 0.52], 0.9: [0.30, 0.30]},
                   {0.1: [0.45, 0.45], 0.5: [0.56, 0.58], 0.9: [0.35, 0.33]})
-    text = ep.conv_trends(df)
-    assert text.count("the inverted U shows") == 2
-    assert "57.0% at k = 0.5" in text and "is at or above the best Conv-2 one (51.00%)" in text
+    text = ep.peak_sentence(df)
+    assert "peaks strictly inside the range of $k$ on 2 of 2 networks" in text
+    assert "Conv-4: the peak (k = 50%) 57.0% against k = 10% 45.0%" in text
+    depth = ep.depth_sentence(df)
+    assert "the best Conv-4 subnetwork 57.0% against the best Conv-2 one 51.0%" in depth
+    assert "ahead as in the paper" in depth
 
 
-def test_conv_trends_says_when_conv2_and_conv4_are_level_within_the_seed_spread():
+def test_depth_says_when_conv2_and_conv4_are_level_within_the_seed_spread():
     df = ep_frame({0.1: [0.40, 0.42], 0.5: [0.5492, 0.5513], 0.9: [0.30, 0.30]},
                   {0.1: [0.30, 0.29], 0.5: [0.5503, 0.5493], 0.9: [0.50, 0.49]})
-    text = ep.conv_trends(df)
-    assert "(54.98%) is below the best Conv-2 one (55.02%, a difference of 0.04 points, within the seed spread)" in text
-    far = ep.conv_trends(ep_frame({0.5: [0.50, 0.51]}, {0.5: [0.40, 0.41]}))
-    assert "below the best Conv-2 one (50.50%)" in far
+    assert "within the seed spread, so these runs cannot order them" in ep.depth_sentence(df)
+    far = ep.depth_sentence(ep_frame({0.5: [0.50, 0.51]}, {0.5: [0.40, 0.41]}))
+    assert "the reverse of the paper, which has the best Conv-4 subnetwork ahead" in far
 
 
-def test_conv_trends_says_when_the_trend_is_missing():
+def test_peaks_say_when_the_trend_is_missing():
     df = ep_frame({0.1: [0.40], 0.5: [0.45], 0.9: [0.50]}, {0.1: [0.30], 0.5: [0.42], 0.9: [0.35]})
-    text = ep.conv_trends(df)
-    assert "Conv-2 peaks at an end of the grid: no inverted U" in text
-    assert "is below the best Conv-2 one" in text
-    assert ep.conv_trends(df[df["arch"] == "lenet-300-100"]) == "no conv net at this preset"
+    text = ep.peak_sentence(df)
+    assert "on 1 of 2 networks" in text and "Conv-2: best at the largest k of the sweep (k = 90%" in text
+    assert "seen once, so not told from noise" in ep.depth_sentence(df)  # one seed: no spread to judge by
+    lenet = df[df["arch"] == "lenet-300-100"]
+    assert ep.depth_sentence(lenet) == "" and ep.peak_sentence(lenet) == "No network here has a sweep of k to peak in."
 
 
 def test_scale_text_names_the_conv_settings():

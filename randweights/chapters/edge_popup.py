@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import data, models, plots
+from .. import data, models, plots, verdicts
 from ..config import RunConfig, make_config
 from ..errors import check_choice
 from ..methods.edge_popup import maskable_layers
-from ..plan import Chapter, Figure, Headline, RecipeRow
+from ..plan import Chapter, Claim, Figure, Headline, RecipeRow
 
 SKC, KN = "signed-constant", "kaiming-normal"
 INIT_LABELS = {
@@ -188,11 +188,7 @@ def keep_fraction_configs(p: Preset) -> list[RunConfig]:
 
 def keep_fraction_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 3: test accuracy vs fraction of weights kept, per architecture; dense baselines as extra rows."""
-    p = preset(preset_name)
-    df = CHAPTER.frame("Fig. 3", preset_name, device)
-    labels = {f.arch: f.label for f in p.families}
-    df["family"] = df["arch"].map(labels)
-    return df
+    return with_family(CHAPTER.frame("Fig. 3", preset_name, device))
 
 
 def init_configs(p: Preset) -> list[RunConfig]:
@@ -251,10 +247,7 @@ def fixed_count_configs(p: Preset) -> list[RunConfig]:
 def fixed_count_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 5: accuracy vs width at a fixed number of kept weights per curve; ``k1`` names the curve (the
     kept fraction at width 1)."""
-    df = CHAPTER.frame("Fig. 5", preset_name, device)
-    rows = zip(df["keep_fraction"], df["arch"], df["dataset"], df["width"])
-    df["k1"] = [round(k * maskable_weights(a, d, w) / maskable_weights(a, d, 1.0), 2) for k, a, d, w in rows]
-    return df
+    return with_k1(CHAPTER.frame("Fig. 5", preset_name, device))
 
 
 def width_frame(preset_name: str, device=None) -> pd.DataFrame:
@@ -276,8 +269,7 @@ def bernoulli_configs(p: Preset) -> list[RunConfig]:
 def bernoulli_frame(preset_name: str, device=None) -> pd.DataFrame:
     """Fig. 6: Edge-Popup vs the Bernoulli supermask at matching kept fractions. The Bernoulli kept fraction is
     an outcome: we plot it at the realized (final, expected) fraction."""
-    df = CHAPTER.frame("Fig. 6", preset_name, device)
-    return df.rename(columns={"kept_fraction": "realized_keep_fraction"})
+    return bernoulli_view(CHAPTER.frame("Fig. 6", preset_name, device))
 
 
 # ---------------------------------------------------------------------------------------------- recipe table
@@ -323,14 +315,440 @@ RECIPE = (
     RecipeRow("Zhou et al. supermask lr, Conv-8", "-", "800 (conv8sample_*.yml)", "lr", _runs("supermask-bernoulli", "conv8"),
               "as released; earlier versions of `full` ran 200"),
     RecipeRow("Zhou et al. supermask weight decay", "-", "0", "weight_decay", _runs("supermask-bernoulli"), "as released"),
-    RecipeRow("initializations, Fig. 3", "signed Kaiming constant, Kaiming normal", "usc / ukn configs", "init",
+    RecipeRow("initializations (the paper's Fig. 3)", "signed Kaiming constant, Kaiming normal", "usc / ukn configs", "init",
               lambda cfg: cfg.method.name == "edge-popup" and cfg.model.width == 1.0 and not cfg.method.init.startswith("scaled-")
               and cfg.method.init in (SKC, KN), "as released"),
-    RecipeRow("scaled inits' fan (Fig. 7)", "fan_in * k (the kept inputs)", "fan_in * (1 - k) (scale_fan; issue #9)",
+    RecipeRow("scaled inits' fan (the paper's Fig. 7)", "fan_in * k (the kept inputs)", "fan_in * (1 - k) (scale_fan; issue #9)",
               "scaled_fan", lambda cfg: cfg.method.name == "edge-popup" and cfg.method.init.startswith("scaled-"),
               "the released code's reading: it produced the published Fig. 7 (the two agree at k = 0.5)"),
     RecipeRow("augmentation, CIFAR-10", "-", "RandomCrop(32, padding=4), RandomHorizontalFlip", "augment",
               lambda cfg: cfg.data.dataset == "cifar10", "as released"),
+)
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+# What the page's sentences and its "What this chapter reproduces" table say about the runs, computed with
+# randweights.verdicts (numbers on both sides, the seed spread, "as in the paper" only past it). Accuracies in the
+# frames are fractions; the comparisons are in % and points.
+CHANCE = 10.0  # %: MNIST and CIFAR-10 have ten classes
+NEAR_CHANCE = 5.0  # points above chance that still count as failing (the unsigned constant, Fig. 7)
+MATCHED = 1.0  # points: the paper's "matches dense" (Conv-6/8: within 0.5) counts as reproduced within this or the spread
+
+
+def _by_seed(df: pd.DataFrame) -> pd.Series:
+    """Test accuracy in % per seed (mean over any repeats of a seed)."""
+    return 100 * df.groupby("seed")["test_accuracy"].mean()
+
+
+def _compare(first: str, second: str, a: pd.Series, b: pd.Series, **kwargs) -> verdicts.Comparison:
+    """:func:`randweights.verdicts.compare` of two per-seed Series: paired when both sides have the same seeds."""
+    paired = len(a) > 0 and sorted(a.index) == sorted(b.index)
+    if paired:
+        b = b.reindex(a.index)
+    return verdicts.compare(first, second, list(a), list(b), paired=paired, **kwargs)
+
+
+def _k(k: float) -> str:
+    return f"k = {100 * k:.3g}%"
+
+
+def _status_at_least(c: verdicts.Comparison) -> str:
+    """A ">=" claim's status from one comparison: reproduced past the spread, not here when reversed past it,
+    partly otherwise (within the spread, or one seed)."""
+    if c.verdict == "as in the paper":
+        return verdicts.REPRODUCED
+    if c.verdict == "reverse of the paper" or (c.verdict == "one seed" and c.direction == "reversed"):
+        return verdicts.NOT_HERE
+    return verdicts.PARTLY
+
+
+def with_family(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a ``family`` column: the network's name with its width ("Conv-2 (width 0.5)")."""
+    df = df.copy()
+    df["family"] = [Family(a, {"width": w}).label for a, w in zip(df["arch"], df["width"])]
+    return df
+
+
+def with_k1(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5's frame with ``k1``: the kept count of each run as the fraction of the width-1 network it is."""
+    df = df.copy()
+    rows = zip(df["keep_fraction"], df["arch"], df["dataset"], df["width"])
+    df["k1"] = [round(k * maskable_weights(a, d, w) / maskable_weights(a, d, 1.0), 2) for k, a, d, w in rows]
+    return df
+
+
+def bernoulli_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 6's frame with the realized kept fraction named as such (the Bernoulli one is an outcome)."""
+    return df.rename(columns={"kept_fraction": "realized_keep_fraction"})
+
+
+def setting_text(df: pd.DataFrame) -> str:
+    """How a figure's runs were trained, read from their configs: "LeNet-300-100, 3 epochs on 10,000 MNIST images"."""
+    first = df.iloc[0]
+    name = with_family(df.head(1).assign(width=1.0))["family"].iloc[0]
+    dataset = {"mnist": "MNIST", "cifar10": "CIFAR-10"}.get(first["dataset"], first["dataset"])
+    return f"{name}, {int(first['epochs'])} epochs on {int(first['train_images']):,} {dataset} images"
+
+
+# --- Fig. 3: the inverted U, best subnetwork vs dense, depth
+@dataclass(frozen=True)
+class Peak:
+    """One network's Edge-Popup curve (signed constant): its best k and the peak against each end of the sweep."""
+
+    family: str
+    k_best: float
+    low: verdicts.Comparison  # the peak against the smallest k
+    high: verdicts.Comparison  # the peak against the largest k
+    interior: bool
+
+    @property
+    def status(self) -> str:
+        if not self.interior:
+            return verdicts.NOT_HERE
+        both = {self.low.status, self.high.status}
+        return verdicts.REPRODUCED if both == {verdicts.REPRODUCED} else verdicts.PARTLY
+
+
+def peaks(sweep: pd.DataFrame) -> list[Peak]:
+    """Per network of a k sweep (Fig. 3, with ``family``): where Edge-Popup with the signed constant peaks, and
+    the peak against both ends of the sweep (the paper's inverted U: a peak strictly inside, above both ends)."""
+    out = []
+    ep = sweep[(sweep["method"] == "edge-popup") & (sweep["init"] == SKC)]
+    for family, group in ep.groupby("family", sort=False):
+        curve = group.groupby("keep_fraction")["test_accuracy"].mean()
+        if len(curve) < 2:
+            continue
+        best, lo, hi = curve.idxmax(), curve.index.min(), curve.index.max()
+        seeds = {k: _by_seed(group[group["keep_fraction"] == k]) for k in (best, lo, hi)}
+        top = f"the peak ({_k(best)})"
+        out.append(Peak(family, float(best), _compare(top, _k(lo), seeds[best], seeds[lo], paper_first=True),
+                        _compare(top, _k(hi), seeds[best], seeds[hi], paper_first=True), bool(lo < best < hi)))
+    return out
+
+
+def peak_sentence(sweep: pd.DataFrame) -> str:
+    """Where each network's Edge-Popup curve peaks and how far above each end of the sweep, in words."""
+    found = peaks(sweep)
+    if not found:
+        return "No network here has a sweep of k to peak in."
+    inside = sum(p.interior for p in found)
+    parts = []
+    for p in found:
+        if p.interior:
+            parts.append(f"{p.family}: {p.low.sentence()}; {p.high.sentence()}")
+        else:
+            end = "smallest" if p.k_best == p.low.second else "largest"
+            parts.append(f"{p.family}: best at the {end} k of the sweep ({_k(p.k_best)}, {p.low.mean_first:.1f}%), "
+                         f"so no inverted U at this preset")
+    clean = sum(p.status == verdicts.REPRODUCED for p in found)
+    return (f"The Edge-Popup curve (signed Kaiming constant) peaks strictly inside the range of $k$ on {inside} of "
+            f"{len(found)} networks, above both ends by more than the seed spread on {clean} (the paper: an inverted U "
+            f"on every network). " + ". ".join(parts) + ".")
+
+
+def inverted_u_finding(sweep: pd.DataFrame) -> verdicts.Finding:
+    found = peaks(sweep)
+    return verdicts.combine([verdicts.Finding("", p.status) for p in found],
+                            f"inside on {sum(p.interior for p in found)} of {len(found)} nets")
+
+
+@dataclass(frozen=True)
+class DenseGap:
+    """One network's best subnetwork (signed constant, best mean over k) against its dense SGD baseline, with the
+    paper's numbers where it gives them (:data:`PAPER_FIG3`) and each side's training settings."""
+
+    family: str
+    arch: str
+    comparison: verdicts.Comparison
+    paper: dict
+    ep_settings: dict
+    dense_settings: dict
+
+    @property
+    def matched(self) -> bool:
+        """The paper has the two level (within 0.5 points: Conv-6/8)."""
+        return bool(self.paper) and abs(self.paper["edge-popup"] - self.paper["dense"]) <= 0.5
+
+    @property
+    def status(self) -> str:
+        if not self.paper:
+            return verdicts.NOT_RUN
+        if self.matched:
+            band = max(MATCHED, self.comparison.spread or 0.0)
+            gap = abs(self.comparison.diff)
+            return verdicts.REPRODUCED if gap <= band else verdicts.PARTLY if gap <= 3 * band else verdicts.NOT_HERE
+        return self.comparison.status
+
+
+def _settings(rows: pd.DataFrame) -> dict:
+    first = rows.iloc[0]
+    return {"lr": float(first["lr"]), "epochs": int(first["epochs"]), "batch_size": int(first["batch_size"])}
+
+
+def dense_gaps(sweep: pd.DataFrame) -> list[DenseGap]:
+    """Per network of a k sweep (with ``family``): the best subnetwork against the dense SGD baseline."""
+    out = []
+    for family, group in sweep.groupby("family", sort=False):
+        ep = group[(group["method"] == "edge-popup") & (group["init"] == SKC)]
+        dense = group[(group["method"] == "dense") & (group["optimizer"] == "sgd")]
+        if ep.empty or dense.empty:
+            continue
+        best = ep.groupby("keep_fraction")["test_accuracy"].mean().idxmax()
+        at_best = ep[ep["keep_fraction"] == best]
+        arch = group["arch"].iloc[0]
+        paper = PAPER_FIG3.get(arch, {})
+        diff = paper["edge-popup"] - paper["dense"] if paper else None
+        c = _compare(f"the best subnetwork ({_k(best)})", "dense", _by_seed(at_best), _by_seed(dense),
+                     paper_first=None if diff is None else diff > 0, paper_diff=diff)
+        out.append(DenseGap(family, arch, c, paper, _settings(at_best), _settings(dense)))
+    return out
+
+
+def dense_sentence(sweep: pd.DataFrame) -> str:
+    """Best subnetwork against dense per network, the paper's numbers beside ours, and where ours is the reverse of
+    the paper, why: the two sides' learning rates, batches and epochs, read from the runs' configs."""
+    parts, reversed_ = [], []
+    for g in dense_gaps(sweep):
+        text = f"{g.family}: {g.comparison.sentence()}"
+        if g.paper:
+            text += (f" (paper, 100 epochs on all of CIFAR-10: Edge-Popup {g.paper['edge-popup']:.1f}% against dense "
+                     f"{g.paper['dense']:.1f}%" + (", level" if g.matched else "") + ")")
+        else:
+            text += " (the paper gives no number for this network)"
+        parts.append(text)
+        if g.paper and g.comparison.direction == "reversed":
+            reversed_.append(g)
+    out = ". ".join(parts) + "."
+    if reversed_:
+        names = " and ".join(g.family for g in reversed_)
+        e, d = reversed_[0].ep_settings, reversed_[0].dense_settings
+        out += (f" On {names} the subnetwork is ahead of dense, the reverse of the paper, because the budget favours "
+                f"it here: the dense baselines train at lr {d['lr']:g} in batches of {d['batch_size']} for "
+                f"{d['epochs']} epochs (the released configs' rate, meant for 100 epochs), Edge-Popup at lr {e['lr']:g} "
+                f"in batches of {e['batch_size']} for {e['epochs']} epochs, a rate tuned for this preset's few epochs.")
+    return out
+
+
+def dense_finding(sweep: pd.DataFrame) -> verdicts.Finding:
+    found = [g for g in dense_gaps(sweep) if g.paper]
+    ours = ", ".join(f"{g.family.split(' ')[0]} {g.comparison.diff:+.1f}" for g in found)
+    reversed_ = [g for g in found if g.comparison.direction == "reversed" and not g.matched]
+    why = f" (dense lr {reversed_[0].dense_settings['lr']:g})" if reversed_ else ""
+    return verdicts.combine([verdicts.Finding("", g.status) for g in found], f"{ours} points{why}")
+
+
+def depth_sentence(sweep: pd.DataFrame) -> str:
+    """The best Conv-4 subnetwork against the best Conv-2 one (the paper: deeper is better), in words; empty
+    where the sweep lacks either."""
+    ep = sweep[(sweep["method"] == "edge-popup") & (sweep["init"] == SKC)]
+    if not {"conv2", "conv4"} <= set(ep["arch"]):
+        return ""
+    seeds = {}
+    for arch in ("conv2", "conv4"):
+        rows = ep[ep["arch"] == arch]
+        k = rows.groupby("keep_fraction")["test_accuracy"].mean().idxmax()
+        seeds[arch] = _by_seed(rows[rows["keep_fraction"] == k])
+    paper = PAPER_FIG3["conv4"]["edge-popup"] - PAPER_FIG3["conv2"]["edge-popup"]
+    c = verdicts.compare("the best Conv-4 subnetwork", "the best Conv-2 one", list(seeds["conv4"]), list(seeds["conv2"]),
+                         paper_diff=paper)
+    return f"Deeper: {c.sentence()}."
+
+
+# --- Fig. 7: initializations
+def init_comparisons(inits: pd.DataFrame, first: str, second: str) -> list[tuple[str, float, verdicts.Comparison]]:
+    """``first`` init against ``second`` at each network and k of an init sweep (the paper: ``first`` ahead)."""
+    out = []
+    for arch, by_arch in inits.groupby("arch", sort=False):
+        for k, at_k in by_arch.groupby("keep_fraction"):
+            a, b = at_k[at_k["init"] == first], at_k[at_k["init"] == second]
+            if not a.empty and not b.empty:
+                out.append((arch, float(k), _compare(INIT_LABELS[first], INIT_LABELS[second], _by_seed(a), _by_seed(b),
+                                                     paper_first=True)))
+    return out
+
+
+def _label(arch: str, inits: pd.DataFrame) -> str:
+    return with_family(inits[inits["arch"] == arch].head(1))["family"].iloc[0]
+
+
+def init_sentences(inits: pd.DataFrame) -> str:
+    """Fig. 7 in words: the best and worst init at each k, then the paper's three claims (signed constant >=
+    Kaiming normal; scaling helps at small k; the unsigned constant fails, i.e. stays near chance) each tested."""
+    parts = []
+    many = inits["arch"].nunique() > 1
+    for arch, by_arch in inits.groupby("arch", sort=False):
+        means = 100 * by_arch.groupby(["keep_fraction", "init"])["test_accuracy"].mean()
+        per_k = []
+        for k, g in means.groupby(level=0):
+            g = g.droplevel(0)
+            per_k.append(f"at {_k(k)} the best is {INIT_LABELS[g.idxmax()]} ({g.max():.1f}%), the worst "
+                         f"{INIT_LABELS[g.idxmin()]} ({g.min():.1f}%)")
+        text = "; ".join(per_k)
+        parts.append((f"{_label(arch, inits)}: {text}" if many else text[0].upper() + text[1:]) + ".")
+    for first, second, claim in ((SKC, KN, "Signed constant against Kaiming normal (the paper: at least as good)"),
+                                 ("scaled-signed-constant", SKC, "Scaling (the paper: it helps at small $k$)"),
+                                 ("scaled-kaiming-normal", KN, "")):
+        found = init_comparisons(inits, first, second)
+        if not found:
+            continue
+        lead = f"{claim}: " if claim else ""
+        parts.append(lead + "; ".join(f"{_k(k)}{f' ({_label(arch, inits)})' if many else ''}, {c.sentence()}"
+                                      for arch, k, c in found) + ".")
+    unsigned = inits[inits["init"] == "unsigned-constant"]
+    if not unsigned.empty:
+        means = 100 * unsigned.groupby(["arch", "keep_fraction"])["test_accuracy"].mean()
+        fails = [f"{_k(k)} ({v:.1f}%)" for (_, k), v in means.items() if v <= CHANCE + NEAR_CHANCE]
+        works = [f"{_k(k)} ({v:.1f}%, {v - CHANCE:.0f} points above chance)" for (_, k), v in means.items()
+                 if v > CHANCE + NEAR_CHANCE]
+        if not works:
+            text = f"the unsigned constant fails as in the paper: near chance ({CHANCE:g}%) at every $k$ ({', '.join(fails)})"
+        elif not fails:
+            text = f"the unsigned constant does not fail here, the reverse of the paper: {', '.join(works)}"
+        else:
+            text = (f"the unsigned constant fails, as in the paper, only at {', '.join(fails)} (within {NEAR_CHANCE:g} "
+                    f"points of chance, {CHANCE:g}%); at {', '.join(works)} it learns")
+        parts.append(f"The paper has the unsigned constant failing; here {text}.")
+    return " ".join(parts)
+
+
+def init_finding(inits: pd.DataFrame) -> verdicts.Finding:
+    found = init_comparisons(inits, SKC, KN)
+    ahead = [_k(k).removeprefix("k = ") for _, k, c in found if c.diff > 0]
+    behind = [_k(k).removeprefix("k = ") for _, k, c in found if c.diff <= 0]
+    ours = "; ".join(t for t in (f"ahead at k = {', '.join(ahead)}" if ahead else "",
+                                 f"behind at {', '.join(behind)}" if behind else "") if t)
+    return verdicts.combine([verdicts.Finding("", _status_at_least(c)) for _, _, c in found], ours)
+
+
+# --- Fig. 4: width
+def width_gaps(widths: pd.DataFrame) -> list[tuple[str, str, verdicts.Comparison]]:
+    """Per network and Edge-Popup init of a width sweep: the gap to dense (dense minus Edge-Popup, per seed, in
+    points) at the narrowest width against the widest (the paper: the gap shrinks, so narrow is larger)."""
+    out = []
+    for arch, by_arch in widths.groupby("arch", sort=False):
+        dense = by_arch[by_arch["method"] == "dense"]
+        lo, hi = by_arch["width"].min(), by_arch["width"].max()
+        if lo == hi:
+            continue
+        for init, ep in by_arch[by_arch["method"] == "edge-popup"].groupby("init", sort=False):
+            gap = {w: _by_seed(dense[dense["width"] == w]) - _by_seed(ep[ep["width"] == w]) for w in (lo, hi)}
+            gap = {w: g.dropna() for w, g in gap.items()}
+            if gap[lo].empty or gap[hi].empty:
+                continue
+            out.append((arch, init, _compare(f"the gap at width {lo:g}", f"the gap at width {hi:g}", gap[lo], gap[hi],
+                                             paper_first=True, percent=False)))
+    return out
+
+
+def width_sentence(widths: pd.DataFrame) -> str:
+    """Fig. 4 in words: per network and init, the gap to dense at the narrowest and widest width, and whether it
+    shrinks beyond the seed spread (the paper: it shrinks, closing on the widest Conv-6)."""
+    parts = []
+    for arch, init, c in width_gaps(widths):
+        name = with_family(widths[widths["arch"] == arch].head(1).assign(width=1.0))["family"].iloc[0]
+        parts.append(f"{name}, Edge-Popup with the {INIT_LABELS[init]}: {c.sentence()}")
+    if not parts:
+        return "This preset runs a single width, so there is no trend to report."
+    return "The gap to dense (dense minus Edge-Popup, in points; the paper: it shrinks as the network widens): " + "; ".join(parts) + "."
+
+
+def width_finding(widths: pd.DataFrame) -> verdicts.Finding:
+    found = width_gaps(widths)
+    ours = "; ".join(f"{c.mean_first:.1f} → {c.mean_second:.1f} points" for _, _, c in found)
+    return verdicts.combine([verdicts.Finding("", c.status) for _, _, c in found], ours or "one width")
+
+
+# --- Fig. 5: width at a fixed kept count
+def fixed_count_trends(fixed: pd.DataFrame) -> list[tuple[str, float, str, verdicts.Comparison]]:
+    """Per network, curve (``k1``) and init of Fig. 5 (with ``k1``): accuracy at the widest width of the curve
+    against its narrowest (the paper: wider is better at the same kept count)."""
+    out = []
+    for (arch, k1, init), curve in fixed.groupby(["arch", "k1", "init"], sort=False):
+        lo, hi = curve["width"].min(), curve["width"].max()
+        if lo == hi:
+            continue
+        k_hi = curve[curve["width"] == hi]["keep_fraction"].iloc[0]
+        c = _compare(f"width {hi:g} ({_k(k_hi)})", f"width {lo:g}", _by_seed(curve[curve["width"] == hi]),
+                     _by_seed(curve[curve["width"] == lo]), paper_first=True)
+        out.append((arch, float(k1), init, c))
+    return out
+
+
+def fixed_count_sentence(fixed: pd.DataFrame) -> str:
+    """Fig. 5 in words, with why where ours is the reverse of the paper (its settings beside the paper's)."""
+    found = fixed_count_trends(fixed)
+    if not found:
+        return "This preset has a single width per kept count, so Fig. 5 has no trend to report."
+    parts = [f"kept = {k1:g} x the width-1 weights, {INIT_LABELS[init]}: {c.sentence()}" for _, k1, init, c in found]
+    out = "At a fixed number of kept weights: " + "; ".join(parts) + "."
+    if any(c.direction == "reversed" for *_, c in found):
+        out += (f" Here the wider network is behind: the reverse of the paper's Fig. 5, which widens Conv-4 and Conv-6 "
+                f"trained 100 epochs on all of CIFAR-10. Ours is {setting_text(fixed)}, where the wider network must keep "
+                f"a smaller fraction of its weights, and at this budget a small $k$ costs accuracy (the first figure).")
+    return out
+
+
+def fixed_count_finding(fixed: pd.DataFrame) -> verdicts.Finding:
+    found = fixed_count_trends(fixed)
+    ours = "; ".join(f"{c.mean_second:.1f}% → {c.mean_first:.1f}% ({c.second} → {c.first.split(' (')[0].removeprefix('width ')})"
+                     for *_, c in found)
+    return verdicts.combine([verdicts.Finding("", c.status) for *_, c in found], ours or "one width")
+
+
+# --- Fig. 6: Edge-Popup vs the Bernoulli supermask
+def bernoulli_comparisons(bern: pd.DataFrame) -> list[tuple[str, float, verdicts.Comparison]]:
+    """Per network and target kept fraction of Fig. 6 (:func:`bernoulli_view`): Edge-Popup's curve (per seed,
+    interpolated at the kept fraction the Bernoulli run of that seed ended with) against that Bernoulli run."""
+    out = []
+    for arch, sub in bern.groupby("arch", sort=False):
+        ep = sub[sub["method"] == "edge-popup"]
+        curves = {s: g.groupby("keep_fraction")["test_accuracy"].mean() for s, g in ep.groupby("seed")}
+        pooled = ep.groupby("keep_fraction")["test_accuracy"].mean()
+        for k, zb in sub[sub["method"] == "supermask-bernoulli"].groupby("keep_fraction"):
+            at = zb.groupby("seed")["realized_keep_fraction"].mean()
+            ours = pd.Series({s: 100 * float(np.interp(x, curves.get(s, pooled).index, curves.get(s, pooled).values))
+                              for s, x in at.items()})
+            c = _compare(f"Edge-Popup (at k = {100 * at.mean():.1f}%)", "the Bernoulli supermask", ours, _by_seed(zb),
+                         paper_first=True)
+            out.append((arch, float(k), c))
+    return out
+
+
+def bernoulli_sentence(bern: pd.DataFrame) -> str:
+    """Fig. 6 in words: per Bernoulli target k, who is ahead and whether beyond the seed spread."""
+    found = bernoulli_comparisons(bern)
+    if not found:
+        return "No Bernoulli supermask runs at this preset."
+    many = bern["arch"].nunique() > 1
+    parts = [(f"{_label(arch, bern)}, " if many else "") + f"Bernoulli runs started at {_k(k)}: {c.sentence()}"
+             for arch, k, c in found]
+    ahead = [_k(k) for _, k, c in found if c.verdict == "as in the paper"]
+    behind = [_k(k) for _, k, c in found if c.verdict == "reverse of the paper"]
+    summary = (f"Edge-Popup is ahead beyond the seed spread at {', '.join(ahead) or 'no k'}, the Bernoulli supermask "
+               f"at {', '.join(behind) or 'no k'}; elsewhere the runs cannot order them (the paper: Edge-Popup ahead "
+               f"everywhere).")
+    return summary + " " + "; ".join(parts) + "."
+
+
+def bernoulli_finding(bern: pd.DataFrame) -> verdicts.Finding:
+    found = bernoulli_comparisons(bern)
+    ks = "/".join(f"{100 * k:g}" for _, k, _ in found)
+    ours = f"{'/'.join(f'{c.diff:+.1f}' for _, _, c in found)} points at k = {ks}%"
+    return verdicts.combine([verdicts.Finding("", c.status) for _, _, c in found], ours)
+
+
+CLAIMS = (
+    Claim("Inverted U: peak inside the k range", "k = 30-70%, every net (its Fig. 3)", ("Fig. 3",),
+          lambda frame: inverted_u_finding(with_family(frame("Fig. 3")))),
+    Claim("Best subnetwork vs dense SGD", "dense +1.8/+0.7 on Conv-2/4, level on 6/8", ("Fig. 3",),
+          lambda frame: dense_finding(with_family(frame("Fig. 3")))),
+    Claim("Signed constant >= Kaiming normal", "yes, every k (its Fig. 7)", ("Fig. 7",),
+          lambda frame: init_finding(frame("Fig. 7"))),
+    Claim("Gap to dense shrinks with width", "yes (its Fig. 4)", ("Fig. 4",), lambda frame: width_finding(frame("Fig. 4"))),
+    Claim("Wider helps at a fixed kept count", "yes (its Fig. 5)", ("Fig. 5",),
+          lambda frame: fixed_count_finding(with_k1(frame("Fig. 5")))),
+    Claim("Edge-Popup above the Bernoulli supermask", "every k (its Fig. 6)", ("Fig. 6",),
+          lambda frame: bernoulli_finding(bernoulli_view(frame("Fig. 6")))),
 )
 
 
@@ -364,83 +782,35 @@ CHAPTER = Chapter(
     order=1,
     recipe=RECIPE,
     headlines=HEADLINES,
+    claims=CLAIMS,
 )
 
 
-def best_init_by_k(df: pd.DataFrame) -> str:
-    """"k = 0.1: scaled signed Kaiming constant (95.1%); ..." from an init sweep."""
-    means = df.groupby(["keep_fraction", "init"])["test_accuracy"].mean()
-    parts = []
-    for k, group in means.groupby(level=0):
-        init = group.droplevel(0).idxmax()
-        parts.append(f"k = {100 * k:g}%: {INIT_LABELS[init]} ({100 * group.max():.1f}%)")
-    return "; ".join(parts)
-
-
-def peak_sentence(sweep: pd.DataFrame) -> str:
-    """Where each network's Edge-Popup curve peaks: inside the k range (the paper's inverted U) or at an end."""
-    inside, parts = 0, []
-    for family, group in sweep[sweep["method"] == "edge-popup"].groupby("family", sort=False):
-        curve = group.groupby("keep_fraction")["test_accuracy"].mean()
-        best = curve.idxmax()
-        interior = curve.index[0] < best < curve.index[-1]
-        inside += interior
-        parts.append(f"{family} at k = {100 * best:g}%" + ("" if interior else " (an end of the range)"))
-    total = len(parts)
-    verdict = "as in the paper" if inside == total else f"the paper's inverted U shows in {inside} of {total}"
-    return f"The curves peak inside the range of k for {inside} of {total} networks ({verdict}): " + "; ".join(parts) + "."
-
-
-def width_gaps(df: pd.DataFrame) -> tuple[float, float]:
-    """Dense minus Edge-Popup (signed constant) accuracy (points) at the narrowest and the widest width, on the
-    first network of the sweep."""
-    df = df[(df["arch"] == df["arch"].iloc[0]) & ((df["method"] == "dense") | (df["init"] == SKC))]
-    means = df.groupby(["width", "method"])["test_accuracy"].mean().unstack()
-    gap = 100 * (means["dense"] - means["edge-popup"])
-    return float(gap.iloc[0]), float(gap.iloc[-1])
-
-
-def width_numbers(df: pd.DataFrame) -> dict[str, str]:
-    """Fig. 4's numbers for the text: the gap to dense at the narrowest and widest width, and its trend."""
-    narrow, wide = width_gaps(df)
-    return {"gap_narrow": f"{narrow:.1f}", "gap_wide": f"{wide:.1f}", "gap_trend": "shrinks" if wide < narrow else "does not shrink"}
-
-
 def fixed_count_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 5's runs as a table, by network, curve and width."""
-    return df[["arch", "width", "k1", "keep_fraction", "init", "test_accuracy"]].sort_values(["arch", "k1", "width"])
+    """Fig. 5's runs as a table, by network, curve and width (no index: one row per run; the initialization only
+    where the runs have several)."""
+    table = with_family(df.assign(width=1.0)).assign(width=df["width"].values, init=df["init"].map(INIT_LABELS).values)
+    columns = ["family", "k1", "width", "keep_fraction", *(["init"] if table["init"].nunique() > 1 else []), "seed",
+               "test_accuracy"]
+    return table.sort_values(["family", "k1", "width", "seed"])[columns].reset_index(drop=True).rename(
+        columns={"family": "network", "k1": "kept at width 1", "keep_fraction": "k", "init": "initialization"})
 
 
-def bernoulli_gap(df: pd.DataFrame) -> float:
-    """Mean accuracy of Edge-Popup minus the Bernoulli supermask, in points, with Edge-Popup's curve
-    interpolated at each Bernoulli run's realized kept fraction."""
-    gaps = []
-    for _, sub in df.groupby("arch", sort=False):
-        ep_curve = sub[sub["method"] == "edge-popup"].groupby("keep_fraction")["test_accuracy"].mean()
-        zb = sub[sub["method"] == "supermask-bernoulli"]
-        gaps += list(np.interp(zb["realized_keep_fraction"], ep_curve.index, ep_curve.values) - zb["test_accuracy"])
-    return float(100 * np.mean(gaps))
-
-
-def bernoulli_numbers(df: pd.DataFrame) -> dict[str, str]:
-    """Fig. 6's numbers for the text: :func:`bernoulli_gap` and who is ahead."""
-    gap = bernoulli_gap(df)
-    return {"bernoulli_gap": f"{gap:+.1f}", "bernoulli_verdict": plots.ahead(gap, "Edge-Popup", "the Bernoulli supermask", paper_first=True)}
-
-
-BERNOULLI_COLUMNS = ["method", "keep_fraction", "realized_keep_fraction", "test_accuracy"]
+BERNOULLI_COLUMNS = {"method": "method", "keep_fraction": "k (start)", "realized_keep_fraction": "k (realized)",
+                     "seed": "seed", "test_accuracy": "test accuracy"}
 
 
 def bernoulli_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 6's runs as a table (:data:`BERNOULLI_COLUMNS`)."""
-    return df[BERNOULLI_COLUMNS]
+    """Fig. 6's runs as a table (:data:`BERNOULLI_COLUMNS`, renamed), by method, k and seed, no index."""
+    table = df.sort_values(["method", "keep_fraction", "seed"])[list(BERNOULLI_COLUMNS)].reset_index(drop=True)
+    return table.rename(columns=BERNOULLI_COLUMNS)
 
 
 def scale_text(p: Preset) -> str:
     """How this preset trains the conv families (Fig. 3), for the text: "width 0.5, 10,000 CIFAR-10 images, ..."."""
     s = p.families[-1].settings
     images = f"a {s['subset']:,}-image subset of" if s.get("subset") else "all of"
-    text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed(s)"
+    text = f"width {s.get('width', 1.0):g}, {images} CIFAR-10, {s['epochs']} epochs, {len(p.seeds)} seed{'s' if len(p.seeds) > 1 else ''}"
     if s.get("batch_size") is not None:
         text += f", batches of {s['batch_size']}"
         if s["batch_size"] < 128:
@@ -452,65 +822,27 @@ def scale_text(p: Preset) -> str:
     return text + (", bf16 forward passes" if s.get("precision") == "bf16" else "")
 
 
-def conv_trends(sweep: pd.DataFrame) -> str:
-    """Per conv family: where Edge-Popup (signed constant init, mean over seeds) peaks over k and whether the
-    peak is above both ends of the grid (the paper's inverted U); then whether Conv-4's best is at or above
-    Conv-2's. Measured, for the chapter's text."""
-    parts, best, best_sd = [], {}, {}
-    for family, group in sweep.groupby("family", sort=False):
-        arch = group["arch"].iloc[0]
-        if not arch.startswith("conv"):
-            continue
-        ep = group[(group["method"] == "edge-popup") & (group["init"] == SKC)]
-        means = 100 * ep.groupby("keep_fraction")["test_accuracy"].mean()
-        spread = 100 * ep.groupby("keep_fraction")["test_accuracy"].std().max()
-        k_best, lo, hi = means.idxmax(), means.index.min(), means.index.max()
-        best[arch] = means.max()
-        best_sd[arch] = 100 * ep[ep["keep_fraction"] == k_best]["test_accuracy"].std()
-        shape = ("peaks inside the grid, above both ends: the inverted U shows" if lo < k_best < hi
-                 else "peaks at an end of the grid: no inverted U at this preset")
-        sd = f", largest seed sd {spread:.1f} points" if spread == spread else ""
-        parts.append(f"{family} {shape} ({means.max():.1f}% at k = {k_best:g}; k = {lo:g}: {means[lo]:.1f}%, "
-                     f"k = {hi:g}: {means[hi]:.1f}%{sd})")
-    if "conv2" in best and "conv4" in best:
-        diff, noise = best["conv4"] - best["conv2"], max(best_sd["conv4"], best_sd["conv2"])
-        order = "at or above" if diff >= 0 else "below"
-        level = f", a difference of {abs(diff):.2f} points, within the seed spread" if abs(diff) < noise else ""
-        parts.append(f"the best Conv-4 subnetwork ({best['conv4']:.2f}%) is {order} the best Conv-2 one "
-                     f"({best['conv2']:.2f}%{level})")
-    return "; ".join(parts) or "no conv net at this preset"
-
-
 # ---------------------------------------------------------------------------------------------- tables
 def comparison_table(sweep: pd.DataFrame, preset_name: str) -> pd.DataFrame:
-    """Best Edge-Popup accuracy over k and the dense (SGD) accuracy, ours beside the paper's, per family."""
+    """Best Edge-Popup accuracy over k (signed constant, as in the sentences) and the dense (SGD) accuracy, ours
+    beside the paper's, per family (the training budget is in the text above the table)."""
     rows = []
     for family, group in sweep.groupby("family", sort=False):
         arch = group["arch"].iloc[0]
-        ep = group[group["method"] == "edge-popup"].groupby(["keep_fraction", "init"])["test_accuracy"].mean()
+        ep = group[(group["method"] == "edge-popup") & (group["init"] == SKC)].groupby("keep_fraction")["test_accuracy"].mean()
         dense = group[(group["method"] == "dense") & (group["optimizer"] == "sgd")]["test_accuracy"].mean()
-        best_k, best_init = ep.idxmax()
         paper = PAPER_FIG3.get(arch, {})
         rows.append(  # None ("-" in the book): the paper reports no such number
             {
                 "network": family,
-                f"Edge-Popup, ours ({preset_name})": round(100 * ep.max(), 1),
-                "best k (ours)": best_k,
+                "Edge-Popup, ours": round(100 * ep.max(), 1),
+                "at k": ep.idxmax(),
                 "Edge-Popup, paper": paper.get("edge-popup"),
-                f"dense SGD, ours ({preset_name})": round(100 * dense, 1),
-                "dense SGD, paper": paper.get("dense"),
-                "training images (ours)": int(group["train_images"].iloc[0]),
-                "epochs (ours)": int(group["epochs"].iloc[0]),
+                "dense, ours": round(100 * dense, 1),
+                "dense, paper": paper.get("dense"),
             }
         )
     return pd.DataFrame(rows).set_index("network")
-
-
-def mlp_numbers(table: pd.DataFrame, preset_name: str) -> dict[str, str]:
-    """The first network's (the MLP's) row of :func:`comparison_table`, for the text."""
-    row = table.loc[preset(preset_name).families[0].label]
-    return {"lenet_best": f"{row[f'Edge-Popup, ours ({preset_name})']:.1f}%", "lenet_best_k": f"{100 * row['best k (ours)']:.0f}%",
-            "lenet_dense": f"{row[f'dense SGD, ours ({preset_name})']:.1f}%"}
 
 
 # ---------------------------------------------------------------------------------------------- figures
