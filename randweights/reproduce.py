@@ -209,7 +209,7 @@ CAPTION_TAG = "figure-caption"  # a markdown cell right after a figure's cell: i
 BOOK_LINKS = (
     (re.compile(r"\[[^\]]*\]\(#cite:([tp]):([\w,-]+)\)"), r"{cite:\1}`\2`"),  # [Ramanujan et al. (2020)](#cite:t:key)
     (re.compile(r"\[[^\]]*\]\(#(fig-[\w-]+)\)"), r"{numref}`\1`"),  # [the figure below](#fig-name)
-    (re.compile(r"\[[^\]]*\]\(\.\./book/([\w/-]+)\.md\)"), r"{doc}`../\1`"),  # [notes](../book/page.md)
+    (re.compile(r"\[([^\]]+)\]\(\.\./book/([\w/-]+)\.md\)"), r"{doc}`\1 <../\2>`"),  # [notes](../book/page.md): its text kept
 )
 
 

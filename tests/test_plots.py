@@ -137,7 +137,7 @@ def test_book_time_turns_caption_cells_links_and_notes_into_the_books_own(tmp_pa
     assert figure.metadata["mystnb"]["figure"] == {"name": "fig-x", "caption": "Accuracy against $k$. Look for\nthe peak."}
     assert "remove-cell" in caption.metadata["tags"]  # shown once, as the numbered figure's caption
     assert prose.source == ("As {cite:t}`ramanujan2020hidden` find ({numref}`fig-x`, right; "
-                            "{doc}`../reconstruction`).")
+                            "{doc}`notes <../reconstruction>`).")
     assert note.source == ":::{important}\n**What is reconstructed.** Our\n\nchoices.\n:::"
     again = nbformat.from_dict(json.loads(json.dumps(nb)))
     reproduce.book_page(again)
