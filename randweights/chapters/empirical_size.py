@@ -21,6 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from math import comb
 
 import numpy as np
 import pandas as pd
@@ -638,8 +639,6 @@ def plane_regions_bound(hidden: tuple[int, ...], inputs: int = 2) -> int:
     space into: the product over layers of sum_{j <= d} C(n_l, j), d = min(inputs, the widths before l) (each layer's
     units cut every region of the layers before into at most that many pieces: the arrangement bound of n_l
     hyperplanes in d dimensions)."""
-    from math import comb
-
     total, d = 1, inputs
     for n in hidden:
         total *= sum(comb(n, j) for j in range(min(d, n) + 1))

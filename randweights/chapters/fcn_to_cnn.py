@@ -755,22 +755,29 @@ def degree_summary(records: list[dict], n_bins: int = 4) -> str:
     return text
 
 
+def _colorbar_axis(ax):
+    """An axis for a colorbar right of ``ax``, as tall as its (square) image, so that it never reaches the title."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    return make_axes_locatable(ax).append_axes("right", size="5%", pad=0.08)
+
+
 def plot_out_degree(record: dict, preset_name: str):
     """P6: pixel out-degree map (RGB and summed over channels) and the receptive-field centroids."""
     m = masks_of(record)[-1]
     out = L.out_degree_map(m).astype(float)
-    fig, axes = plots.panels(3, width=3.6, height=3.4)
+    fig, axes = plots.panels(3, width=3.6, height=3.0)
     rgb = out / out.max() if out.max() > 0 else out
     axes[0].imshow(rgb.transpose(1, 2, 0) if rgb.shape[0] == 3 else rgb[0], cmap=None if rgb.shape[0] == 3 else "gray", interpolation="nearest")
     axes[0].set(title="units per pixel\n(per channel, as RGB)", xticks=[], yticks=[])
     im = axes[1].imshow(out.sum(0), cmap="viridis", interpolation="nearest")
     axes[1].set(title="units per pixel\n(channels summed)", xticks=[], yticks=[])
-    fig.colorbar(im, ax=axes[1], shrink=0.8, label="units")
+    fig.colorbar(im, cax=_colorbar_axis(axes[1]), label="units")
     centers, radii = L.centroids_and_radii(m)
     ok = np.isfinite(radii)
     sc = axes[2].scatter(centers[ok, 1], centers[ok, 0], c=radii[ok], s=12, cmap="viridis_r")
     axes[2].set(xlim=(-0.5, m.shape[3] - 0.5), ylim=(m.shape[2] - 0.5, -0.5), title="unit centroids", aspect="equal")
-    fig.colorbar(sc, ax=axes[2], shrink=0.8, label="RMS radius (pixels)")
+    fig.colorbar(sc, cax=_colorbar_axis(axes[2]), label="RMS radius (pixels)")
     for ax in axes:
         ax.grid(False)
         ax.title.set_fontsize(9)
@@ -851,6 +858,27 @@ def controls_table(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
     out = last[[c for c in cols if c in last]].copy()
     out.insert(0, "task", [task_of(records[run]) for run in out.index])
     return out.drop(index=[r for r in ("CNN (IMP)",) if r in out.index])
+
+
+def controls_text(frame: pd.DataFrame) -> str:
+    """P8 in words: at the last round, more data against less and the meaningful grouping against the random one
+    (the paper: both more local), and the pixel-shuffle run mapped back against the unshuffled one, as
+    :func:`below_random` compared (one seed a run)."""
+    last = frame.sort_values("round").groupby("run").tail(1).set_index("run")
+    parts = []
+    for first, second, name_first, name_second in (("IMP", "less data", "more data", "less data"),
+                                                   ("meaningful labels", "random labels", "the meaningful grouping",
+                                                    "the random grouping")):
+        if first in last.index and second in last.index:
+            c = verdicts.compare(name_first, name_second, [below_random(last.loc[first, "locality_ratio"])],
+                                 [below_random(last.loc[second, "locality_ratio"])], paper_first=True)
+            parts.append(c.sentence())
+    text = f"At the last round, as {LOCALITY_WORDS}: " + "; ".join(parts) + "."
+    if "pixel shuffle" in last.index:
+        text += (f" The pixel-shuffle run is {below_random(last.loc['pixel shuffle', 'locality_ratio_as_trained']):.1f}% "
+                 f"as trained and {below_random(last.loc['pixel shuffle', 'locality_ratio']):.1f}% mapped back, "
+                 f"against {below_random(last.loc['IMP', 'locality_ratio']):.1f}% unshuffled.")
+    return text
 
 
 def _matching_imp_round(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
