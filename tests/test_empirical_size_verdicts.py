@@ -40,7 +40,7 @@ def test_bound_finding_far_below_means_at_most_ten_percent():
     assert es.bound_finding([0.03, 0.001], seeds=1).status == verdicts.PARTLY
     assert es.bound_finding([0.03, 0.001], seeds=3).status == verdicts.REPRODUCED
     assert es.bound_finding([0.03, 0.2], seeds=3).status == verdicts.NOT_HERE
-    assert es.bound_finding([0.03], seeds=1).ours == "at most 3% of the bound"
+    assert es.bound_finding([0.03], seeds=1).ours == "at most 3% of it"
 
 
 def test_order_finding_at_most_two_knots_per_neuron():

@@ -64,10 +64,10 @@ def test_degree_comparison_needs_the_spread_to_call_it():
 def test_locality_finding_names_the_weight_decay_and_the_run_without_it():
     found = fc.locality_finding([0.80, 0.81, 0.79], [1.0, 0.999, 1.001], [0.94], 0.02)
     assert found.status == verdicts.REPRODUCED
-    assert "weight decay 0.02, not the paper's" in found.ours and "without: 0.94" in found.ours
+    assert "decay 0.02, not the paper's" in found.ours and "without: 0.94" in found.ours
     assert fc.locality_finding([0.8], [1.0]).status == verdicts.PARTLY  # one seed
     assert fc.locality_finding([1.0, 1.01, 0.99], [0.8, 0.81, 0.79]).status == verdicts.NOT_HERE
-    assert "weight decay" not in fc.locality_finding([0.8], [1.0]).ours
+    assert "decay" not in fc.locality_finding([0.8], [1.0]).ours
 
 
 def test_accuracy_finding_both_sides():

@@ -282,8 +282,8 @@ def spline_curves(preset_name: str) -> dict:
 
 def equivalent_table(curves: dict, preset_name: str) -> pd.DataFrame:
     df = pd.DataFrame(curves["equivalent"])
-    return df.rename(columns={"step": "step", "net_knots": f"net knots ({preset_name})", "net_test_mse": "net test MSE",
-                              "uniform_knots": "uniform-spline knots for the same MSE", "free_knots": "free-knot-spline knots for the same MSE"})
+    return df.rename(columns={"step": "step", "net_knots": "net knots", "net_test_mse": "net test MSE",
+                              "uniform_knots": "uniform spline knots", "free_knots": "free-knot spline knots"})
 
 
 def plot_splines(curves: dict, preset_name: str):
@@ -501,14 +501,14 @@ def init_finding(init: pd.DataFrame, tolerance: float = INIT_TOLERANCE) -> verdi
     of one) against 100% within ``tolerance`` points (:func:`randweights.verdicts.level`), combined."""
     found = [verdicts.level(100 * g["knots"] / g["neurons"], 100.0, tolerance) for _, g in init.groupby("arch")]
     ratio = init.groupby("arch").apply(lambda g: g["knots"].mean() / g["neurons"].iloc[0], include_groups=False)
-    return verdicts.combine(found, f"{ratio.min():.2f} to {ratio.max():.2f} knots per neuron")
+    return verdicts.combine(found, f"{ratio.min():.2f} to {ratio.max():.2f} knots per neuron")  # init_text reads this
 
 
 def bound_finding(fractions: list[float], seeds: int, far: float = FAR_BELOW) -> verdicts.Finding:
     """Trained nets far below the O(N^K) bound: ``fractions`` (pieces over the bound for their net, one per trained
     net) all at most ``far``; reproduced with several seeds, partly with one (``seeds``)."""
     worst = max(fractions)
-    ours = f"at most {100 * worst:.2g}% of the bound"
+    ours = f"at most {100 * worst:.2g}% of it"
     why = f"largest fraction {100 * worst:.2g}% (far below: at most {100 * far:g}%), {seeds} seed{'s' if seeds != 1 else ''}"
     if worst > far:
         return verdicts.Finding(ours, verdicts.NOT_HERE, why)
@@ -531,7 +531,7 @@ def spline_finding(net_knots: list[int], spline_knots: list[int | None]) -> verd
     knot range (None) counts against."""
     more = [s is not None and n > s for n, s in zip(net_knots, spline_knots)]
     shown = ", ".join("beyond range" if s is None else str(s) for s in spline_knots)
-    ours = f"net {', '.join(map(str, net_knots))} knots vs spline {shown}"
+    ours = f"net {', '.join(map(str, net_knots))} vs spline {shown} knots"
     why = f"the net spends more knots than the spline in {sum(more)} of {len(more)} runs"
     if not all(more):
         return verdicts.Finding(ours, verdicts.PARTLY if any(more) else verdicts.NOT_HERE, why)
@@ -580,13 +580,10 @@ def _claim_spline(frame) -> verdicts.Finding:
 
 
 CLAIMS = (
-    Claim("Knots at random init about the number of neurons", "about #neurons (2018 companion paper)", ("C7",),
-          _claim_init),
-    Claim("Trained nets far below the O(N^K) bound on pieces", "far simpler than the bound (intro)", ("C7",),
-          _claim_bound),
-    Claim("Knots stay of the order of #neurons in training", "O(NK) pieces, persisting (intro)", ("C7",),
-          _claim_order),
-    Claim("Training is unlike fitting a linear spline", "very different (abstract)", ("C7",), _claim_spline),
+    Claim("Knots at init: about one per neuron", "yes (2018 paper)", ("C7",), _claim_init),
+    Claim("Trained nets far below the O(N^K) bound", "far simpler", ("C7",), _claim_bound),
+    Claim("Knots stay O(#neurons) in training", "O(NK), persisting", ("C7",), _claim_order),
+    Claim("Training unlike fitting a linear spline", "very different", ("C7",), _claim_spline),
 )
 
 
@@ -699,9 +696,24 @@ def plot_segments(df: pd.DataFrame, preset_name: str):
 
 
 # ---------------------------------------------------------------------------------------------- summary
+def _setting_text(value) -> str:
+    """A preset value, short: layer-size tuples as 16-16, tuples as comma lists."""
+    if isinstance(value, tuple) and value and all(isinstance(v, tuple) for v in value):
+        return ", ".join("-".join(map(str, v)) for v in value)
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
 def settings_frame(preset_name: str) -> pd.DataFrame:
-    p = asdict(preset(preset_name))
-    return pd.DataFrame({"setting": list(p), "value": [str(v) for v in p.values()]})
+    """The preset's settings, one row each (the MNIST run's settings one row per key), values kept short."""
+    rows = []
+    for name, value in asdict(preset(preset_name)).items():
+        if isinstance(value, dict):
+            rows += [{"setting": f"{name}: {k}", "value": _setting_text(v)} for k, v in value.items()]
+        else:
+            rows.append({"setting": name, "value": _setting_text(value)})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------- numbers for the text

@@ -329,8 +329,8 @@ def locality_finding(imp: list[float], random: list[float], no_decay: list[float
                          paper_first=True)
     ours = f"ratio {verdicts.mean_sd(imp)[0]:.2f} vs {verdicts.mean_sd(random)[0]:.2f}"
     if decay:
-        ours += f" (weight decay {decay:g}, not the paper's" + (
-            f"; without: {verdicts.mean_sd(no_decay)[0]:.2f})" if no_decay else ")")
+        ours += f" with decay {decay:g}, not the paper's" + (
+            f" (without: {verdicts.mean_sd(no_decay)[0]:.2f})" if no_decay else "")
     return verdicts.Finding(ours, c.status, c.sentence())
 
 
@@ -365,7 +365,7 @@ def peak_finding(tables: list[pd.DataFrame], paper_u: float = PAPER_BEST_U) -> v
     near = paper_u / 3 <= u <= 3 * paper_u
     status = c.status if near or c.status != verdicts.REPRODUCED else verdicts.PARTLY
     where = "near" if near else ("above" if u > paper_u else "below")
-    return verdicts.Finding(f"best at u = {u:.1f}% ({c.diff:+.1f} points over dense)", status,
+    return verdicts.Finding(f"at u = {u:.1f}%, {c.diff:+.1f} points", status,
                             f"{c.sentence()}; its u is {where} the paper's {paper_u:g}% (a factor 3 either way counts as near)")
 
 
@@ -386,7 +386,7 @@ def _claim_degree(frame) -> verdicts.Finding:
 def ablation_finding(ablations: list[pd.DataFrame]) -> verdicts.Finding:
     """Removing the least connected first hurts less: :func:`ablation_comparison` (mean accuracy over the sweep)."""
     c = ablation_comparison(ablations)
-    return verdicts.Finding(f"mean accuracy {c.mean_first:.1f}% vs {c.mean_second:.1f}%", c.status, c.sentence())
+    return verdicts.Finding(f"{c.mean_first:.1f}% vs {c.mean_second:.1f}% mean", c.status, c.sentence())
 
 
 def _claim_ablation(frame) -> verdicts.Finding:
@@ -405,15 +405,12 @@ def _claim_one_shot(frame) -> verdicts.Finding:
 
 
 CLAIMS = (
-    Claim("Pruning leaves local first-layer fields", "local masks; random pruning stays random",
-          ("IMP", "random pruning", "no weight decay"), _claim_local),
-    Claim("IMP keeps accuracy better than random pruning", "IMP ahead at the same u",
-          ("IMP", "random pruning"), _claim_accuracy),
-    Claim("Accuracy peaks after heavy pruning", f"best at u = {PAPER_BEST_U:g}% (round {PAPER['best_round']})",
-          ("IMP",), _claim_peak),
-    Claim("Better-connected units are more local", "yes (in-degree analysis)", ("IMP",), _claim_degree),
-    Claim("Removing the least connected units first hurts less", "yes (node ablation)", ("IMP",), _claim_ablation),
-    Claim("IMP is more local than one-shot pruning", "yes (ICML version)", ("IMP", "one-shot"), _claim_one_shot),
+    Claim("First-layer fields become local", "local masks", ("IMP", "random pruning", "no weight decay"), _claim_local),
+    Claim("IMP beats random pruning", "IMP ahead", ("IMP", "random pruning"), _claim_accuracy),
+    Claim("Accuracy peaks after heavy pruning", f"at u = {PAPER_BEST_U:g}%", ("IMP",), _claim_peak),
+    Claim("Better-connected units more local", "yes", ("IMP",), _claim_degree),
+    Claim("Least connected removed first hurts less", "yes", ("IMP",), _claim_ablation),
+    Claim("IMP more local than one-shot", "yes (ICML)", ("IMP", "one-shot"), _claim_one_shot),
 )
 
 CHAPTER = Chapter(
@@ -936,22 +933,23 @@ def _imp_rounds(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy_text(frame: pd.DataFrame) -> str:
-    """P1 in words: IMP's best round (its u and accuracy against the dense round 0's, and where it lies against the
-    paper's best round), and IMP against random pruning at the last round."""
+    """P1 in words: IMP's best round against the dense round 0, where it lies against the paper's best round, and
+    IMP against random pruning at the last round."""
     imp = _imp_rounds(frame)
-    peak = peak_finding([imp])
     best = imp.loc[imp["best_validation_accuracy"].idxmax()]
+    c = verdicts.compare(f"round {int(best['round'])}", "the dense round 0", [100 * best["best_validation_accuracy"]],
+                         [100 * imp.iloc[0]["best_validation_accuracy"]], paper_first=True)
     u = 100 * best["remaining_fraction"]
     factor = u / PAPER_BEST_U
-    where = (f"{factor:.1f} times the paper's remaining fraction" if factor >= 1.05 else
-             f"{1 / factor:.1f} times below the paper's remaining fraction" if factor <= 1 / 1.05 else "the paper's remaining fraction")
+    where = (f"{factor:.1f} times the paper's" if factor >= 1.05 else
+             f"{1 / factor:.1f} times below the paper's" if factor <= 1 / 1.05 else "the paper's")
+    text = (f"In our runs IMP's best round is round {int(best['round'])}, at $u$ = {u:.1f}%, {where} remaining "
+            f"fraction (the paper's best round is round {PAPER['best_round']}, at $u$ = {PAPER_BEST_U:g}%). Best "
+            f"validation accuracy: {c.sentence()}.")
     random = frame[frame["run"] == "random pruning"].sort_values("round")
-    text = (f"In our runs IMP's best round is round {int(best['round'])}, at $u$ = {u:.1f}%: {peak.why}. The paper's "
-            f"best round is round {PAPER['best_round']}, at $u$ = {PAPER_BEST_U:g}%; ours peaks at {where}.")
     if len(random):
         c = accuracy_finding([imp.iloc[-1]["best_validation_accuracy"]], [random.iloc[-1]["best_validation_accuracy"]])
-        text += (f" At the last round ($u$ = {100 * imp.iloc[-1]['remaining_fraction']:.1f}%), best validation "
-                 f"accuracy: {c.why}.")
+        text += f" At the last round ($u$ = {100 * imp.iloc[-1]['remaining_fraction']:.1f}%): {c.why}."
     return text
 
 
