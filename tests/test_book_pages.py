@@ -14,7 +14,7 @@ from randweights.chapters import CHAPTERS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PAPER_FIGURE_IN_HEADING = re.compile(r"^#+ .*\((the paper's )?(Figs?|Table)\.?\s*\d", re.M | re.I)
-CAPTION_END = re.compile(r"\((The paper's (Figs?\.|Tables?) |After the paper's |Not a figure of the paper)[^()]*\.\)\s*$")
+CAPTION_END = re.compile(r"\((The paper's (Figs?\.|Tables?) |After (the|one of the) paper's |Not a figure of the paper)[^()]*\.\)\s*$")
 INTERNAL_LABEL = re.compile(r"\b(F-L\d|FL\d|P\d|C\d|the spec)\b")
 
 
