@@ -159,9 +159,10 @@ def run_note(frame, preset: str, results=None) -> str:
     ]
     days = sorted({datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d") for t in stamps})
     when = days[0] if len(days) == 1 else (f"{days[0]} to {days[-1]}" if days else "an unknown date")
-    minutes = frame["train_seconds"].sum() / 60 if "train_seconds" in frame else float("nan")
+    seconds = float(frame["train_seconds"].sum()) if "train_seconds" in frame else float("nan")
+    spent = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
     return (
-        f"**The runs on this page:** preset `{preset}`, {len(frame)} runs ({minutes:.1f} min of training) on "
+        f"**The runs on this page:** preset `{preset}`, {len(frame)} runs ({spent} of training) on "
         f"{', '.join(devices) or 'an unknown device'}, stored {when}."
     )
 
