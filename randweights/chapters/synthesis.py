@@ -549,14 +549,6 @@ def locality_comparison(loc: pd.DataFrame) -> verdicts.Comparison:
     return verdicts.compare(n1, n2, v1, v2, paper_first=True, paired=len(v1) == len(v2))
 
 
-def most_local(loc: pd.DataFrame) -> pd.Series:
-    """The run whose first layer is the most local (lowest locality ratio, mean over seeds), with its ratio."""
-    means = loc.groupby(["method", "setting"], sort=False)["locality_ratio"].mean()
-    method, setting = means.idxmin()
-    return pd.Series({"method": method, "setting": setting, "name": run_name(method, setting),
-                      "locality_ratio": float(means.min())})
-
-
 TOP_FRACTION = 0.1  # every preset's Preset.top_fraction
 
 
@@ -624,14 +616,16 @@ def ordering_lines(df: pd.DataFrame) -> list[str]:
         items = []
         c = method_comparison(df, family, ("edge-popup", None), ("supermask-bernoulli", None), True)
         why = f" ({settings_text(df, family, ('edge-popup', 'supermask-bernoulli'))})" if c.direction == "reversed" else ""
-        items.append(c.sentence() + why)
+        items.append("Ramanujan et al. (2020): " + c.sentence() + why)
         counts = sorted({int(s[2:]) for s in df[(df["family"] == family) & (df["method"] == "slot")]["setting"]})
         c = method_comparison(df, family, ("slot", f"K={counts[-1]}"), ("slot", f"K={counts[0]}"), True)
-        items.append(c.sentence() + (f" ({settings_text(df, family, ('slot',))})" if c.direction == "reversed" else ""))
+        items.append("Aladago and Torresani (2021): " + c.sentence()
+                     + (f" ({settings_text(df, family, ('slot',))})" if c.direction == "reversed" else ""))
         imp = df[(df["family"] == family) & (df["method"] == "imp")]
         most = imp.loc[imp["keep_fraction"].idxmin(), "setting"]
         c = method_comparison(df, family, ("imp", most), ("dense", ""), True)
-        items.append(f"{c.sentence()} ({imp_budget_text(df, family, most)})")
+        items.append(f"Frankle and Carbin (2019), Pellegrini and Biroli (2021): {c.sentence()} "
+                     f"({imp_budget_text(df, family, most)})")
         lines.append(f"- **{label}**: " + "; ".join(items) + ".")
     return lines
 
@@ -645,15 +639,15 @@ def headline_text(df: pd.DataFrame) -> str:
     method, setting = means.idxmax()
     dense = per_seed(df, family, "dense", "")
     best = verdicts.compare(run_name(method, setting), "dense", per_seed(df, family, method, setting), dense)
-    text = f"On {label} the most accurate run is {best.sentence()}."
+    text = f"On {label} the most accurate run is {best.first}: {best.sentence()}."
     cheap = sub[(sub["method"] != "dense") & (sub["bits_per_weight"] <= 1.5)]
     if not cheap.empty:
         cm = cheap.groupby(["method", "setting"], sort=False)["test_accuracy"].mean()
         c_method, c_setting = cm.idxmax()
         bits_ = float(cheap[(cheap["method"] == c_method) & (cheap["setting"] == c_setting)]["bits_per_weight"].mean())
         c = verdicts.compare(run_name(c_method, c_setting), "dense", per_seed(df, family, c_method, c_setting), dense)
-        text += (f" The most accurate run storing at most 1.5 bits per weight stores {bits_:.2f} bits per weight, "
-                 f"{32 / bits_:.0f} times less than dense's 32: {c.sentence()}.")
+        text += (f" The most accurate run storing at most 1.5 bits per weight is {c.first}, at {bits_:.2f} bits per "
+                 f"weight, {32 / bits_:.0f} times less than dense's 32: {c.sentence()}.")
     return (text + "\n\nThe orderings the papers report, on the shared networks (the first three rows of the table "
             "at the top):\n\n" + "\n".join(ordering_lines(df)))
 
@@ -673,7 +667,7 @@ def locality_text(loc: pd.DataFrame, df: pd.DataFrame) -> str:
     imp = loc[loc["method"] == "imp"]
     most = imp.loc[imp["connections"].idxmin()]
     row = df[(df["family"] == df["family"].iloc[0]) & (df["method"] == "imp") & (df["setting"] == most["setting"])].iloc[0]
-    if c.status != verdicts.REPRODUCED:
+    if c.direction != "agrees":
         text += (f" So at this budget pruning has not made the first layer more local than plain training: "
                  f"the FCN-to-CNN paper finds local fields after many rounds (its best network keeps "
                  f"{FCN_PAPER['remaining_percent']:.2g}% of the weights, at round {FCN_PAPER['best_round']}), ours keeps "
