@@ -47,7 +47,7 @@ def test_edge_popup_over_bernoulli_by_the_seed_spread(popup, bernoulli, status):
     found = sy.edge_popup_over_bernoulli(df)
     assert found.status == status
     diff = sum(popup) / n - sum(bernoulli) / n
-    assert f"LeNet-300-100 {diff:+.1f} points" == found.ours
+    assert f"LeNet {diff:+.1f} points" == found.ours
 
 
 def test_edge_popup_is_compared_at_its_best_setting():
@@ -65,7 +65,7 @@ def test_orderings_combine_over_networks():
     assert sy.slots_help(reversed_).status == verdicts.NOT_HERE
     found = sy.slots_help(both)
     assert found.status == verdicts.PARTLY
-    assert found.ours == "LeNet-300-100 +5.0, Conv-2 -5.0 points"
+    assert found.ours == "LeNet +5.0, Conv-2 -5.0 points"
 
 
 def test_imp_against_dense_uses_the_most_pruned_run():
@@ -155,5 +155,5 @@ def test_claims_read_run_records_through_the_chapter_table():
     assert 3 <= len(sy.CHAPTER.claims) <= 6
     found = {c.what: c.test(lambda figure: frame) for c in sy.CHAPTER.claims if "local" not in c.what}
     assert found["Edge-Popup ahead of the Bernoulli supermask"].status == verdicts.PARTLY  # one seed, ahead
-    assert found["Slot Machines: larger K, higher accuracy"].ours == "LeNet-300-100 +2.0 points"
-    assert found["Seed + mask or choice: 1 or log2 K bits/weight"].status == verdicts.REPRODUCED  # Slot K=8 at 1.1
+    assert found["Slot Machines: larger K, higher accuracy"].ours == "LeNet +2.0 points"
+    assert found["Seed + mask: 1 bit/weight; slots: log2 K"].status == verdicts.REPRODUCED  # Slot K=8 at 1.1

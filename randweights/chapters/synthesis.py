@@ -430,8 +430,8 @@ RUN_COLUMNS = ["family", "label", "setting", "test_accuracy", "bits_per_weight",
 
 # ---------------------------------------------------------------------------------------------- verdicts
 def short_name(family_label: str) -> str:
-    """A family's network in a few characters, for tables: "LeNet-300-100, MNIST" -> "LeNet-300-100"."""
-    return family_label.split(",")[0].split(" (")[0]
+    """A family's network in a few characters, for tables: "LeNet-300-100, MNIST" -> "LeNet"."""
+    return family_label.split(",")[0].split(" (")[0].replace("-300-100", "")
 
 
 def per_seed(df: pd.DataFrame, family: str, method: str, setting: str | None = None,
@@ -525,7 +525,7 @@ def storage(df: pd.DataFrame) -> verdicts.Finding:
         return verdicts.Finding("no compact files", verdicts.NOT_RUN)
     excess = [b - nominal_bits(m, s) for m, s, b in zip(runs_["method"], runs_["setting"], runs_["bits_per_weight"])]
     bits_ = runs_["bits_per_weight"].astype(float)
-    shown = f"{bits_.min():.2f}-{bits_.max():.2f} bits (fp32: 32), at most {max(excess):+.2f} over the papers'"
+    shown = f"{bits_.min():.2f}-{bits_.max():.2f} bits, at most {max(excess):+.2f} over"
     if max(excess) <= SEED_ALLOWANCE:
         return verdicts.Finding(shown, verdicts.REPRODUCED)
     return verdicts.Finding(shown, verdicts.PARTLY if bits_.max() <= 8 else verdicts.NOT_HERE)
@@ -556,7 +556,7 @@ def imp_locality(df: pd.DataFrame) -> verdicts.Finding:
     """:func:`locality_comparison` on the MNIST family's networks (read back from their compact files)."""
     family = df["family"].iloc[0]
     c = locality_comparison(locality_rows(df, family, TOP_FRACTION))
-    return verdicts.Finding(f"{c.mean_first:.1f}% vs dense {c.mean_second:.1f}% shorter than random", c.status)
+    return verdicts.Finding(f"IMP {c.mean_first:.1f}%, dense {c.mean_second:.1f}% below random", c.status)
 
 
 def _claim_test(derive):
@@ -564,14 +564,14 @@ def _claim_test(derive):
 
 
 CLAIMS = (
-    Claim("Edge-Popup ahead of the Bernoulli supermask", "Ramanujan et al. 2020", ("Figs. 1-5",),
+    Claim("Edge-Popup ahead of the Bernoulli supermask", "Ramanujan 2020", ("Figs. 1-5",),
           _claim_test(edge_popup_over_bernoulli)),
-    Claim("Slot Machines: larger K, higher accuracy", "Aladago & Torresani 2021", ("Figs. 1-5",), _claim_test(slots_help)),
-    Claim("IMP-pruned network at least as accurate as dense", "Frankle & Carbin 2019; Pellegrini & Biroli 2021", ("Figs. 1-5",),
+    Claim("Slot Machines: larger K, higher accuracy", "Aladago 2021", ("Figs. 1-5",), _claim_test(slots_help)),
+    Claim("IMP-pruned network as accurate as dense", "Frankle 2019; Pellegrini 2021", ("Figs. 1-5",),
           _claim_test(imp_over_dense)),
-    Claim("Seed + mask or choice: 1 or log2 K bits/weight", "Zhou et al. 2019; Aladago & Torresani 2021", ("Figs. 1-5",),
+    Claim("Seed + mask: 1 bit/weight; slots: log2 K", "Zhou 2019; Aladago 2021", ("Figs. 1-5",),
           _claim_test(storage)),
-    Claim("IMP's first layer more local than dense's", "Pellegrini & Biroli 2021", ("Figs. 1-5",),
+    Claim("IMP's first layer more local than dense's", "Pellegrini 2021", ("Figs. 1-5",),
           _claim_test(imp_locality)),
 )
 
