@@ -119,7 +119,7 @@ def configs(p: Preset) -> list[tuple[Family, str, str, RunConfig]]:
                     for k in p.bernoulli_keep_fractions]
             out += [(fam, "slot", f"K={k}", fam.config("slot", seed, num_slots=k)) for k in p.slot_counts]
             out.append((fam, "laperm", "", fam.config("laperm", seed)))
-            out += [(fam, "imp", f"{r} rounds", fam.config("imp", seed, rounds=r, **p.imp)) for r in p.imp_rounds]
+            out += [(fam, "imp", f"{r} round" + ("s" if r != 1 else ""), fam.config("imp", seed, rounds=r, **p.imp)) for r in p.imp_rounds]
     return out
 
 
