@@ -122,3 +122,26 @@ def closing(frame: pd.DataFrame, preset: str, by: list[str] | None = None, show:
         return plots.book_table(what_ran(frame, by, **columns), index=True, percent=list(percent), decimals=decimals)
     table = frame[list(show)] if show else frame.drop(columns=list(hide))
     return plots.book_table(table, percent=list(percent), decimals=decimals)
+
+
+def against_chance(accuracy: float, images: int, classes: int, what: str) -> str:
+    """A sentence comparing ``accuracy`` (a fraction, on ``images`` test images of ``classes`` balanced classes)
+    with chance, 1 / ``classes``: above chance only past two binomial standard errors of a classifier at chance
+    (``2 * sqrt(p (1 - p) / images)``: one at chance lands inside that band about 95 % of the time); inside the
+    band the run cannot be told from guessing. ValueError for an accuracy outside [0, 1], fewer than one image or
+    fewer than two classes."""
+    if not 0 <= accuracy <= 1:
+        raise ValueError(f"accuracy: a fraction in [0, 1], got {accuracy!r}")
+    if images < 1 or classes < 2:
+        raise ValueError(f"images >= 1 and classes >= 2, got images={images!r}, classes={classes!r}")
+    chance = 1 / classes
+    band = 2 * (chance * (1 - chance) / images) ** 0.5
+    gap = accuracy - chance
+    text = (f"{what}: {accuracy:.1%} of {images} test images against chance {chance:.0%} ({100 * gap:+.1f} points; "
+            f"a classifier that guesses lands within ±{100 * band:.1f} points of chance on {images} images about 95% "
+            f"of the time)")
+    if gap > band:
+        return f"{text}: above chance, so the training has learned something"
+    if gap < -band:
+        return f"{text}: below chance by more than that, so it has learned nothing useful"
+    return f"{text}: within that band, so it cannot be told from guessing: at this budget it has learned nothing measurable"

@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import bits, compact, data, methods, plots, runs, store
+from .. import bits, compact, data, methods, plots, runs, store, verdicts
 from ..analysis import locality, regions
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..plan import Chapter, Figure
+from ..plan import Chapter, Claim, Figure
+from .fcn_to_cnn import PAPER as FCN_PAPER
 
 METHODS = ("dense", "edge-popup", "supermask-bernoulli", "slot", "laperm", "imp")
 LABELS = {name: methods.label(name) for name in METHODS}
@@ -118,25 +119,41 @@ def configs(p: Preset) -> list[tuple[Family, str, str, RunConfig]]:
                     for k in p.bernoulli_keep_fractions]
             out += [(fam, "slot", f"K={k}", fam.config("slot", seed, num_slots=k)) for k in p.slot_counts]
             out.append((fam, "laperm", "", fam.config("laperm", seed)))
-            out += [(fam, "imp", f"{r} rounds", fam.config("imp", seed, rounds=r, **p.imp)) for r in p.imp_rounds]
+            out += [(fam, "imp", f"{r} round" + ("s" if r != 1 else ""), fam.config("imp", seed, rounds=r, **p.imp)) for r in p.imp_rounds]
     return out
 
 
 def run_table(preset_name: str, device: str | None = None) -> pd.DataFrame:
     """Every run of the chapter (trained once, then read from the store), one row each, in training order."""
-    p = preset(preset_name)
-    meta = {cfg.run_id: (fam, method, setting, cfg) for fam, method, setting, cfg in configs(p)}
+    preset(preset_name)
+    return table_from_records(CHAPTER.records("Figs. 1-5", preset_name, device))
+
+
+def _planned() -> dict:
+    """``run_id -> (family, method, setting label, config)`` over every preset's runs."""
+    return {cfg.run_id: (fam, method, setting, cfg) for p in PRESETS.values() for fam, method, setting, cfg in configs(p)}
+
+
+def table_from_records(records) -> pd.DataFrame:
+    """The chapter's table (one row per run, with its family, method and setting) from run records: a list of
+    record dicts or the DataFrame a claim's test receives (:meth:`randweights.plan.Chapter.frame`)."""
+    if isinstance(records, pd.DataFrame):
+        records = records.to_dict("records")
+    meta = _planned()
     rows = []
-    for r in CHAPTER.records("Figs. 1-5", preset_name, device):
+    for r in records:
         fam, method, setting, cfg = meta[r["run_id"]]
+        bits_value = r.get("compact_bits_per_weight")
         rows.append({
             "family": fam.key, "family_label": fam.label, "method": method, "label": LABELS[method], "setting": setting,
             "seed": cfg.train.seed, "run_id": r["run_id"], "config": cfg, "test_accuracy": r["test_accuracy"],
             "train_minutes": r["train_seconds"] / 60, "train_seconds": r["train_seconds"], "device": r.get("device"),
             "weights": r["weight_count"],
-            "bits_per_weight": r.get("compact_bits_per_weight"), "compact_bytes": r.get("compact_bytes"),
-            "dense_bytes": r.get("dense_bytes"), "compact_path": str(store.run_dir(cfg) / r["compact_file"]) if r.get("compact_file") else None,
+            "bits_per_weight": None if bits_value is None or pd.isna(bits_value) else bits_value,
+            "compact_bytes": r.get("compact_bytes"), "dense_bytes": r.get("dense_bytes"),
+            "compact_path": str(store.run_dir(cfg) / r["compact_file"]) if isinstance(r.get("compact_file"), str) else None,
             "keep_fraction": kept_fraction(method, cfg, r),
+            "rounds_trained": r.get("rounds_trained"),
         })
     return pd.DataFrame(rows)
 
@@ -146,7 +163,8 @@ def kept_fraction(method: str, cfg: RunConfig, record: dict) -> float:
     if method == "edge-popup":
         return cfg.method.keep_fraction
     if method == "supermask-bernoulli":
-        return record.get("kept_fraction", cfg.method.keep_fraction)
+        value = record.get("kept_fraction")
+        return cfg.method.keep_fraction if value is None or pd.isna(value) else value
     if method == "imp":
         return record["final_remaining_fraction"]
     return 1.0
@@ -156,16 +174,6 @@ def network(row) -> torch.nn.Module:
     """The run's trained network (:func:`randweights.runs.load_network`: from its compact file, a plain model in
     eval mode)."""
     return runs.load_network(row["config"])
-
-
-# Every run of the chapter feeds Figs. 1-2 and the table; the networks of Figs. 3-5 are read back from their
-# compact files. `randweights plan`, `sweep` and `bundle` read the same list.
-CHAPTER = Chapter(
-    "synthesis", "Synthesis: five ways to train without training weight values", "notebooks/synthesis.ipynb",
-    tuple(PRESETS),
-    (Figure("Figs. 1-5", lambda name: [cfg for _, _, _, cfg in configs(preset(name))], reads_compact=True),),
-    order=6,
-)
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 1, 2
@@ -185,7 +193,7 @@ def _colors() -> dict:
 
 def plot_tradeoff(df: pd.DataFrame, preset_name: str, x: str, xlabel: str, title: str, log: bool = True):
     fams = list(dict.fromkeys(df["family"]))
-    fig, axes = plots.panels(len(fams), width=4.8, height=3.6)
+    fig, axes = plots.panels(len(fams), width=3.5, height=3.4)
     colors = _colors()
     for ax, fam in zip(axes, fams):
         sub = df[df["family"] == fam]
@@ -200,26 +208,36 @@ def plot_tradeoff(df: pd.DataFrame, preset_name: str, x: str, xlabel: str, title
             grid = (0.5, 1, 2, 4, 8, 16, 32) if x == "bits_per_weight" else (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
             lo, hi = float(sub[x].min()), float(sub[x].max())
             plots.log_ticks(ax, [v for v in grid if lo / 1.5 <= v <= hi * 1.5])
-        ax.set(xlabel=xlabel, ylabel="test accuracy", title=sub["family_label"].iloc[0])
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("test accuracy", fontsize=8)
+        ax.set_title(short_title(sub["family_label"].iloc[0]), fontsize=9)
+        ax.tick_params(labelsize=7)
         plots.percent_axis(ax)
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, 0.04),
+               frameon=False, handletextpad=0.2, columnspacing=0.8)
     fig.suptitle(title, fontsize=10)
     plots.caption_preset(fig, preset_name, "lines: each method's Pareto front")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+def short_title(family_label: str) -> str:
+    """A family's label on two lines where it is long: "Conv-2 (width 0.25),\nCIFAR-10"."""
+    return family_label.replace(", ", ",\n") if len(family_label) > 24 else family_label
 
 
 def plot_bits(df: pd.DataFrame, preset_name: str):
     """Fig. 1: accuracy against bits stored per weight; dense at 32 bits (its fp32 values)."""
     df = df.copy()
     df.loc[df["method"] == "dense", "bits_per_weight"] = 32.0
-    return plot_tradeoff(df, preset_name, "bits_per_weight", "bits stored per weight (compact file, seed included)",
+    return plot_tradeoff(df, preset_name, "bits_per_weight", "bits stored per weight (log scale)",
                          "Accuracy against storage")
 
 
 def plot_time(df: pd.DataFrame, preset_name: str):
     """Fig. 2: accuracy against training time (minutes, from the records)."""
-    return plot_tradeoff(df, preset_name, "train_minutes", "training time (minutes, log scale)", "Accuracy against training time")
+    return plot_tradeoff(df, preset_name, "train_minutes", "training minutes (log scale)", "Accuracy against training time")
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 3
@@ -239,9 +257,14 @@ def first_layer_connections(model: torch.nn.Module, method: str, top_fraction: f
 def locality_table(df: pd.DataFrame, preset_name: str) -> pd.DataFrame:
     """Fig. 3: per MNIST run, the mean locality ratio of its first layer (1: as random; < 1: local)."""
     p = preset(preset_name)
+    return locality_rows(df, p.families[0].key, p.top_fraction)
+
+
+def locality_rows(df: pd.DataFrame, family: str, top_fraction: float) -> pd.DataFrame:
+    """:func:`locality_table` of the runs of ``family`` (an MNIST family: 28 x 28 inputs)."""
     rows = []
-    for _, row in df[(df["family"] == p.families[0].key) & df["compact_path"].notna()].iterrows():
-        masks = first_layer_connections(network(row), row["method"], p.top_fraction, (1, 28, 28))
+    for _, row in df[(df["family"] == family) & df["compact_path"].notna()].iterrows():
+        masks = first_layer_connections(network(row), row["method"], top_fraction, (1, 28, 28))
         rows.append({"method": row["method"], "label": row["label"], "setting": row["setting"], "seed": row["seed"],
                      "locality_ratio": locality.locality_ratio(masks), "connections": float(masks.mean())})
     return pd.DataFrame(rows)
@@ -356,21 +379,36 @@ def overlap_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_overlap(table: pd.DataFrame, df: pd.DataFrame, preset_name: str):
+    """Fig. 5: one row per family; per layer (fan-in -> units) a bar per keep fraction (mean over seeds) and its
+    chance mark."""
     fams = list(dict.fromkeys(table["family"]))
-    fig, axes = plots.panels(len(fams), width=4.6, height=3.4)
+    fig, axes = plots.plt.subplots(len(fams), 1, figsize=(plots.MAX_WIDTH_IN, 2.3 * len(fams) + 0.5), squeeze=False)
     labels = dict(zip(df["family"], df["family_label"]))
-    for ax, fam in zip(axes, fams):
-        sub = table[table["family"] == fam].reset_index(drop=True)
-        names = [f"{layer}\nk={k:.2g}" for layer, k in zip(sub["layer"], sub["keep_fraction"])]
-        x = np.arange(len(sub))
-        ax.bar(x, sub["overlap"], color=_colors()["imp"], label="IMP's kept weights also kept by Edge-Popup")
-        ax.scatter(x, sub["chance"], color="black", marker="_", s=300, zorder=3, label="chance (independent masks)")
-        ax.set_xticks(x, names, fontsize=6)
-        ax.set(ylabel="overlap", ylim=(0, 1), title=labels.get(fam, fam), xlabel="layer, keep fraction")
+    ks = sorted(table["keep_fraction"].round(3).unique(), reverse=True)
+    shades = plots.sns.light_palette(_colors()["imp"], len(ks) + 1)[1:]
+    width = 0.8 / len(ks)
+    for ax, fam in zip(axes[:, 0], fams):
+        sub = table[table["family"] == fam].assign(k=lambda t: t["keep_fraction"].round(3))
+        layers = list(dict.fromkeys(sub["layer"]))
+        means = sub.groupby(["layer", "k"])[["overlap", "chance"]].mean()
+        for j, k in enumerate(ks):
+            x = [i - 0.4 + width * (j + 0.5) for i in range(len(layers))]
+            rows = [means.loc[(layer, k)] if (layer, k) in means.index else None for layer in layers]
+            ax.bar(x, [r["overlap"] if r is not None else 0 for r in rows], width=width * 0.92, color=shades[j],
+                   label=f"k = {k:g}")
+            ax.scatter(x, [r["chance"] if r is not None else np.nan for r in rows], color="black", marker="_",
+                       s=1200 * width, linewidths=2, zorder=3, label="chance (independent masks)" if j == 0 else None)
+        ax.set_xticks(range(len(layers)), layers, fontsize=7)
+        ax.set_ylabel("overlap", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(labels.get(fam, fam), fontsize=9)
+        ax.tick_params(labelsize=7)
         plots.percent_axis(ax)
-    axes[0].legend(fontsize=6, loc="upper right")
+    axes[-1, 0].set_xlabel("layer (inputs \u2192 units); bars: IMP's kept weights also kept by Edge-Popup", fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, loc="lower center", ncol=len(names), bbox_to_anchor=(0.5, 0.035), frameon=False)
     plots.caption_preset(fig, preset_name, "output layer excluded (IMP never prunes it)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -387,56 +425,274 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(df: pd.DataFrame, loc: pd.DataFrame | None = None, pieces: pd.DataFrame | None = None,
-           overlap: pd.DataFrame | None = None) -> dict[str, str]:
-    """The numbers the chapter's text quotes (shown as Markdown outputs); the analyses' numbers once their tables are given."""
-    loc = pd.DataFrame() if loc is None else loc
-    pieces = pd.DataFrame() if pieces is None else pieces
-    overlap = pd.DataFrame() if overlap is None else overlap
-    first = df["family"].iloc[0]
-    mnist = df[df["family"] == first]
-    best = mnist.loc[mnist["test_accuracy"].idxmax()]
-    dense = mnist[mnist["method"] == "dense"]["test_accuracy"].max()
-    cheap = mnist[(mnist["bits_per_weight"] <= 1.5) & (mnist["method"] != "dense")]
-    cheap_best = cheap.loc[cheap["test_accuracy"].idxmax()] if not cheap.empty else None
-    by_method = loc.groupby("method")["locality_ratio"].min() if not loc.empty else pd.Series(dtype=float)
-    out = {
-        "best_method": f"{LABELS[best['method']]} {best['setting']}".strip(),
-        "best_accuracy": f"{100 * best['test_accuracy']:.1f}%",
-        "dense_accuracy": f"{100 * dense:.1f}%",
-        "cheap_method": f"{LABELS[cheap_best['method']]} {cheap_best['setting']}".strip() if cheap_best is not None else "none",
-        "cheap_accuracy": f"{100 * cheap_best['test_accuracy']:.1f}%" if cheap_best is not None else "n/a",
-        "cheap_bits": f"{cheap_best['bits_per_weight']:.2f}" if cheap_best is not None else "n/a",
-        "imp_locality": f"{by_method.get('imp', float('nan')):.2f}",
-        "popup_locality": f"{by_method.get('edge-popup', float('nan')):.2f}",
-        "laperm_locality": f"{by_method.get('laperm', float('nan')):.2f}",
-        "runs": f"{len(df)}",
-        "train_minutes": f"{df['train_minutes'].sum():.1f}",
-    }
-    if not pieces.empty:
-        out["pieces_range"] = f"{pieces['pieces'].min():.0f} to {pieces['pieces'].max():.0f}"
-        out["neurons"] = f"{int(pieces['neurons'].max())}"
-    if not overlap.empty:
-        excess = overlap["overlap"] - overlap["chance"]
-        out["overlap_excess"] = f"{100 * excess.mean():+.1f}"
-        out["overlap_max"] = f"{100 * overlap['overlap'].max():.0f}%"
-    return out
-
-
-HEADLINE = ("best_method", "best_accuracy", "dense_accuracy", "cheap_method", "cheap_accuracy", "cheap_bits", "runs", "train_minutes")
-ANALYSES = ("imp_locality", "popup_locality", "laperm_locality", "pieces_range", "neurons", "overlap_excess", "overlap_max")
-
-
-def headline_numbers(df: pd.DataFrame) -> dict[str, str]:
-    """The numbers of the chapter's opening text (:data:`HEADLINE` of :func:`claims`)."""
-    out = claims(df)
-    return {name: out[name] for name in HEADLINE}
-
-
-def analysis_numbers(df: pd.DataFrame, loc: pd.DataFrame, pieces: pd.DataFrame, overlap: pd.DataFrame) -> dict[str, str]:
-    """The numbers of the analyses' text (:data:`ANALYSES` of :func:`claims`; "n/a" where a table is empty)."""
-    out = claims(df, loc, pieces, overlap)
-    return {name: out.get(name, "n/a") for name in ANALYSES}
-
-
 RUN_COLUMNS = ["family", "label", "setting", "test_accuracy", "bits_per_weight", "train_minutes", "run_id"]
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+def short_name(family_label: str) -> str:
+    """A family's network in a few characters, for tables: "LeNet-300-100, MNIST" -> "LeNet"."""
+    return family_label.split(",")[0].split(" (")[0].replace("-300-100", "")
+
+
+def per_seed(df: pd.DataFrame, family: str, method: str, setting: str | None = None,
+             column: str = "test_accuracy", scale: float = 100.0) -> list[float]:
+    """``column`` (times ``scale``: accuracies in %) of one method's runs in ``family`` at ``setting`` (None: any),
+    by seed."""
+    sub = df[(df["family"] == family) & (df["method"] == method)]
+    if setting is not None:
+        sub = sub[sub["setting"] == setting]
+    return [scale * float(v) for v in sub.sort_values("seed")[column]]
+
+
+def best_setting(df: pd.DataFrame, family: str, method: str) -> str:
+    """The setting of ``method`` in ``family`` with the highest mean test accuracy over seeds ("" for none)."""
+    sub = df[(df["family"] == family) & (df["method"] == method)]
+    return str(sub.groupby("setting")["test_accuracy"].mean().idxmax())
+
+
+def run_name(method: str, setting: str) -> str:
+    """A run as the page names it: "Slot Machines K=8", "dense"."""
+    return f"{LABELS[method]} {setting}".strip()
+
+
+def method_comparison(df: pd.DataFrame, family: str, first: tuple[str, str | None], second: tuple[str, str | None],
+                      paper_first: bool | None) -> verdicts.Comparison:
+    """``first`` against ``second`` in ``family``: each a ``(method, setting)``, setting None for its best one (by
+    mean accuracy), per seed and paired by seed; accuracies in %."""
+    sides = []
+    for method, setting in (first, second):
+        setting = best_setting(df, family, method) if setting is None else setting
+        sides.append((run_name(method, setting), per_seed(df, family, method, setting)))
+    (n1, v1), (n2, v2) = sides
+    return verdicts.compare(n1, n2, v1, v2, paper_first=paper_first, paired=len(v1) == len(v2))
+
+
+def _families(df: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(df["family"], df["family_label"])))
+
+
+def _over_families(df: pd.DataFrame, compare_one) -> verdicts.Finding:
+    """One comparison per family (``compare_one(family) -> Comparison``) combined into one finding; ours: each
+    family's difference."""
+    found, shown = [], []
+    for family, label in _families(df):
+        c = compare_one(family)
+        found.append(verdicts.Finding("", c.status))
+        shown.append(f"{short_name(label)} {c.diff:+.1f}")
+    return verdicts.combine(found, ", ".join(shown) + " points")
+
+
+def edge_popup_over_bernoulli(df: pd.DataFrame) -> verdicts.Finding:
+    """Ramanujan et al.: Edge-Popup ahead of the Bernoulli supermask of Zhou et al. (each at its best setting)."""
+    return _over_families(df, lambda fam: method_comparison(df, fam, ("edge-popup", None), ("supermask-bernoulli", None), True))
+
+
+def slots_help(df: pd.DataFrame) -> verdicts.Finding:
+    """Aladago and Torresani: more candidates per weight, higher accuracy (the largest K against the smallest)."""
+    def one(fam):
+        counts = sorted({int(s[2:]) for s in df[(df["family"] == fam) & (df["method"] == "slot")]["setting"]})
+        return method_comparison(df, fam, ("slot", f"K={counts[-1]}"), ("slot", f"K={counts[0]}"), True)
+    return _over_families(df, one)
+
+
+def imp_over_dense(df: pd.DataFrame) -> verdicts.Finding:
+    """Pellegrini and Biroli: the IMP-pruned network (its most pruned run) at least as accurate as the dense one."""
+    def one(fam):
+        rounds = df[(df["family"] == fam) & (df["method"] == "imp")]
+        most = rounds.loc[rounds["keep_fraction"].idxmin(), "setting"]
+        return method_comparison(df, fam, ("imp", most), ("dense", ""), True)
+    return _over_families(df, one)
+
+
+#: What a mask or a choice among K candidates costs per weight in the papers (the seed aside): 1 bit for a mask,
+#: ceil(log2 K) for Slot Machines.
+SEED_ALLOWANCE = 0.5  # bits per weight allowed on top for the seed and the file's framing
+
+
+def nominal_bits(method: str, setting: str) -> float:
+    """The papers' storage per weight of a run: 1 bit for a mask, ceil(log2 K) bits for a Slot Machine."""
+    if method == "slot":
+        return float(np.ceil(np.log2(int(setting[2:]))))
+    return 1.0
+
+
+def storage(df: pd.DataFrame) -> verdicts.Finding:
+    """Ramanujan et al., Aladago and Torresani: a seed plus a mask (1 bit per weight) or a choice among K
+    (ceil(log2 K) bits) stores the network. Reproduced when every masking and Slot Machines run's compact file is
+    within :data:`SEED_ALLOWANCE` bits of that; partly when all are at least 4 times smaller than fp32 (8 bits)."""
+    runs_ = df[df["method"].isin(("edge-popup", "supermask-bernoulli", "slot")) & df["bits_per_weight"].notna()]
+    if runs_.empty:
+        return verdicts.Finding("no compact files", verdicts.NOT_RUN)
+    excess = [b - nominal_bits(m, s) for m, s, b in zip(runs_["method"], runs_["setting"], runs_["bits_per_weight"])]
+    bits_ = runs_["bits_per_weight"].astype(float)
+    shown = f"{bits_.min():.2f}-{bits_.max():.2f} bits, at most {max(excess):+.2f} over"
+    if max(excess) <= SEED_ALLOWANCE:
+        return verdicts.Finding(shown, verdicts.REPRODUCED)
+    return verdicts.Finding(shown, verdicts.PARTLY if bits_.max() <= 8 else verdicts.NOT_HERE)
+
+
+def locality_percent(ratio: float) -> float:
+    """A locality ratio as how much shorter than random a unit's connections are, in % (ratio 0.92 -> 8)."""
+    return 100 * (1 - ratio)
+
+
+def locality_comparison(loc: pd.DataFrame) -> verdicts.Comparison:
+    """Pellegrini and Biroli: IMP's first layer local, the dense network's not: the most pruned IMP run against
+    dense, in % shorter than random (:func:`locality_percent`), per seed."""
+    imp = loc[loc["method"] == "imp"]
+    most = imp.loc[imp["connections"].idxmin(), "setting"]
+    sides = []
+    for method, setting in (("imp", most), ("dense", "")):
+        sub = loc[(loc["method"] == method) & (loc["setting"] == setting)].sort_values("seed")
+        sides.append((run_name(method, setting), [locality_percent(r) for r in sub["locality_ratio"]]))
+    (n1, v1), (n2, v2) = sides
+    return verdicts.compare(n1, n2, v1, v2, paper_first=True, paired=len(v1) == len(v2))
+
+
+TOP_FRACTION = 0.1  # every preset's Preset.top_fraction
+
+
+def imp_locality(df: pd.DataFrame) -> verdicts.Finding:
+    """:func:`locality_comparison` on the MNIST family's networks (read back from their compact files)."""
+    family = df["family"].iloc[0]
+    c = locality_comparison(locality_rows(df, family, TOP_FRACTION))
+    return verdicts.Finding(f"IMP {c.mean_first:.1f}%, dense {c.mean_second:.1f}% below random", c.status)
+
+
+def _claim_test(derive):
+    return lambda frame: derive(table_from_records(frame("Figs. 1-5")))
+
+
+CLAIMS = (
+    Claim("Edge-Popup ahead of the Bernoulli supermask", "Ramanujan 2020", ("Figs. 1-5",),
+          _claim_test(edge_popup_over_bernoulli)),
+    Claim("Slot Machines: larger K, higher accuracy", "Aladago 2021", ("Figs. 1-5",), _claim_test(slots_help)),
+    Claim("IMP-pruned network as accurate as dense", "Frankle 2019; Pellegrini 2021", ("Figs. 1-5",),
+          _claim_test(imp_over_dense)),
+    Claim("Seed + mask: 1 bit/weight; slots: log2 K", "Zhou 2019; Aladago 2021", ("Figs. 1-5",),
+          _claim_test(storage)),
+    Claim("IMP's first layer more local than dense's", "Pellegrini 2021", ("Figs. 1-5",),
+          _claim_test(imp_locality)),
+)
+
+
+# Every run of the chapter feeds Figs. 1-2 and the table; the networks of Figs. 3-5 are read back from their
+# compact files. `randweights plan`, `sweep` and `bundle` read the same list.
+CHAPTER = Chapter(
+    "synthesis", "Synthesis: five ways to train without training weight values", "notebooks/synthesis.ipynb",
+    tuple(PRESETS),
+    (Figure("Figs. 1-5", lambda name: [cfg for _, _, _, cfg in configs(preset(name))], reads_compact=True),),
+    order=6,
+    claims=CLAIMS,
+)
+
+
+# ---------------------------------------------------------------------------------------------- the page's text
+def settings_text(df: pd.DataFrame, family: str, method_names: tuple[str, ...]) -> str:
+    """How the runs of ``method_names`` in ``family`` were trained, read from their configs: "Edge-Popup at lr
+    0.1, Bernoulli supermask at lr 200, each for 2 epochs on 10,000 images"."""
+    parts, budgets = [], set()
+    for method in method_names:
+        cfg = df[(df["family"] == family) & (df["method"] == method)].iloc[0]["config"]
+        parts.append(f"{LABELS[method]} at lr {cfg.lr:g}")
+        images = f"{cfg.data.subset:,} images" if cfg.data.subset else "the full training set"
+        budgets.add(f"{cfg.train.epochs} epochs on {images}")
+    return ", ".join(parts) + ", each for " + " / ".join(sorted(budgets))
+
+
+def imp_budget_text(df: pd.DataFrame, family: str, setting: str) -> str:
+    """IMP's training budget against dense's, read from the record and the config."""
+    row = df[(df["family"] == family) & (df["method"] == "imp") & (df["setting"] == setting)].iloc[0]
+    rounds = int(row["rounds_trained"]) if row["rounds_trained"] is not None and not pd.isna(row["rounds_trained"]) else int(row["config"].method.rounds) + 1
+    return (f"IMP trains its network {rounds} times for {row['config'].train.epochs} epochs each, rewinding between "
+            f"rounds, dense once: {rounds} times the budget")
+
+
+def ordering_lines(df: pd.DataFrame) -> list[str]:
+    """Per family, the three orderings of the claims table in sentences (numbers on both sides, the seed spread,
+    the verdict) with, where ours is the reverse of the paper's, how the two sides were trained."""
+    lines = []
+    for family, label in _families(df):
+        items = []
+        c = method_comparison(df, family, ("edge-popup", None), ("supermask-bernoulli", None), True)
+        why = f" ({settings_text(df, family, ('edge-popup', 'supermask-bernoulli'))})" if c.direction == "reversed" else ""
+        items.append("Ramanujan et al. (2020): " + c.sentence() + why)
+        counts = sorted({int(s[2:]) for s in df[(df["family"] == family) & (df["method"] == "slot")]["setting"]})
+        c = method_comparison(df, family, ("slot", f"K={counts[-1]}"), ("slot", f"K={counts[0]}"), True)
+        items.append("Aladago and Torresani (2021): " + c.sentence()
+                     + (f" ({settings_text(df, family, ('slot',))})" if c.direction == "reversed" else ""))
+        imp = df[(df["family"] == family) & (df["method"] == "imp")]
+        most = imp.loc[imp["keep_fraction"].idxmin(), "setting"]
+        c = method_comparison(df, family, ("imp", most), ("dense", ""), True)
+        items.append(f"Frankle and Carbin (2019), Pellegrini and Biroli (2021): {c.sentence()} "
+                     f"({imp_budget_text(df, family, most)})")
+        lines.append(f"- **{label}**: " + "; ".join(items) + ".")
+    return lines
+
+
+def headline_text(df: pd.DataFrame) -> str:
+    """The text under the storage figure: the most accurate run and the best cheap one against dense (first
+    family), then every family's orderings (:func:`ordering_lines`)."""
+    family, label = _families(df)[0]
+    sub = df[df["family"] == family]
+    means = sub.groupby(["method", "setting"], sort=False)["test_accuracy"].mean()
+    method, setting = means.idxmax()
+    dense = per_seed(df, family, "dense", "")
+    best = verdicts.compare(run_name(method, setting), "dense", per_seed(df, family, method, setting), dense)
+    text = f"On {label} the most accurate run is {best.first}: {best.sentence()}."
+    cheap = sub[(sub["method"] != "dense") & (sub["bits_per_weight"] <= 1.5)]
+    if not cheap.empty:
+        cm = cheap.groupby(["method", "setting"], sort=False)["test_accuracy"].mean()
+        c_method, c_setting = cm.idxmax()
+        bits_ = float(cheap[(cheap["method"] == c_method) & (cheap["setting"] == c_setting)]["bits_per_weight"].mean())
+        c = verdicts.compare(run_name(c_method, c_setting), "dense", per_seed(df, family, c_method, c_setting), dense)
+        text += (f" The most accurate run storing at most 1.5 bits per weight is {c.first}, at {bits_:.2f} bits per "
+                 f"weight, {32 / bits_:.0f} times less than dense's 32: {c.sentence()}.")
+    return (text + "\n\nThe orderings the papers report, on the shared networks (the first three rows of the table "
+            "at the top):\n\n" + "\n".join(ordering_lines(df)))
+
+
+def locality_text(loc: pd.DataFrame, df: pd.DataFrame) -> str:
+    """The text under the locality figure: which network is the most local and by how much, IMP against dense
+    (:func:`locality_comparison`), and what that says against the FCN-to-CNN paper."""
+    means = loc.groupby(["method", "setting"], sort=False)["locality_ratio"].mean().sort_values()
+    (m1, s1), (m2, s2) = means.index[0], means.index[1]
+    r1, r2 = float(means.iloc[0]), float(means.iloc[1])
+    first = "the dense network" if m1 == "dense" else run_name(m1, s1)
+    text = (f"The most local first layer is that of {first}: locality ratio {r1:.2f}, its connections "
+            f"{locality_percent(r1):.1f}% shorter than random, {r2 - r1:.2f} below the next, {run_name(m2, s2)} "
+            f"({r2:.2f}).")
+    c = locality_comparison(loc)
+    text += f" Measured as how much shorter than random the connections are, {c.sentence()}."
+    imp = loc[loc["method"] == "imp"]
+    most = imp.loc[imp["connections"].idxmin()]
+    row = df[(df["family"] == df["family"].iloc[0]) & (df["method"] == "imp") & (df["setting"] == most["setting"])].iloc[0]
+    if c.direction != "agrees":
+        text += (f" So at this budget pruning has not made the first layer more local than plain training: "
+                 f"the FCN-to-CNN paper finds local fields after many rounds (its best network keeps "
+                 f"{FCN_PAPER['remaining_percent']:.2g}% of the weights, at round {FCN_PAPER['best_round']}), ours keeps "
+                 f"{100 * most['connections']:.0f}% after {row['config'].method.rounds} rounds of "
+                 f"{row['config'].train.epochs} epochs. The unpruned networks' connections here are each unit's "
+                 f"largest {100 * TOP_FRACTION:.0f}% |w|, a smaller set than IMP's {100 * most['connections']:.0f}%, "
+                 f"so the two ratios are not of sets of the same size.")
+    return text
+
+
+def pieces_text(pieces: pd.DataFrame) -> str:
+    """The text under the pieces figure: the range of mean pieces per segment against the hidden neurons."""
+    per_neuron = pieces["pieces"] / pieces["active_neurons"]
+    return (f"Along the same segments the networks have {pieces['pieces'].min():.0f} to {pieces['pieces'].max():.0f} "
+            f"linear pieces on average, {per_neuron.min():.2f} to {per_neuron.max():.2f} per connected hidden neuron "
+            f"({int(pieces['active_neurons'].min())} to {int(pieces['active_neurons'].max())} neurons): of the order "
+            f"of the neuron count, and below it, for every method.") if bool((per_neuron < 1).all()) else (
+            f"Along the same segments the networks have {pieces['pieces'].min():.0f} to {pieces['pieces'].max():.0f} "
+            f"linear pieces on average, {per_neuron.min():.2f} to {per_neuron.max():.2f} per connected hidden neuron.")
+
+
+def overlap_text(overlap: pd.DataFrame) -> str:
+    """Edge-Popup's share of IMP's kept weights against chance, mean over layers and keep fractions, per seed."""
+    by_seed = overlap.groupby("seed")[["overlap", "chance"]].mean().sort_index()
+    c = verdicts.compare("Edge-Popup keeps", "chance", list(100 * by_seed["overlap"]), list(100 * by_seed["chance"]),
+                         paired=True)
+    return (f"Of IMP's kept weights (mean over layers and keep fractions) {c.sentence()}: no paper predicts this "
+            f"overlap, so there is no paper direction to agree with.")
