@@ -233,22 +233,3 @@ def book_table(df, percent: tuple | list = (), points: tuple | list = (), decima
     if caption:
         styler = styler.set_caption(caption)
     return styler.set_table_attributes('class="book-table"')
-
-
-def ahead(diff: float, first: str, second: str, paper_first: bool | None = None, unit: str = "points") -> str:
-    """A sentence on which of two is ahead by ``diff = first - second`` (in ``unit``), and whether that agrees with
-    the paper (``paper_first``: the paper has ``first`` ahead)."""
-    if abs(diff) < 0.05:
-        text = f"{first} and {second} are level"
-        leader_first = None
-    else:
-        leader, other = (first, second) if diff > 0 else (second, first)
-        text = f"{leader} is {abs(diff):.1f} {unit} ahead of {other}"
-        leader_first = diff > 0
-    if paper_first is None:
-        return text
-    if leader_first is None:
-        return text + f" (the paper has {first if paper_first else second} ahead)"
-    if leader_first == paper_first:
-        return text + ", as in the paper"
-    return text + f": the reverse of the paper, which has {first if paper_first else second} ahead"

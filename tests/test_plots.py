@@ -63,13 +63,6 @@ def test_book_table_has_no_index_dashes_percentages_and_readable_names():
     assert "<th" in html and 'class="row_heading' not in html  # no index column
 
 
-def test_ahead_says_who_leads_and_whether_the_paper_agrees():
-    assert plots.ahead(0.7, "A", "B", paper_first=True) == "A is 0.7 points ahead of B, as in the paper"
-    assert plots.ahead(-0.7, "A", "B", paper_first=True) == (
-        "B is 0.7 points ahead of A: the reverse of the paper, which has A ahead")
-    assert plots.ahead(0.01, "A", "B") == "A and B are level"
-
-
 def test_run_note_names_preset_device_and_date(tmp_path, monkeypatch):
     monkeypatch.setenv("RANDWEIGHTS_RESULTS", str(tmp_path))
     (tmp_path / "dense-abc").mkdir()
