@@ -363,35 +363,43 @@ def say(message: str) -> None:
 
 class RunProgress:
     """While a chapter executes: one line each time its count of stored runs changes (at most every ``every``
-    seconds): run i of N, minutes elapsed, and an estimate of the time left at the pace of the runs this call has
-    trained. Reads the store only (a record appears when a run finishes), in a background thread."""
+    seconds): run i of N, minutes elapsed, and an estimate of the time left, from the pace of the runs this call
+    has trained, weighted by each run's planned optimizer steps (:func:`randweights.plan.planned_steps`), so a
+    chapter whose quick MLP runs come first does not promise its conv nets' minutes too low. Reads the store only
+    (a record appears when a run finishes), in a background thread."""
 
     def __init__(self, chapter: plan.Chapter, preset: str, results: Path, every: float = 30.0, out=None):
         self.name = chapter.name
-        self.ids = [entry.run_id for entry in plan.plan(preset, [chapter])]
+        entries = plan.plan(preset, [chapter])
+        self.ids = [entry.run_id for entry in entries]
+        self.steps = {entry.run_id: _steps(entry.config) for entry in entries}
         self.results = results
         self.every = every
         self.out = out
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def stored(self) -> int:
-        return sum((self.results / rid / "record.json").is_file() for rid in self.ids)
+    def stored_ids(self) -> set[str]:
+        return {rid for rid in self.ids if (self.results / rid / "record.json").is_file()}
 
-    def line(self, done: int, at_start: int, seconds: float) -> str:
+    def stored(self) -> int:
+        return len(self.stored_ids())
+
+    def line(self, done: set[str], at_start: set[str], seconds: float) -> str:
         """``edge_popup: run 12 of 80 stored, 5.2 min, about 20 min left`` (no estimate before a run finishes)."""
         total = len(self.ids)
-        text = f"{self.name}: run {done} of {total} stored, {seconds / 60:.1f} min"
-        trained = done - at_start
-        if trained > 0 and done < total:
-            text += f", about {seconds / trained * (total - done) / 60:.0f} min left"
+        text = f"{self.name}: run {len(done)} of {total} stored, {seconds / 60:.1f} min"
+        trained = sum(self.steps[rid] for rid in done - at_start)
+        left = sum(self.steps[rid] for rid in self.ids if rid not in done)
+        if trained > 0 and left > 0:
+            text += f", about {seconds / trained * left / 60:.0f} min left"
         return text
 
     def _watch(self) -> None:
-        start, at_start = time.perf_counter(), self.stored()
+        start, at_start = time.perf_counter(), self.stored_ids()
         last = at_start
         while not self._stop.wait(self.every):
-            done = self.stored()
+            done = self.stored_ids()
             if done != last:
                 last = done
                 line = self.line(done, at_start, time.perf_counter() - start)
@@ -410,6 +418,12 @@ class RunProgress:
         if self._thread.is_alive():
             self._thread.join()
         return False
+
+
+def _steps(cfg) -> int:
+    """A run's planned optimizer steps (from the datasets' published sizes), at least 1: a run of no step still
+    takes its setup."""
+    return max(1, plan.planned_steps(cfg))
 
 
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,

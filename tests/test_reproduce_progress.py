@@ -19,10 +19,15 @@ def test_progress_counts_the_chapters_stored_runs_and_estimates_the_rest(tmp_pat
     (tmp_path / ids[0] / "record.json").write_text("{}")
     assert progress.stored() == 1
     total = len(ids)
-    # one run stored before the call began, two trained in 60 s: 30 s a run, so the rest take 30 s each
-    assert progress.line(3, 1, 60.0) == f"slot_machines: run 3 of {total} stored, 1.0 min, about {30 * (total - 3) / 60:.0f} min left"
-    assert progress.line(1, 1, 60.0) == f"slot_machines: run 1 of {total} stored, 1.0 min"  # nothing trained yet
-    assert "left" not in progress.line(total, 0, 60.0)  # done: no estimate
+    steps = {rid: max(1, plan.planned_steps(e.config)) for rid, e in zip(ids, plan.plan("smoke", [chapter]))}
+    assert progress.steps == steps
+    before, trained = {ids[0]}, {ids[1], ids[2]}
+    left = sum(steps[r] for r in ids[3:])
+    per_step = 60.0 / (steps[ids[1]] + steps[ids[2]])  # two runs trained in 60 s: the rest at the same pace per step
+    expected = f"about {per_step * left / 60:.0f} min left"
+    assert progress.line(before | trained, before, 60.0) == f"slot_machines: run 3 of {total} stored, 1.0 min, {expected}"
+    assert progress.line(before, before, 60.0) == f"slot_machines: run 1 of {total} stored, 1.0 min"  # none trained
+    assert "left" not in progress.line(set(ids), set(), 60.0)  # done: no estimate
 
 
 def test_progress_prints_a_line_when_a_run_is_stored(tmp_path):
