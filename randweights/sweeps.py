@@ -231,11 +231,16 @@ def end_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="randweights-parent-watch", daemon=True).start()
 
 
-def _worker_init(parent: int, queue=None) -> None:
-    """Process-pool initializer: end with the sweep (:func:`end_with_parent`), pin a GPU when given ``queue``."""
+def _worker_init(parent: int, queue=None, threads: int | None = None) -> None:
+    """Process-pool initializer: end with the sweep (:func:`end_with_parent`), pin a GPU when given ``queue``, use
+    ``threads`` CPU threads for torch when given."""
     end_with_parent(parent)
     if queue is not None:
         _pin_gpu(queue)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def gpu_count() -> int:
@@ -245,20 +250,29 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def local_executor(workers: int) -> cf.Executor:
-    """``workers`` fresh processes on this machine; with several GPUs, worker i sees only GPU i mod count. The
-    workers end with this process (:func:`end_with_parent`), also when it is killed."""
+def local_executor(workers: int, threads: int | None = None) -> cf.Executor:
+    """``workers`` fresh processes on this machine; with several GPUs, worker i sees only GPU i mod count.
+    ``threads``: torch's CPU threads per worker (None: torch's default, all cores each). The workers end with this
+    process (:func:`end_with_parent`), also when it is killed."""
     import multiprocessing as mp
 
     check_range("--workers", workers, low=1)
+    if threads is not None:
+        check_range("threads", threads, low=1)
     ctx = mp.get_context("spawn")
     gpus = gpu_count()
-    if gpus <= 1:
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
-    queue = ctx.Queue()
-    for i in range(workers):
-        queue.put(i % gpus)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(), queue))
+    queue = None
+    if gpus > 1:
+        queue = ctx.Queue()
+        for i in range(workers):
+            queue.put(i % gpus)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                  initargs=(os.getpid(), queue, threads))
+
+
+def threads_per_worker(workers: int) -> int:
+    """This machine's cores shared out among ``workers`` processes (at least 1 each)."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 SCHEDULER_TIMEOUT = "20s"

@@ -20,19 +20,26 @@ def all_configs(module, name: str):
 
 
 @pytest.mark.parametrize("module", [ep, sm])
-def test_quick_uses_bf16_exactly_on_the_conv_nets_and_full_stays_fp32(module):
+def test_quick_and_full_train_in_fp32(module):
+    """bf16 lost on one of the three CPU kinds measured (2.1x slower without AMX or AVX512-BF16), so no preset
+    uses it; it stays a setting (--precision bf16)."""
     quick = all_configs(module, "quick")
     for cfg in quick:
-        conv = "conv" in cfg.model.arch
-        assert cfg.train.precision == ("bf16" if conv else "fp32"), cfg.model.arch
-        if conv:  # the smallest quick CIFAR runs we accept: half width, 10,000 images
+        assert cfg.train.precision == "fp32", cfg.model.arch
+        if "conv" in cfg.model.arch:  # the smallest quick CIFAR runs we accept: half width, 10,000 images
             assert cfg.model.width >= 0.5 and cfg.data.subset >= 10_000
     assert {c.train.seed for c in quick} >= {0, 1}
     assert all(c.train.precision == "fp32" for c in all_configs(module, "full"))
 
 
+def test_quick_slot_machines_leave_conv4_to_full():
+    quick = {c.model.arch for c in all_configs(sm, "quick")}
+    assert quick == {"lenet-300-100", "slot-conv2"}
+    assert "slot-conv4" in {c.model.arch for c in all_configs(sm, "full")}
+
+
 def test_quick_conv_dense_baselines_train_at_the_default_lr():
-    """Measured at this scale (Conv-4, width 0.5, 10,000 images, 6 epochs, bf16): lr 0.01 reached 56.4%, 0.05 only
+    """Measured at this scale (Conv-4, width 0.5, 10,000 images, 6 epochs, bf16 at the time): lr 0.01 reached 56.4%, 0.05 only
     50.5%; the learned baselines keep the method's default."""
     for module in (ep, sm):
         dense = [c for c in all_configs(module, "quick") if c.method.name == "dense" and "conv" in c.model.arch]
@@ -78,9 +85,9 @@ def test_peaks_say_when_the_trend_is_missing():
 
 def test_scale_text_names_the_conv_settings():
     text = ep.scale_text(ep.preset("quick"))
-    assert "width 0.5" in text and "10,000" in text and "bf16" in text and "2 seed" in text
-    assert "bf16" not in ep.scale_text(ep.preset("full"))
-    assert "Conv-4: 10,000 CIFAR10 images, 6 epochs (learned weights 10), width 0.5, bf16" in sm.scale_text(sm.preset("quick"))
+    assert "width 0.5" in text and "10,000" in text and "2 seed" in text
+    assert "bf16" not in text and "bf16" not in ep.scale_text(ep.preset("full"))
+    assert "Conv-2: 10,000 CIFAR10 images, 6 epochs (learned weights 10), width 0.5" in sm.scale_text(sm.preset("quick"))
     assert "(learned weights 330)" in sm.scale_text(sm.preset("full"))
     assert "lr 0.4" in text and "lr 0.4" not in ep.scale_text(ep.preset("full"))
     assert "batches of 64" in text and "batches of 64" not in ep.scale_text(ep.preset("full"))
@@ -88,20 +95,22 @@ def test_scale_text_names_the_conv_settings():
 
 def test_slot_texts_report_k_trend_and_finetuning():
     rows = []
-    for k, acc in ((2, 0.40), (4, 0.45), (8, 0.50)):
-        rows.append({"arch": "slot-conv4", "method": "slot", "selection": "greedy", "num_slots": k,
-                     "test_accuracy": acc, "epochs": 6, "finetune_epochs": 0, "finetuned_test_accuracy": float("nan")})
-    rows.append({"arch": "slot-conv4", "method": "dense", "selection": None, "num_slots": None, "test_accuracy": 0.55,
-                 "epochs": 6, "finetune_epochs": 0, "finetuned_test_accuracy": float("nan")})
-    rows.append({"arch": "slot-conv4", "method": "slot", "selection": "greedy", "num_slots": 8, "test_accuracy": 0.53,
-                 "epochs": 4, "finetune_epochs": 2, "finetuned_test_accuracy": 0.53})
+    for seed, shift in ((0, 0.0), (1, 0.002)):
+        common = {"arch": "slot-conv4", "seed": seed}
+        for k, acc in ((2, 0.40), (4, 0.45), (8, 0.50)):
+            rows.append({**common, "method": "slot", "selection": "greedy", "num_slots": k, "test_accuracy": acc + shift,
+                         "epochs": 6, "finetune_epochs": 0, "finetuned_test_accuracy": float("nan")})
+        rows.append({**common, "method": "dense", "selection": None, "num_slots": None, "test_accuracy": 0.55 + shift,
+                     "epochs": 6, "finetune_epochs": 0, "finetuned_test_accuracy": float("nan")})
+        rows.append({**common, "method": "slot", "selection": "greedy", "num_slots": 8, "test_accuracy": 0.53 + shift,
+                     "epochs": 4, "finetune_epochs": 2, "finetuned_test_accuracy": 0.53 + shift})
     df = pd.DataFrame(rows)
     k_text = sm.k_trend_text(df[df["finetune_epochs"] == 0])
-    assert k_text == "Conv-4: 40.0% at K = 2, 50.0% at K = 8 (rises); learned weights 55.0%"
-    assert sm.finetune_sentence(df.assign(family="Conv-4")) == (
-        "on Conv-4 the network with learned weights is 2.0 points ahead of the finetuned slot machine: the reverse of "
-        "the paper, which has the finetuned slot machine ahead; the finetuned one is 3.0 points ahead of the plain "
-        "slot machine, as in the paper.")
+    assert k_text == "Conv-4: 40.1% at K = 2, 50.1% at K = 8 (rises); learned weights 55.1%"
+    assert sm.finetune_sentence(df) == (
+        "on Conv-4 the finetuned slot machine 53.1% against learned weights 55.1% (-2.0 points, seed spread 0.0): "
+        "the reverse of the paper, which has the finetuned slot machine ahead; the finetuned slot machine 53.1% "
+        "against the slot machine selected for all epochs 50.1% (+3.0 points, seed spread 0.0): ahead as in the paper.")
 
 
 def test_fcn_quick_adds_weight_decay_with_a_no_decay_control_and_full_keeps_the_papers_recipe():

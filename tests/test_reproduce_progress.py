@@ -60,3 +60,33 @@ def test_command_never_prints_a_path_outside_the_folder(tmp_path):
     line = env.command("reproduce --only edge_popup", root=tmp_path)
     assert line in ("randweights reproduce --only edge_popup", "python -m randweights reproduce --only edge_popup")
     assert sys.executable not in line
+
+
+def test_workers_train_the_chapters_missing_runs_before_its_notebook(tmp_path, monkeypatch, capsys):
+    """Two real worker processes train every smoke run of a chapter; the records are those a notebook then reads
+    (the run ids of its plan), and a second call finds nothing missing and starts no process."""
+    chapter = get("empirical_size")
+    monkeypatch.setenv(env.RESULTS, str(tmp_path))
+    entries = plan.plan("smoke", [chapter])
+    assert len(reproduce.missing_entries(chapter, "smoke", tmp_path)) == len(entries) >= 2
+    reproduce.train_missing_runs(chapter, "smoke", tmp_path, workers=2, device="cpu")
+    assert f"training {len(entries)} runs in 2 processes" in capsys.readouterr().out
+    assert reproduce.missing_entries(chapter, "smoke", tmp_path) == []
+    for entry in entries:
+        assert (tmp_path / entry.run_id / "record.json").is_file()
+    reproduce.train_missing_runs(chapter, "smoke", tmp_path, workers=2, device="cpu")
+    assert "training" not in capsys.readouterr().out
+
+
+def test_workers_must_be_a_whole_number_of_processes(tmp_path):
+    for bad in (0, -1, 1.5, True, "2"):
+        try:
+            reproduce.reproduce(preset="smoke", workers=bad, root=tmp_path)
+        except reproduce.ConfigError as err:
+            assert "workers" in str(err)
+        else:
+            raise AssertionError(f"workers={bad!r} accepted")
+    done = subprocess.run([sys.executable, "-m", "randweights", "reproduce", "--workers", "0", "--root", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "workers" in done.stderr
+    assert not (tmp_path / "results").exists()
