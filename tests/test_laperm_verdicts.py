@@ -2,8 +2,9 @@
 threshold."""
 
 import pandas as pd
+import torch
 
-from randweights import verdicts
+from randweights import plots, verdicts
 from randweights.chapters import laperm as lp
 
 
@@ -80,3 +81,14 @@ def test_sparse_sentence_gives_a_reason_only_when_laperm_trails():
                              for s in (0, 1) for h, a in ((False, lap + 0.001 * s), (True, fixed))])
     assert "We expected" in lp.sparse_sentence(frame(0.85, 0.93))
     assert "We expected" not in lp.sparse_sentence(frame(0.95, 0.93))
+
+
+def test_ks_table_has_one_row_per_layer_and_weights_column_and_no_index_column():
+    torch.manual_seed(0)
+    kernels = [torch.randn(20, 12), torch.randn(12, 8)]
+    ks = lp.ks_table(kernels, [k.flip(1) for k in kernels])
+    assert list(ks.columns[:3]) == ["weights", "layer", "units"] and list(ks["weights"]) == ["init", "init", "trained", "trained"]
+    html = plots.book_table(ks, decimals=3).to_html()
+    assert "level_1" not in html and "level 1" not in html and ">index<" not in html
+    numbers = lp.ks_numbers(ks)
+    assert numbers["ks_verdict"] in ("smaller than", "not smaller than") and float(numbers["ks_within_trained"]) >= 0

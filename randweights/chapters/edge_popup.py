@@ -456,7 +456,7 @@ def inverted_u_finding(sweep: pd.DataFrame) -> verdicts.Finding:
 @dataclass(frozen=True)
 class DenseGap:
     """One network's best subnetwork (signed constant, best mean over k) against its dense SGD baseline, with the
-    paper's numbers where it gives them (:data:`PAPER_FIG3`) and each side's training settings."""
+    paper's numbers where it gives them (``PAPER_FIG3``) and each side's training settings."""
 
     family: str
     arch: str

@@ -705,12 +705,14 @@ def _row(arch: str, q: float, paper: float, g: pd.DataFrame, preset_name: str, m
 # ---------------------------------------------------------------------------------------------- numbers for the text
 def ks_table(initial: list[torch.Tensor], trained: list[torch.Tensor]) -> pd.DataFrame:
     """F-L1: :func:`profile_similarity` of the initial and of the trained kernels, one block each."""
-    return pd.concat({"init": profile_similarity(initial), "trained": profile_similarity(trained)}, names=["weights"]).round(3)
+    blocks = {"init": profile_similarity(initial), "trained": profile_similarity(trained)}
+    return pd.concat(blocks, names=["weights"]).reset_index(level=0).reset_index(drop=True).round(3)
 
 
 def ks_numbers(ks: pd.DataFrame) -> dict[str, str]:
     """F-L1's numbers for the text: median KS distances of the trained kernels within and across layers."""
-    within, across = ks.loc["trained", "KS within layer"].median(), ks.loc["trained", "KS to another layer"].median()
+    trained = ks[ks["weights"] == "trained"]
+    within, across = trained["KS within layer"].median(), trained["KS to another layer"].median()
     return {"ks_within_trained": f"{within:.2f}", "ks_across_trained": f"{across:.2f}",
             "ks_verdict": "smaller than" if within < across else "not smaller than"}
 
@@ -775,7 +777,7 @@ def matches(c: verdicts.Comparison, tolerance: float = MATCH_TOLERANCE) -> verdi
 
 
 def match_sentence(c: verdicts.Comparison, tolerance: float = MATCH_TOLERANCE) -> str:
-    """:meth:`Comparison.sentence` and whether that is the paper's "similar accuracy" by :func:`matches`."""
+    """:meth:`randweights.verdicts.Comparison.sentence` and whether that is the paper's "similar accuracy" by :func:`matches`."""
     found = matches(c, tolerance)
     words = {verdicts.REPRODUCED: "similar or better, as the paper reports",
              verdicts.PARTLY: "a little behind the paper's similar accuracy",
