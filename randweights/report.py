@@ -71,7 +71,7 @@ def size_sentence(table: pd.DataFrame) -> str:
     """One sentence for a chapter: each method's compact file against its dense fp32 state dict."""
     if table.empty:
         return "No run of this page has a compact file yet (they were stored before compact files existed)."
-    parts = [f"{r['method']} on {r['arch']}: {r['compact kB']:g} kB against {r['dense fp32 kB']:g} kB "
+    parts = [f"{r['method']} on {plots.readable(r['arch'])}: {r['compact kB']:g} kB against {r['dense fp32 kB']:g} kB "
              f"({r['smaller by']:g}x smaller, {r['bits per weight']:g} bits per weight)" for _, r in table.iterrows()]
     return "Stored compactly (seed + what the method found), the median file is: " + "; ".join(parts) + "."
 

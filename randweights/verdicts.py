@@ -20,6 +20,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+#: An effect whose size the paper gives is "reproduced" only within this factor of it either way (or within
+#: :data:`SIZE_POINTS` points, or the seed spread, of it); larger or smaller is "partly".
+SIZE_FACTOR = 3.0
+SIZE_POINTS = 2.0
+
 REPRODUCED = "reproduced"
 PARTLY = "partly"
 NOT_HERE = "not at this preset"
@@ -30,9 +35,10 @@ STATUSES = (REPRODUCED, PARTLY, NOT_HERE, NOT_RUN)
 #: The criterion, in the words the book prints once (intro) and every chapter links to.
 CRITERION = (
     "**reproduced**: our runs show the paper's effect in the paper's direction and by more than the spread over "
-    "seeds (for a level, within the tolerance the row states); **partly**: the direction is the paper's but the "
-    "effect is within the seed spread, seen with one seed only, or holds for only some of the networks or settings "
-    "tested; **not at this preset**: the effect is absent or reversed in our runs at this preset (which may be too "
+    "seeds and, where the paper gives its size, of that size (within a factor of 3, or 2 points, of it; for a "
+    "level, within the tolerance the row states); **partly**: the direction is the paper's but the effect is "
+    "within the seed spread, seen with one seed only, far larger or smaller than the paper's, or holds for only "
+    "some of the networks or settings tested; **not at this preset**: the effect is absent or reversed in our runs at this preset (which may be too "
     "small to show it: the row says what differs); **not run**: the runs that test it are not stored."
 )
 
@@ -82,10 +88,22 @@ class Comparison:
         return "as in the paper" if self.direction == "agrees" else "reverse of the paper"
 
     @property
+    def size_matches(self) -> bool:
+        """Ours is of the paper's size: within :data:`SIZE_FACTOR` times the paper's difference either way, or within
+        the seed spread (at least :data:`SIZE_POINTS`) of it. True where the paper gives no size."""
+        if self.paper_diff is None or self.direction != "agrees":
+            return True
+        ours, paper = abs(self.diff), abs(self.paper_diff)
+        if abs(ours - paper) <= max(self.spread or 0.0, SIZE_POINTS):
+            return True
+        return paper > 0 and paper / SIZE_FACTOR <= ours <= paper * SIZE_FACTOR
+
+    @property
     def status(self) -> str:
-        """This comparison as a claim's status (:data:`STATUSES`)."""
+        """This comparison as a claim's status (:data:`STATUSES`): reproduced only where the effect is also of the
+        paper's size (:attr:`size_matches`) when the paper gives one."""
         if self.verdict == "as in the paper":
-            return REPRODUCED
+            return REPRODUCED if self.size_matches else PARTLY
         if self.verdict in ("within the spread", "one seed") and self.direction == "agrees":
             return PARTLY
         return NOT_HERE
@@ -157,7 +175,7 @@ def compare(first: str, second: str, ours_first: Sequence[float], ours_second: S
     return Comparison(first, second, m1, m2, m1 - m2, spread, paper_first, paper_diff, unit, percent)
 
 
-def trend(label: str, xs: Sequence[float], ys: Sequence[float], paper_rising: bool) -> Comparison:
+def trend(label: str, xs: Sequence[float], ys: Sequence[Sequence[float]], paper_rising: bool) -> Comparison:
     """A trend along a sweep as one comparison: the value at the last point of ``xs`` against the first (``ys``:
     lists of per-seed values per point), the paper's direction ``paper_rising``."""
     if len(xs) < 2:

@@ -110,3 +110,21 @@ def test_finding_rejects_an_unknown_status():
 def test_paired_lengths_must_match():
     with pytest.raises(ValueError, match="different lengths"):
         compare("A", "B", [1.0, 2.0], [1.0], paired=True)
+
+
+def test_an_effect_far_larger_or_smaller_than_the_papers_is_partly_not_reproduced():
+    """GS - PS on LeNet: +23.6 points against the paper's +0.2 is the paper's direction, far beyond the spread, and
+    100 times the paper's size: partly. Within 3x (or 2 points) of the paper's size: reproduced."""
+    huge = compare("GS", "PS", [95.0, 95.2], [71.4, 71.6], paper_diff=0.2, paired=True)
+    assert huge.verdict == "as in the paper" and not huge.size_matches and huge.status == PARTLY
+    assert "23.4 points larger than in the paper (0.2 points)" in huge.sentence()
+    tiny = compare("K = 8", "K = 2", [80.3, 80.4], [80.0, 80.1], paper_diff=4.2, paired=True)
+    assert tiny.verdict == "as in the paper" and tiny.status == PARTLY  # 0.3 against 4.2: 14x smaller, 3.9 points
+    for ours in (1.5, 3.0, 12.0):  # 4.2 / 3 = 1.4 <= ours <= 12.6: of the paper's size
+        c = compare("a", "b", [50.0 + ours, 50.1 + ours], [50.0, 50.1], paper_diff=4.2, paired=True)
+        assert c.size_matches and c.status == REPRODUCED, ours
+    near = compare("a", "b", [51.0, 51.1], [50.0, 50.1], paper_diff=0.2, paired=True)  # 1.0 vs 0.2: within 2 points
+    assert near.size_matches and near.status == REPRODUCED
+    far = compare("a", "b", [63.0, 63.1], [50.0, 50.1], paper_diff=4.2, paired=True)  # 13.0 vs 4.2: over 3x, 8.8 points
+    assert not far.size_matches and far.status == PARTLY
+    assert compare("a", "b", [60.0, 60.1], [50.0, 50.1], paper_first=True, paired=True).status == REPRODUCED  # no size

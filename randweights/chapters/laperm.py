@@ -412,7 +412,7 @@ def plot_agnostic(df: pd.DataFrame, preset_name: str, f1_cfg: RunConfig):
         plots.hline(ax, PAPER_ACCURACY[(arch, 0.0)] / 100, f"{arch.upper()}, paper", linestyle=":", color=color)
     ax.set(xlabel="epoch", ylabel="synced test accuracy", title="weight-agnostic nets", ylim=(0, 1))
     plots.percent_axis(ax)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(-0.25, -0.3), ncol=2, frameon=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(-0.3, -0.3), ncol=2, frameon=False)
     _, trained = initial_and_trained(f1_cfg)
     maps = trained[0].view(10, 28, 28).numpy()
     for c in range(10):
@@ -438,9 +438,9 @@ def plot_class_maps(cfg: RunConfig, preset_name: str, arrows: int = 40):
     initial, trained = initial_and_trained(cfg)
     w0, w = initial[0].view(10, 28, 28).numpy(), trained[0].view(10, 28, 28).numpy()
     lim = float(np.abs(w0).max())
-    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 4.6))
-    grid = fig.add_gridspec(3, 10, height_ratios=(1, 1, 3), left=0.05, right=0.99, top=0.95, bottom=0.14,
-                            hspace=0.25, wspace=0.08)
+    fig = plots.plt.figure(figsize=(plots.MAX_WIDTH_IN, 5.0))
+    grid = fig.add_gridspec(4, 10, height_ratios=(1, 1, 0.5, 3), left=0.05, right=0.99, top=0.95, bottom=0.12,
+                            hspace=0.25, wspace=0.08)  # row 2: a spacer for the titles of the bottom panels
     for c in range(10):
         for row, maps in ((0, w0), (1, w)):
             a = fig.add_subplot(grid[row, c])
@@ -451,15 +451,15 @@ def plot_class_maps(cfg: RunConfig, preset_name: str, arrows: int = 40):
                 a.set_ylabel("init" if row == 0 else "LaPerm", fontsize=8)
             if row == 0:
                 a.set_title(str(c), fontsize=9)
-    ax = fig.add_subplot(grid[2, 1:4])
+    ax = fig.add_subplot(grid[3, 1:4])
     ax.imshow(w[0], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     src = np.argsort(w0[0].ravel())[-arrows:]
     dst = [int(np.flatnonzero(w[0].ravel() == w0[0].ravel()[i])[0]) for i in src]
     for i, j in zip(src, dst):
         ax.annotate("", xy=(j % 28, j // 28), xytext=(i % 28, i // 28), arrowprops={"arrowstyle": "->", "lw": 0.6, "color": "0.1"})
-    ax.set_title(f"class 0: where its {arrows} largest\ninitial values moved", fontsize=8)
+    ax.set_title(f"class 0: where its {arrows} largest initial values moved", fontsize=8)
     ax.axis("off")
-    ax = fig.add_subplot(grid[2, 6:9])
+    ax = fig.add_subplot(grid[3, 6:9])
     for c in (0, 1):
         ax.plot(np.sort(w0[c].ravel()), lw=2.5, alpha=0.5, label=f"class {c}, init")
         ax.plot(np.sort(w[c].ravel()), lw=0.8, ls="--", color="k" if c == 0 else "0.5", label=f"class {c}, trained")
