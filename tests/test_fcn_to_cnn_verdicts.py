@@ -120,6 +120,9 @@ def test_controls_table_says_which_task_each_run_learns():
     assert table.loc["IMP", "task"] == "10 classes"
     assert table.loc["meaningful labels", "task"] == "2 groups (meaningful)"
     assert "CNN (IMP)" not in table.index
+    assert "round" not in table and "remaining_fraction" not in table  # one schedule for every run: not a column
+    frame.loc[frame["run"] == "IMP", "round"] = 12
+    assert "round" in fc.controls_table(frame, records)  # runs that stopped at different rounds keep it
 
 
 def test_controls_text_compares_data_and_labels():

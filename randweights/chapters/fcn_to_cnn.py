@@ -854,7 +854,9 @@ def controls_table(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
     cols = ["round", "remaining_fraction", "best_validation_accuracy", "test_accuracy", "locality_ratio", "near_origin_excess", "rms_radius"]
     out = last[[c for c in cols if c in last]].copy()
     out.insert(0, "task", [task_of(records[run]) for run in out.index])
-    return out.drop(index=[r for r in ("CNN (IMP)",) if r in out.index])
+    out = out.drop(index=[r for r in ("CNN (IMP)",) if r in out.index])
+    same = [c for c in ("round", "remaining_fraction") if c in out and out[c].nunique() == 1]  # one schedule: said once
+    return out.drop(columns=same)
 
 
 def controls_text(frame: pd.DataFrame) -> str:
