@@ -16,7 +16,7 @@ export RANDWEIGHTS_DATA
 # torch and torchvision pinned to the builds on this machine's disk; pyproject.toml accepts a range (Colab).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book test unit smoke bench fashion-mnist chromium lint clean
+.PHONY: setup book test unit smoke bench bench-all fashion-mnist chromium lint clean
 
 setup: $(STAMP)
 
@@ -57,9 +57,14 @@ unit: setup
 smoke: setup
 	$(BIN)/randweights reproduce --preset smoke
 
-# The precision table (fp32/bf16, contiguous/channels-last) first, then the methods' ratios to dense.
+# `make bench`: one table, every method's step against the dense step (LeNet-300-100 and Conv-4, fp32 and bf16) and
+# the host reads per step (benchmarks/steps.py). `make bench-all` then runs the detailed benchmarks: the precision
+# table, worker processes, each method's own measurements.
 BENCHMARKS := precision quick_precision workers edge_popup slot_machines laperm empirical_size
 bench: setup
+	$(BIN)/python benchmarks/steps.py
+
+bench-all: bench
 	for f in $(BENCHMARKS); do $(BIN)/python benchmarks/$$f.py || exit 1; done
 
 # ruff over everything, notebooks included (ruff reads .ipynb), then the import contracts of pyproject.toml

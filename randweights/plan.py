@@ -13,6 +13,7 @@ pass the chapter list (:data:`randweights.chapters.CHAPTERS`) down to :func:`pla
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import traceback
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import data, runs, store, train, verdicts
+from . import data, models, runs, store, train, verdicts
 from .config import RunConfig, check_device
 from .errors import ConfigError, DatasetNotFound
 
@@ -605,3 +606,67 @@ def time_steps(cfg: RunConfig, device: str = "cpu", steps: int = 200, warmup: in
             torch.cuda.empty_cache()
     setup = (clock.start - begin) if clock.done >= warmup else time.perf_counter() - begin
     return StepTiming(cfg, clock.timed, clock.seconds, warmup, setup)
+
+
+# ---------------------------------------------------------------------------------------------- cost
+@dataclass(frozen=True)
+class CostModel:
+    """What a GPU is assumed to spend on one optimizer step: ``fixed_seconds`` whatever the network (kernel
+    launches and Python: a small network's step is bound by them) plus the step's arithmetic, three times the
+    forward pass's floating-point operations per image times the batch, at ``flops_per_second``. Assumptions, not
+    measurements: ``benchmarks/gpu_check.sh`` times every recipe's step on the GPU at hand and gives the measured
+    hours."""
+
+    fixed_seconds: float = 0.002
+    flops_per_second: float = 100e12
+    device: str = "one H100/H200-class GPU, one run at a time"
+    # IMP stops once a pruned layer has few units left connected (``stop_unit_fraction``): counted up to the round
+    # that leaves this fraction of the weights, by which every stop rule of the plans has ended the run
+    imp_remaining: float = 1e-5
+
+    def step_seconds(self, cfg: RunConfig) -> float:
+        return self.fixed_seconds + 3 * forward_flops(cfg) * cfg.train.batch_size / self.flops_per_second
+
+    def steps(self, cfg: RunConfig) -> int:
+        """The optimizer steps counted for ``cfg``: :func:`planned_steps`, an iterative IMP run's rounds capped at
+        the one leaving ``imp_remaining`` of its weights."""
+        method = cfg.method
+        planned = planned_steps(cfg)
+        if getattr(method, "pruning_schedule", None) != "iterative" or not getattr(method, "rounds", 0):
+            return planned
+        counted = min(method.rounds, math.ceil(math.log(self.imp_remaining) / math.log(1 - method.prune_fraction)))
+        return planned * (counted + 1) // (method.rounds + 1)
+
+
+def forward_flops(cfg: RunConfig) -> int:
+    """Floating-point operations of one image's forward pass through ``cfg``'s network (counted by torch's
+    ``FlopCounterMode`` on meta tensors: nothing is computed or allocated)."""
+    m = cfg.model
+    return _forward_flops(m.arch, m.width, m.bias, cfg.data.dataset)
+
+
+@functools.cache
+def _forward_flops(arch: str, width: float, bias: bool, dataset: str) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shape = data.SHAPES[dataset]
+    with torch.device("meta"):
+        net = models.build(arch, shape, data.NUM_CLASSES[dataset], width, bias)
+        x = torch.zeros(1, *shape)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net.eval()(x)
+    return int(counter.get_total_flops())
+
+
+def cost_table(entries: list[Entry], model: CostModel = CostModel()) -> list[dict]:
+    """Per chapter (a run counted under the first chapter that uses it) and in all: runs, optimizer steps
+    (:meth:`CostModel.steps`) and GPU-hours under ``model``."""
+    rows: dict[str, dict] = {}
+    for e in entries:
+        steps = model.steps(e.config)
+        for name in (e.chapters[0], "all"):
+            row = rows.setdefault(name, {"chapter": name, "runs": 0, "steps": 0, "gpu_hours": 0.0})
+            row["runs"] += 1
+            row["steps"] += steps
+            row["gpu_hours"] += steps * model.step_seconds(e.config) / 3600
+    return [rows[n] for n in rows if n != "all"] + ([rows["all"]] if rows else [])

@@ -8,7 +8,9 @@ import io
 import math
 import os
 import random
+import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing; it then falls back to text bars
     warnings.simplefilter("ignore")
@@ -263,22 +266,75 @@ def to_device(x: torch.Tensor, device: torch.device, fmt: torch.memory_format = 
     return x.contiguous(memory_format=fmt) if x.dim() == 4 else x
 
 
+class HostReads(TorchDispatchMode):
+    """Counts the tensor reads on the host while active (``with HostReads() as reads: ...; reads.count``): every
+    ``.item()``, ``int()``, ``float()`` or ``bool()`` of a tensor dispatches ``aten._local_scalar_dense``, and on a GPU
+    each waits until the queue has drained. Not counted (``exempt``): torch.optim reading its own step counters,
+    0-d tensors it keeps on the host on every device unless ``capturable`` or ``fused``, which wait for nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+        self.exempt = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            if args[0].dim() == 0 and _called_from_optim():
+                self.exempt += 1
+            else:
+                self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OPTIM_DIR = os.path.dirname(torch.optim.__file__)
+
+
+def _called_from_optim() -> bool:
+    """Whether the innermost caller outside torch's dispatch machinery is torch.optim."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR) and not frame.f_code.co_filename.startswith(_OPTIM_DIR):
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename.startswith(_OPTIM_DIR)
+
+
+class Tally:
+    """Loss and correct predictions summed on the device and read once (:meth:`read`), so that a training step
+    never waits for its GPU queue to drain. The loss is summed in float64 in the order a host loop adds
+    ``loss.item() * len(y)``: the same numbers bit for bit."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, mean: bool = True) -> None:
+        """One batch: ``loss`` its mean (``mean``) or summed cross-entropy, ``logits`` its predictions."""
+        self.loss += loss.double() * len(y) if mean else loss.double()
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def read(self) -> tuple[float, float]:
+        """Mean loss and accuracy (the one host read)."""
+        n = max(1, self.seen)
+        return float(self.loss) / n, int(self.correct) / n
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: data_lib.Split, device: torch.device, batch_size: int = 1000,
              precision: str = "fp32") -> dict:
     """Accuracy and mean cross-entropy over a split, in eval mode (the forward pass at ``precision``)."""
     model.eval()
-    correct, loss_sum = 0, 0.0
+    tally = Tally(device)
     fmt = memory_format(model, precision)
     for x, y in data_lib.batches(split, batch_size):
         x, y = to_device(x, device, fmt), y.to(device)
         with autocast(precision, device):
             logits = model(x)
         logits = logits.float()
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    n = max(1, len(split))
-    return {"accuracy": correct / n, "loss": loss_sum / n}
+        tally.add(F.cross_entropy(logits, y, reduction="sum"), logits, y, mean=False)
+    loss, accuracy = tally.read()  # the batches cover the split: seen == len(split)
+    return {"accuracy": accuracy, "loss": loss}
 
 
 def fit(
@@ -320,7 +376,7 @@ def fit(
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr_at(epoch, schedule_epochs or epochs, base, cfg.train.schedule)
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        tally = Tally(device)
         for x, y in training_batches(cfg, splits, generator, augment):
             x, y = to_device(x, device, fmt), y.to(device, non_blocking=True)
             with autocast(precision, device):
@@ -332,10 +388,9 @@ def fit(
             step += 1
             if on_step is not None:
                 on_step(step)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen)}
+            tally.add(loss.detach(), logits.detach(), y)
+        loss_mean, accuracy = tally.read()
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_mean, "train_accuracy": accuracy}
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
         if selecting and splits.validation is not None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..plan import Chapter, select
+from ..plan import Chapter, CostModel, plan, select
+from ..plan import cost_table as cost_table_rows
 
 
 def _collect() -> tuple[Chapter, ...]:
@@ -67,3 +68,26 @@ def claims_table(presets: tuple[str, ...] = ("quick", "full"), root=None):
             table.insert(0, "chapter", chapter.title.split(":")[0])
             frames.append(table)
     return pd.concat(frames, ignore_index=True)
+
+
+def cost_table(preset: str = "full", model: CostModel = CostModel()):
+    """What ``preset`` costs per chapter, from the plan (:func:`randweights.plan.cost_table`): runs, optimizer steps
+    and GPU-hours under ``model``'s assumptions, with each chapter's share; the last row is the whole preset."""
+    import pandas as pd
+
+    rows = cost_table_rows(plan(preset, CHAPTERS), model)
+    total = rows[-1]["gpu_hours"] or 1.0
+    titles = {c.name: c.title.split(":")[0] for c in CHAPTERS} | {"all": "all chapters"}
+    return pd.DataFrame([{"chapter": titles[r["chapter"]], "runs": r["runs"], "optimizer steps (millions)": r["steps"] / 1e6,
+                          "GPU-hours": r["gpu_hours"], "share": r["gpu_hours"] / total} for r in rows])
+
+
+def cost_assumptions(model: CostModel = CostModel()) -> str:
+    """The sentence under :func:`cost_table`: what its hours assume."""
+    return (f"Estimated, not measured: every optimizer step costs {model.fixed_seconds * 1e3:g} ms whatever the network "
+            f"(kernel launches and Python, what bounds a small network's step) plus three times its forward pass's "
+            f"floating-point operations per image times the batch at {model.flops_per_second / 1e12:g} TFLOP/s, on "
+            f"{model.device}; evaluations between epochs are left out. Steps are the plan's: epochs times steps per "
+            f"epoch, every training phase; an IMP run, which stops once a layer has few units left connected, up to "
+            f"the round that leaves {model.imp_remaining:.0e} of its weights (an upper bound). `bash benchmarks/gpu_check.sh OUT` times every recipe's step on the GPU "
+            f"at hand and gives measured hours.")
