@@ -16,7 +16,7 @@ export RANDWEIGHTS_DATA
 # torch and torchvision pinned to the builds on this machine's disk; pyproject.toml accepts a range (Colab).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book test unit smoke bench bench-all fashion-mnist chromium lint clean
+.PHONY: setup book test unit smoke bench bench-all golden fashion-mnist chromium lint clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,15 @@ bench: setup
 
 bench-all: bench
 	for f in $(BENCHMARKS); do $(BIN)/python benchmarks/$$f.py || exit 1; done
+
+# The golden fixtures (tests/golden/, what the official code computes on small inputs; tests/test_golden.py compares
+# ours with them): OFFICIAL holds checkouts of hidden-networks, slot-machines, Train-by-Reconnect and SiftingFeatures
+# (git clone https://github.com/allenai/hidden-networks OFFICIAL/hidden-networks, ...); TF_PYTHON is a Python with
+# TensorFlow and tqdm for LaPerm's sync (python -m venv /tmp/tf && /tmp/tf/bin/pip install tensorflow-cpu tqdm).
+OFFICIAL  ?= official
+TF_PYTHON ?= /tmp/tf/bin/python
+golden: setup
+	$(BIN)/python tests/golden/generate.py --official $(OFFICIAL) --tf-python $(TF_PYTHON)
 
 # ruff over everything, notebooks included (ruff reads .ipynb), then the import contracts of pyproject.toml
 # ([tool.importlinter]: the layers, and the store / training / compact format independent of each other), then

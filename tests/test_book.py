@@ -16,7 +16,7 @@ PAPER_CHAPTERS = [c.name for c in CHAPTERS if c.name != "synthesis"]  # one pape
 def test_toc_is_committed_and_lists_every_page():
     root = reproduce.repo_root()
     files = reproduce.toc_files(root)
-    for page in ("intro", "own_model", "share", "api", "references", "scale", "reconstruction"):
+    for page in ("intro", "own_model", "share", "api", "references", "scale", "reconstruction", "equivalence"):
         assert page in files
     # the chapters of randweights.chapters.CHAPTERS, in that order, and no other chapter page
     assert [f for f in files if f.startswith("chapters/")] == [f"chapters/{c.name}" for c in CHAPTERS]
