@@ -18,6 +18,7 @@ from torch import nn
 from randweights import compact, models, train
 from randweights.config import make_config
 from randweights.errors import ConfigError
+from randweights.methods import dense
 from randweights.methods import edge_popup as ep
 from randweights.methods import laperm as lp
 from randweights.methods import pruning, transform
@@ -265,6 +266,15 @@ def test_imp_gives_pruned_attention_entries_no_gradient_and_round_trips_bit_for_
         assert torch.equal(loaded(x), model.eval()(x))
         assert torch.equal(loaded.state_dict()[transform.tensor_key(loaded, ATTN if net == "vit" else "layer.self_attn")],
                            attn.in_proj_weight_orig * attn.in_proj_weight_mask)
+
+
+def test_dense_baseline_initializes_every_weight_matrix_and_zeroes_its_bias():
+    model = _tokens()
+    params = dense.prepare(model, make_config("dense"))
+    attn = model.layer.self_attn
+    assert torch.equal(attn.in_proj_bias, torch.zeros(48)) and torch.equal(model.head.bias, torch.zeros(4))
+    std = float(attn.in_proj_weight.detach().std())  # kaiming-normal: N(0, 2 / fan_in), fan_in 16
+    assert abs(std - math.sqrt(2 / 16)) < 0.05 and len(params) == len(list(model.parameters()))
 
 
 def test_the_small_vit_computes_each_attention_mask_once_per_forward():
