@@ -18,10 +18,9 @@ from torch import nn
 from randweights import compact, models, train
 from randweights.config import make_config
 from randweights.errors import ConfigError
-from randweights.methods import dense
+from randweights.methods import dense, pruning, transform
 from randweights.methods import edge_popup as ep
 from randweights.methods import laperm as lp
-from randweights.methods import pruning, transform
 from randweights.methods import slot_machines as sm
 from randweights.methods import supermask_bernoulli as zb
 
