@@ -287,10 +287,25 @@ def test_the_small_vit_computes_each_attention_mask_once_per_forward():
     assert slot.steps == 2  # a plain nn.MultiheadAttention reads in_proj_weight 3 times per forward
 
 
-def test_a_vit_run_trains_through_the_store_path_and_loads_from_its_config(mnist, tmp_path):
-    cfg = make_config("edge-popup", arch="vit-p4-d1", width=0.5, dataset="mnist", subset=200, epochs=1, batch_size=50)
+def test_extras_are_the_parameters_outside_the_weight_matrices_and_their_biases():
+    model = models.build("vit-p4-d1", (1, 28, 28), 10, bias=True, affine_bn=True)
+    assert transform.extras(model) == ["class_token", "pos_embedding", "blocks.0.norm1.weight", "blocks.0.norm1.bias",
+                                       "blocks.0.norm2.weight", "blocks.0.norm2.bias", "norm.weight", "norm.bias"]
+    assert transform.extras(_vit(1)) == ["class_token", "pos_embedding"]
+    assert transform.extras(models.build("conv2", (1, 28, 28), 10)) == []
+
+
+@pytest.mark.parametrize("method", SUPERMASKS)
+@pytest.mark.parametrize("learn_extras", [False, True])
+def test_a_vit_run_trains_through_the_store_path_and_loads_from_its_config(method, learn_extras, mnist, tmp_path):
+    cfg = make_config(method, arch="vit-p4-d1", width=0.5, dataset="mnist", subset=200, epochs=1, batch_size=50,
+                      learn_extras=learn_extras)
+    torch.manual_seed(cfg.train.seed)
+    initial = models.build_for(cfg.model, (1, 28, 28), 10).pos_embedding.detach().clone()
     model, record = train.run(cfg, "cpu")
     assert ATTN in transform.tag_of(model)["layers"]
+    assert torch.equal(model.pos_embedding, initial) != learn_extras  # learned with learn_extras, else random and frozen
+    assert transform.tag_of(model).get("learn") == (["class_token", "pos_embedding"] if learn_extras else None)
     compact.save(model, tmp_path / "r.rwc", config=cfg, input_shape=(1, 28, 28), num_classes=10)
     x, _ = _images(4)
     with torch.no_grad():

@@ -278,7 +278,7 @@ def export(model: nn.Module) -> nn.Module:
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
-    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan)
+    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan, learn=transform.learn_of(model, cfg))
     return scores(model) + transform.learned(model)
 
 

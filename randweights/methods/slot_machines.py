@@ -398,8 +398,8 @@ def make_optimizer(params, cfg, trainer: Trainer) -> torch.optim.Optimizer:
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     m = cfg.method
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    apply(model, m.num_slots, m.selection, m.candidate_init, m.score_init, m.candidate_bits, generator)
-    return scores(model)
+    apply(model, m.num_slots, m.selection, m.candidate_init, m.score_init, m.candidate_bits, generator, learn=transform.learn_of(model, cfg))
+    return scores(model) + transform.learned(model)
 
 
 def run(cfg, splits, device: torch.device, trainer: Trainer):

@@ -155,7 +155,7 @@ def fix_eval_mask(model: nn.Module, seed: int) -> list[torch.Tensor]:
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     m = cfg.method
-    apply(model, m.keep_fraction, m.init, m.eval_mask)
+    apply(model, m.keep_fraction, m.init, m.eval_mask, learn=transform.learn_of(model, cfg))
     return scores(model) + transform.learned(model)
 
 

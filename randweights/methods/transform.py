@@ -22,7 +22,8 @@ numbers come from, and the tag it leaves on the model so that :mod:`randweights.
   The other reading, a random frozen network whose free-standing parameters (positional embedding, class
   token, norm scale and shift) are learned next to the masks, is the ``learn`` argument of their ``apply``:
   parameter names or globs (``["class_token", "pos_embedding", "*norm*"]``) that stay trainable;
-  :func:`learned` lists them for the optimizer. LaPerm and IMP train every parameter anyway (they permute or
+  :func:`learned` lists them for the optimizer. A run sets it with ``ModelConfig.learn_extras``: every
+  parameter outside the weight matrices and their biases (:func:`extras`) is learned. LaPerm and IMP train every parameter anyway (they permute or
   prune only the selected matrices and, with them, their biases).
 * A method draws its random weights from a ``torch.Generator``. Without one it draws from a copy of the global
   generator and moves the global one on by as much, so results equal drawing from the global generator; the
@@ -219,6 +220,21 @@ def freeze(model: nn.Module, learn: Selector = None) -> dict:
     for _, p in chosen:
         p.requires_grad_(True)
     return {"learn": [n for n, _ in chosen]}
+
+
+def extras(model: nn.Module) -> list[str]:
+    """Names of the parameters outside the maskable weight matrices and their biases (a transformer's positional
+    embedding and class token, norm scale and shift): what ``learn_extras`` (``ModelConfig``) lets a supermask
+    method learn next to its scores; empty for a network without any."""
+    owned = {id(getattr(m, n)) for m in model.modules() if isinstance(m, MATRICES)
+             for t in tensor_names(m) for n in (t, bias_name(t)) if n is not None and getattr(m, n, None) is not None}
+    return [n for n, p in model.named_parameters() if id(p) not in owned]
+
+
+def learn_of(model: nn.Module, cfg) -> list[str] | None:
+    """The ``learn`` argument of a method's ``apply`` for the run ``cfg``: :func:`extras` with
+    ``cfg.model.learn_extras``, else None (every parameter frozen)."""
+    return (extras(model) or None) if cfg.model.learn_extras else None
 
 
 def _picks(name: str, parameter: nn.Parameter, selector: Selector) -> bool:
