@@ -190,6 +190,7 @@ class ModelConfig(Settings):
     affine_bn: bool = field(default=False, metadata={"help": "let BatchNorm learn a scale and shift"})
     bn_momentum: float = field(default=0.1, metadata={"help": "BatchNorm running-statistics momentum, PyTorch's convention (a TensorFlow decay d is 1 - d: the FCN paper's 0.99 is 0.01)"})
     bn_first_batch: bool = field(default=False, metadata={"help": "BatchNorm running statistics start from the first training batch's moments (after every reset: each IMP round), not mean 0 / variance 1 (the FCN paper's code)"})
+    learn_extras: bool = field(default=False, metadata={"help": "supermask methods (Edge-Popup, Bernoulli, Slot Machines) also learn the parameters outside the weight matrices and their biases: a transformer's positional embedding and class token, norm scale and shift (default: random and frozen, as every weight)"})
 
     def __post_init__(self):
         check_choice("arch", self.arch, ARCHS)

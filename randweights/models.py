@@ -3,6 +3,13 @@
 Every builder has the signature ``(input_shape, num_classes, width, bias, affine_bn) -> nn.Module``.
 ``width`` multiplies every hidden width and channel count (int truncation, at least 1); the output layer keeps
 ``num_classes`` units. Edge-Popup's nets (Conv-2/4/6/8, LeNet-300-100) have no normalization at all.
+
+The small vision transformers ``vit-p4-d{1,2,4,6}`` (:class:`PatchViT`; no paper of the five has one) cut the
+image into 4x4 patches (MNIST 28x28: 7x7 = 49 patches, CIFAR-10 32x32: 8x8 = 64), embed them with a Conv2d,
+prepend a class token and add a positional embedding, then run ``d`` pre-norm encoder blocks (LayerNorm,
+``nn.MultiheadAttention`` with 4 heads, LayerNorm, Linear-GELU-Linear MLP of twice the width) and classify the
+class token with a Linear head. Width 1 is 64 features. ``affine_bn`` gives the LayerNorms a learnable scale and
+shift (default: none, as the papers' non-affine BatchNorm).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .config import ModelConfig, register_arch
 from .errors import ConfigError
@@ -264,6 +272,55 @@ def vgg19(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> n
     return nn.Sequential(*layers)
 
 
+class ViTBlock(nn.Module):
+    """Pre-norm transformer encoder block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, bias: bool, affine: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine)
+        self.attn = nn.MultiheadAttention(dim, heads, bias=bias, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden, bias=bias), nn.GELU(), nn.Linear(hidden, dim, bias=bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchViT(nn.Module):
+    """A small vision transformer (see the module docstring). The class token starts at zero (as torchvision's
+    ViT) and the positional embedding is drawn N(0, 1): as loud as the patch tokens, so that a frozen random
+    positional embedding still tells the positions apart (torchvision's N(0, 0.02) is meant to be learned)."""
+
+    def __init__(self, input_shape, num_classes: int, depth: int, width: float = 1.0, bias: bool = False,
+                 affine: bool = False, patch: int = 4, heads: int = 4):
+        super().__init__()
+        c, h, w = input_shape
+        if h % patch or w % patch:
+            raise ConfigError("input_shape", tuple(input_shape), f"images whose sides are multiples of the patch size {patch}")
+        dim = heads * _w(16, width)
+        self.patch = nn.Conv2d(c, dim, patch, patch, bias=bias)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, (h // patch) * (w // patch) + 1, dim))
+        self.blocks = nn.Sequential(*[ViTBlock(dim, heads, 2 * dim, bias, affine) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, elementwise_affine=affine)
+        self.head = nn.Linear(dim, num_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with parametrize.cached():  # an attention reads in_proj_weight 3 times: a method's mask is computed once
+            tokens = self.patch(x).flatten(2).transpose(1, 2)
+            tokens = torch.cat([self.class_token.expand(len(x), -1, -1), tokens], dim=1) + self.pos_embedding
+            return self.head(self.norm(self.blocks(tokens))[:, 0])
+
+
+def vit(depth: int) -> Callable[..., PatchViT]:
+    def build(input_shape, num_classes, width=1.0, bias=False, affine_bn=False) -> PatchViT:
+        return PatchViT(input_shape, num_classes, depth, width, bias, affine_bn)
+
+    return build
+
+
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fcn": fcn_net((1024, 1024, 1024)),
     "lenet-300-100": lenet_300_100,
@@ -285,6 +342,10 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "slot-conv4": slot_conv_net(4),
     "slot-conv6": slot_conv_net(6),
     "vgg19": vgg19,
+    "vit-p4-d1": vit(1),  # small vision transformers (beyond the papers)
+    "vit-p4-d2": vit(2),
+    "vit-p4-d4": vit(4),
+    "vit-p4-d6": vit(6),
 }
 
 
@@ -379,5 +440,11 @@ def _first_batch_momentum(module: nn.Module, inputs) -> None:
 
 
 def count_weights(model: nn.Module) -> int:
-    """Weights of Linear and Conv2d layers (biases excluded), the count the papers report."""
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    """Weights of Linear and Conv2d layers (biases excluded), the count the papers report, and of a
+    transformer's weight matrices: Embedding weights and attention input projections."""
+    total = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)))
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            total += sum(t.numel() for n in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+                         if isinstance(t := getattr(m, n, None), torch.Tensor))
+    return total

@@ -17,7 +17,8 @@ import torch
 from .. import data, models, plots, verdicts
 from ..config import RunConfig, make_config
 from ..errors import check_choice
-from ..methods.edge_popup import maskable_layers
+from ..methods import transform
+from ..methods.edge_popup import MASKABLE
 from ..plan import Chapter, Claim, Figure, Headline, RecipeRow
 
 SKC, KN = "signed-constant", "kaiming-normal"
@@ -222,10 +223,11 @@ def width_configs(p: Preset) -> list[RunConfig]:
 
 @functools.lru_cache(maxsize=64)
 def maskable_weights(arch: str, dataset: str, width: float) -> int:
-    """Weights Edge-Popup masks in ``arch`` on ``dataset`` at ``width`` (every Linear / Conv weight)."""
+    """Weights Edge-Popup masks in ``arch`` on ``dataset`` at ``width`` (every Linear / Conv weight, and a
+    transformer's attention input projections and embeddings)."""
     with torch.device("meta"):  # shapes only, no memory, no init cost
         model = models.build(arch, data.SHAPES[dataset], data.NUM_CLASSES[dataset], width)
-    return sum(layer.weight.numel() for layer in maskable_layers(model))
+    return sum(transform.tensor(m, t).numel() for _, m, t in transform.select_tensors(model, MASKABLE))
 
 
 def fixed_count_configs(p: Preset) -> list[RunConfig]:

@@ -8,7 +8,8 @@ from torch import nn
 
 from ..config import MethodConfig
 from ..errors import check_choice
-from .edge_popup import INITS, init_weight_, maskable_layers
+from . import transform
+from .edge_popup import INITS, MASKABLE, init_weight_
 from .registry import PLAIN, Method, register
 
 
@@ -26,10 +27,11 @@ class DenseConfig(MethodConfig):
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
-    for layer in maskable_layers(model):
-        init_weight_(layer.weight, cfg.method.init)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
+    for _, layer, tensor in transform.select_tensors(model, MASKABLE):
+        init_weight_(transform.tensor(layer, tensor), cfg.method.init)
+        bias = getattr(layer, transform.bias_name(tensor) or "", None)
+        if bias is not None:
+            nn.init.zeros_(bias)
     return [p for p in model.parameters() if p.requires_grad]
 
 

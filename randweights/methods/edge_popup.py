@@ -35,7 +35,7 @@ INITS = (
     "xavier-normal",  # N(0, 2/(fan_in+fan_out))
     "glorot-uniform",  # U(+-sqrt(6/(fan_in+fan_out))): Slot Machines' candidate pool; its learned baselines draw from it
 )
-MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+MASKABLE = transform.MATRICES  # Linear, Conv, Embedding weights and attention input projections
 # The fan of the scaled inits: "kept" = k * fan_in (the paper's stated intent: only kept inputs count) or
 # "code" = (1 - k) * fan_in (the released code, utils/builder.py, which produced the published figures;
 # hidden-networks#9). The two agree at k = 0.5.
@@ -314,26 +314,29 @@ def apply(
     exclude: transform.Selector = None,
     generator: torch.Generator | None = None,
     scaled_fan: str = "kept",
+    learn: transform.Selector = None,
 ) -> nn.Module:
-    """Freeze all parameters and attach a top-k mask with trainable scores to every selected Linear/Conv weight
-    (``include`` / ``exclude``: module names, globs or a predicate; default all). Each selected weight is
+    """Freeze all parameters and attach a top-k mask with trainable scores to every selected weight matrix: a
+    Linear/Conv/Embedding weight or an attention's ``in_proj_weight`` (``include`` / ``exclude``: module or layer
+    names, globs or a predicate; default all; see :mod:`randweights.methods.transform`). Each selected weight is
     re-drawn with ``init``, or kept as it is with ``init=None`` (a supermask inside pretrained or one's own
-    weights; ``scaled_fan`` as in :func:`init_weight_`). Weights and scores are drawn from ``generator`` (None: the global generator). Returns the same
-    model (modified in place)."""
+    weights; ``scaled_fan`` as in :func:`init_weight_`). Weights and scores are drawn from ``generator`` (None:
+    the global generator). ``learn``: parameters (names or globs) that stay trainable next to the scores
+    (:func:`randweights.methods.transform.learned`). Returns the same model (modified in place)."""
     keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init or INITS[0]).keep_fraction  # the config's checks
     transform.check_untransformed(model)
-    chosen = transform.select(model, MASKABLE, include, exclude)
+    chosen = transform.select_tensors(model, MASKABLE, include, exclude)
     transform.require_layers(model, chosen, MASKABLE)
-    freeze_all(model)
+    learned = transform.freeze(model, learn)
     replay = transform.generator_record(generator)
-    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m) for _, m in chosen])}
+    weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m, p) for _, m, p in chosen])}
     with transform.drawing(generator) as g:
-        for _, layer in chosen:
+        for _, layer, p in chosen:
             if init is not None:
-                init_weight_(transform.tensor(layer), init, keep_fraction, g, scaled_fan)
-            parametrize.register_parametrization(layer, "weight", TopKMask(transform.tensor(layer), keep_fraction, g), unsafe=True)
-            transform.original(layer).requires_grad_(False)
-    transform.tag(model, "edge-popup", [n for n, _ in chosen], keep_fraction=keep_fraction, frozen_weights=weights)
+                init_weight_(transform.tensor(layer, p), init, keep_fraction, g, scaled_fan)
+            parametrize.register_parametrization(layer, p, TopKMask(transform.tensor(layer, p), keep_fraction, g), unsafe=True)
+            transform.original(layer, p).requires_grad_(False)
+    transform.tag(model, "edge-popup", [n for n, _, _ in chosen], keep_fraction=keep_fraction, frozen_weights=weights, **learned)
     return model
 
 
@@ -356,8 +359,8 @@ def export(model: nn.Module) -> nn.Module:
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
-    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan)
-    return scores(model)
+    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan, learn=transform.learn_of(model, cfg))
+    return scores(model) + transform.learned(model)
 
 
 def summarize(model: nn.Module) -> dict:
@@ -372,8 +375,8 @@ def summarize(model: nn.Module) -> dict:
 def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each masked layer's top-k mask as bits."""
     tag = transform.require_tag(model)
-    arrays = {f"mask/{n}": pack_bits(transform.parametrization(model.get_submodule(n), TopKMask).mask()) for n in tag["layers"]}
-    return {}, arrays, [transform.weight_key(n) for n in tag["layers"]]
+    arrays = {f"mask/{n}": pack_bits(transform.masker(model, n, TopKMask).mask()) for n in tag["layers"]}
+    return {}, arrays, [transform.tensor_key(model, n) for n in tag["layers"]]
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
@@ -386,7 +389,7 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
 
     for name, weight in transform.frozen_weights(model, header, redo).items():
         mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)
-        transform.set_tensor(model, transform.weight_key(name), weight * mask)
+        transform.set_tensor(model, transform.tensor_key(model, name), weight * mask)
 
 
 def scratch_copy(model: nn.Module) -> nn.Module:

@@ -42,7 +42,7 @@ BIAS_INITS = ("he-uniform", "zeros")  # Keras' default bias_initializer is zeros
 BIASES = ("permute", "free", "none")
 INPUTS = ("standardized", "unit", "raw")
 IN_DEGREES = ("binomial", "fixed")
-WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+WEIGHTED = transform.MATRICES  # Linear, Conv, Embedding weights and attention input projections
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -322,9 +322,11 @@ def permutable_named(model: nn.Module, skip_bias: bool = False, skip_bn: bool = 
     for name, m in transform.select(model, WEIGHTED + NORMS, include, exclude):
         prefix = f"{name}." if name else ""
         if isinstance(m, WEIGHTED):
-            out.append((prefix + "weight", m.weight))
-            if m.bias is not None and not skip_bias:
-                out.append((prefix + "bias", m.bias))
+            for t in transform.tensor_names(m):
+                out.append((prefix + t, transform.tensor(m, t)))
+                bias = getattr(m, transform.bias_name(t) or "", None)
+                if bias is not None and not skip_bias:
+                    out.append((prefix + str(transform.bias_name(t)), bias))
         elif not skip_bn:
             out += [(prefix + n, p) for n in ("weight", "bias") if (p := getattr(m, n, None)) is not None]
     return out
@@ -383,17 +385,18 @@ def he_uniform_(layer: nn.Module, generator: torch.Generator, bias_fan: str = "k
     (``"keras"``: what the official notebooks draw). ``bias_init="zeros"``: the bias is drawn all the same (so
     the generator, hence every later kernel, is as with He-uniform biases), then set to zero (Keras' default
     ``bias_initializer``, which the ResNet50 notebook keeps)."""
-    weight = transform.tensor(layer)
-    bias: torch.Tensor | None = getattr(layer, "bias", None)
-    fan_in = rows(weight).shape[1]
-    with torch.no_grad():
-        for p in (weight, bias):
-            if p is not None:
-                fan = len(p) if (p is bias and bias_fan == "keras") else fan_in
-                bound = math.sqrt(6.0 / fan)
-                p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
-        if bias is not None and bias_init == "zeros":
-            bias.zero_()
+    for name in transform.tensor_names(layer):
+        weight = transform.tensor(layer, name)
+        bias: torch.Tensor | None = getattr(layer, transform.bias_name(name) or "", None)
+        fan_in = rows(weight).shape[1]
+        with torch.no_grad():
+            for p in (weight, bias):
+                if p is not None:
+                    fan = len(p) if (p is bias and bias_fan == "keras") else fan_in
+                    bound = math.sqrt(6.0 / fan)
+                    p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
+            if bias is not None and bias_init == "zeros":
+                bias.zero_()
 
 
 def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
@@ -420,12 +423,13 @@ def init_model_(model: nn.Module, cfg: LaPermConfig, seed: int) -> nn.Module:
         p = per_layer[i] if per_layer else cfg.init_sparsity
         if cfg.init == "random-sparse" and i == 0 and not per_layer:
             p = min(p, 0.2)  # official random_prune: the input layer keeps max(q, 0.8)
-        keep = keep_mask(layer.weight.shape, p, cfg.in_degree, generator)
-        with torch.no_grad():
-            if cfg.init == "weight-agnostic":
-                layer.weight.copy_(keep.to(layer.weight.dtype) * cfg.shared_value)
-            else:
-                layer.weight.mul_(keep)
+        for weight in [transform.tensor(layer, t) for t in transform.tensor_names(layer)]:
+            keep = keep_mask(weight.shape, p, cfg.in_degree, generator)
+            with torch.no_grad():
+                if cfg.init == "weight-agnostic":
+                    weight.copy_(keep.to(weight.dtype) * cfg.shared_value)
+                else:
+                    weight.mul_(keep)
     return model
 
 
@@ -580,7 +584,7 @@ def make_laperm(model: nn.Module, cfg, steps_per_epoch: int) -> LaPerm:
 
 def hidden_kernels(model: nn.Module) -> list[torch.Tensor]:
     """Weights of every Linear / Conv layer except the output layer (where the notebooks put their L2)."""
-    return [m.weight for m in model.modules() if isinstance(m, WEIGHTED)][:-1]
+    return [transform.tensor(m, t) for m in model.modules() if isinstance(m, WEIGHTED) for t in transform.tensor_names(m)][:-1]
 
 
 def connectivity_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> float:

@@ -51,7 +51,7 @@ STRATEGIES = ("magnitude", "random")
 PRUNING_SCHEDULES = ("iterative", "one-shot")
 LABEL_GROUPINGS = ("none", "meaningful", "random")
 INITS = ("xavier-normal", "default")
-PRUNABLE = (nn.Linear, nn.Conv2d)
+PRUNABLE = (nn.Linear, nn.Conv2d, nn.MultiheadAttention, nn.Embedding)  # an attention: its in_proj_weight (+ bias)
 
 # Two-way groupings of the 10 classes: the classes in group 1 (all others are group 0).
 MEANINGFUL_GROUPS = {
@@ -128,9 +128,27 @@ Masks = list[tuple[torch.Tensor, torch.Tensor | None]]
 
 def prunable_layers(model: nn.Module) -> list[nn.Module]:
     """The layers IMP prunes, in module order: those with masks attached (:func:`attach_masks`), or, before
-    that, every Linear / Conv2d except the output layer (:func:`output_layer`), which is never pruned."""
-    masked: list[nn.Module] = [m for m in model.modules() if isinstance(m, PRUNABLE) and hasattr(m, "weight_mask")]
+    that, every Linear / Conv2d / Embedding / MultiheadAttention except the output layer (:func:`output_layer`),
+    which is never pruned."""
+    masked: list[nn.Module] = [m for m in model.modules() if isinstance(m, PRUNABLE) and _masked_names(m)]
     return masked if masked else [m for _, m in select_prunable(model)]
+
+
+def _masked_names(layer: nn.Module) -> list[str]:
+    """The tensors of ``layer`` that carry a pruning mask: each maskable weight matrix and its bias."""
+    names = [n for t in transform.tensor_names(layer) for n in (t, transform.bias_name(t)) if n is not None]
+    return [n for n in dict.fromkeys(names) if hasattr(layer, n + "_mask")]
+
+
+def _prunable_tensors(model: nn.Module) -> list[tuple[nn.Module, str, str | None]]:
+    """``(layer, weight name, bias name or None)`` of every masked weight matrix, in model order: a Linear /
+    Conv2d / Embedding has one (``weight``, ``bias``), an attention its ``in_proj_weight`` and ``in_proj_bias``."""
+    out: list[tuple[nn.Module, str, str | None]] = []
+    for layer in prunable_layers(model):
+        for t in transform.tensor_names(layer):
+            b = transform.bias_name(t)
+            out.append((layer, t, b if b is not None and hasattr(layer, b + "_mask") else None))
+    return out
 
 
 def select_prunable(model: nn.Module, include: transform.Selector = None, exclude: transform.Selector = None,
@@ -168,9 +186,11 @@ def init_paper_(model: nn.Module) -> None:
     """Weights ~ N(0, 2/(fan_in + fan_out)) (Glorot normal), biases 0, BN scale 1 and shift 0."""
     for m in model.modules():
         if isinstance(m, PRUNABLE):
-            nn.init.xavier_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            for t in transform.tensor_names(m):
+                nn.init.xavier_normal_(transform.tensor(m, t))
+                b = getattr(m, transform.bias_name(t) or "", None)
+                if b is not None:
+                    nn.init.zeros_(b)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_parameters()
 
@@ -183,13 +203,26 @@ def attach_masks(model: nn.Module, include: transform.Selector = None, exclude: 
     chosen = select_prunable(model, include, exclude, output_layer)
     head = _output_of(model, output_layer)
     for _, layer in chosen:
-        for name in ("weight", "bias"):
+        for name in [n for t in transform.tensor_names(layer) for n in (t, transform.bias_name(t)) if n is not None]:
             tensor = getattr(layer, name, None)
             if tensor is not None and not hasattr(layer, name + "_mask"):
                 prune.custom_from_mask(layer, name, torch.ones_like(tensor, dtype=torch.bool))
+    for attention in model.modules():
+        if isinstance(attention, nn.MultiheadAttention) and _masked_names(attention.out_proj) \
+                and _refresh_out_proj not in attention._forward_pre_hooks.values():
+            attention.register_forward_pre_hook(_refresh_out_proj)
     head_name = next(n for n, m in model.named_modules() if m is head)
     transform.tag(model, "imp", [n for n, _ in chosen], output_layer=head_name)
     return model
+
+
+def _refresh_out_proj(attention: nn.Module, inputs) -> None:
+    """Forward pre-hook of an attention whose ``out_proj`` is pruned: ``nn.MultiheadAttention`` reads
+    ``out_proj.weight`` without calling ``out_proj``, so the pruning hook of ``out_proj`` never runs there; this
+    one recomputes ``weight = weight_orig * weight_mask`` (and the bias) before every forward."""
+    out_proj = attention.get_submodule("out_proj")
+    for name in _masked_names(out_proj):
+        setattr(out_proj, name, getattr(out_proj, name + "_orig") * getattr(out_proj, name + "_mask"))
 
 
 def apply(model: nn.Module, init: str | None = "xavier-normal", include: transform.Selector = None, exclude: transform.Selector = None,
@@ -212,19 +245,19 @@ def _orig(layer: nn.Module, name: str) -> torch.Tensor:
 def get_masks(model: nn.Module) -> Masks:
     """Boolean (weight mask, bias mask or None) of every prunable layer, detached copies."""
     out: Masks = []
-    for layer in prunable_layers(model):
-        w = transform.tensor(layer, "weight_mask").detach().bool().clone()
-        b = transform.tensor(layer, "bias_mask").detach().bool().clone() if hasattr(layer, "bias_mask") else None
+    for layer, weight, bias in _prunable_tensors(model):
+        w = transform.tensor(layer, weight + "_mask").detach().bool().clone()
+        b = transform.tensor(layer, bias + "_mask").detach().bool().clone() if bias is not None else None
         out.append((w, b))
     return out
 
 
 @torch.no_grad()
 def set_masks(model: nn.Module, masks: Masks) -> None:
-    for layer, (w, b) in zip(prunable_layers(model), masks, strict=True):
-        transform.tensor(layer, "weight_mask").copy_(w)
-        if b is not None:
-            transform.tensor(layer, "bias_mask").copy_(b)
+    for (layer, weight, bias), (w, b) in zip(_prunable_tensors(model), masks, strict=True):
+        transform.tensor(layer, weight + "_mask").copy_(w)
+        if b is not None and bias is not None:
+            transform.tensor(layer, bias + "_mask").copy_(b)
 
 
 def _keep_top(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -259,11 +292,11 @@ def imp_step(
     if float(prune_fraction) != float(prune_fraction):  # NaN passes every comparison
         raise ConfigError("prune_fraction", prune_fraction, "a number in (0, 1)")
     new: Masks = []
-    for layer, (mw, mb) in zip(prunable_layers(model), masks, strict=True):
-        w = _orig(layer, "weight").detach().reshape(-1).float().cpu()
+    for (layer, weight, bias), (mw, mb) in zip(_prunable_tensors(model), masks, strict=True):
+        w = _orig(layer, weight).detach().reshape(-1).float().cpu()
         alive = mw.reshape(-1).cpu()
-        if mb is not None:
-            w = torch.cat([w, _orig(layer, "bias").detach().float().cpu()])
+        if mb is not None and bias is not None:
+            w = torch.cat([w, _orig(layer, bias).detach().float().cpu()])
             alive = torch.cat([alive, mb.cpu()])
         if strategy == "magnitude":
             score = w.abs()
@@ -540,14 +573,12 @@ def plain_copy(model: nn.Module) -> nn.Module:
 
     with torch.no_grad():  # after a forward with gradients the hooks' products are graph nodes, which deepcopy refuses
         for layer in model.modules():
-            for name in ("weight", "bias"):
-                if hasattr(layer, name + "_mask"):
-                    setattr(layer, name, getattr(layer, name + "_orig") * getattr(layer, name + "_mask"))
+            for name in _masked_names(layer):
+                setattr(layer, name, getattr(layer, name + "_orig") * getattr(layer, name + "_mask"))
     plain = copy.deepcopy(model)
     for layer in plain.modules():
-        for name in ("weight", "bias"):
-            if hasattr(layer, name + "_mask"):
-                prune.remove(layer, name)
+        for name in _masked_names(layer):
+            prune.remove(layer, name)
     return plain
 
 
@@ -557,7 +588,7 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     arrays, covered = {}, []
     for name in tag["layers"]:
         layer = model.get_submodule(name)
-        for tensor in ("weight", "bias"):
+        for tensor in _masked_names(layer):
             if hasattr(layer, tensor + "_mask"):
                 key = transform.weight_key(name, tensor)
                 mask = getattr(layer, tensor + "_mask").detach().bool().cpu()

@@ -46,7 +46,7 @@ from ..bits import index_bits, pack_uint, unpack_uint
 from ..config import MethodConfig
 from ..errors import ConfigError, check_choice, check_range
 from . import transform
-from .edge_popup import MASKABLE, freeze_all
+from .edge_popup import MASKABLE
 from .registry import Codec, Method, Trainer, register
 
 SELECTIONS = ("greedy", "probabilistic")
@@ -221,8 +221,8 @@ class SlotSelect(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- apply
-def _fans(layer: nn.Module) -> tuple[int, int]:
-    return nn.init._calculate_fan_in_and_fan_out(transform.tensor(layer))
+def _fans(layer: nn.Module, parameter: str = "weight") -> tuple[int, int]:
+    return nn.init._calculate_fan_in_and_fan_out(transform.tensor(layer, parameter))
 
 
 def apply(
@@ -236,9 +236,12 @@ def apply(
     include: transform.Selector = None,
     exclude: transform.Selector = None,
     bounds: list[float] | None = None,
+    learn: transform.Selector = None,
 ) -> nn.Module:
-    """Freeze every parameter and turn each selected Linear/Conv weight into a slot machine (in place; returns
-    ``model``). ``include`` / ``exclude``: module names, globs or a predicate (default: every layer).
+    """Freeze every parameter and turn each selected weight matrix (Linear/Conv/Embedding weight, attention
+    ``in_proj_weight``) into a slot machine (in place; returns ``model``). ``include`` / ``exclude``: module or
+    layer names, globs or a predicate (default: every layer); ``learn``: parameters that stay trainable, as in
+    :func:`randweights.methods.edge_popup.apply`.
 
     Biases and BatchNorm parameters (the papers' nets have none that learn) stay frozen. The layer's own weight
     is replaced by a 0-size stub so that it costs no memory; ``layer.weight`` yields the selected weights.
@@ -248,10 +251,10 @@ def apply(
     num_slots = SlotMachineConfig(num_slots=num_slots, selection=selection, candidate_init=candidate_init or "paper",
                                   score_init=score_init, candidate_bits=candidate_bits).num_slots  # the config's checks
     transform.check_untransformed(model)
-    chosen = transform.select(model, MASKABLE, include, exclude)
+    chosen = transform.select_tensors(model, MASKABLE, include, exclude)
     transform.require_layers(model, chosen, MASKABLE)
     if bounds is None and candidate_init is None:
-        bounds = [math.sqrt(3.0) * float(transform.tensor(layer).detach().float().std()) for _, layer in chosen]
+        bounds = [math.sqrt(3.0) * float(transform.tensor(layer, p).detach().float().std()) for _, layer, p in chosen]
     if bounds is not None:
         try:
             bounds = [float(b) for b in bounds]
@@ -262,22 +265,22 @@ def apply(
         bad = [b for b in bounds if not (math.isfinite(b) and b > 0)]
         if bad:
             raise ConfigError("bounds", bad[0], "finite bounds > 0, one per selected layer")
-    freeze_all(model)
+    learned = transform.freeze(model, learn)
     replay = transform.generator_record(generator)
     used = []
     with transform.drawing(generator) as g:
-        for i, (_, layer) in enumerate(chosen):
-            weight = transform.tensor(layer)
-            shape, fans = weight.shape, _fans(layer)
+        for i, (_, layer, p) in enumerate(chosen):
+            weight = transform.tensor(layer, p)
+            shape, fans = weight.shape, _fans(layer, p)
             slot = SlotSelect(shape, fans, num_slots, selection, candidate_init or "paper", score_init, candidate_bits,
                               is_conv=weight.dim() > 2, generator=g, bound=None if bounds is None else bounds[i])
             slot.to(weight.device)
             used.append(slot.bound)
-            layer.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
-            parametrize.register_parametrization(layer, "weight", slot, unsafe=True)
+            setattr(layer, p, nn.Parameter(weight.new_empty(0), requires_grad=False))
+            parametrize.register_parametrization(layer, p, slot, unsafe=True)
     settings = {"num_slots": num_slots, "selection": selection, "candidate_init": candidate_init, "score_init": score_init,
                 "candidate_bits": candidate_bits, "bounds": used}
-    transform.tag(model, "slot", [n for n, _ in chosen], frozen_weights=replay, **settings)
+    transform.tag(model, "slot", [n for n, _, _ in chosen], frozen_weights=replay, **settings, **learned)
     return model
 
 
@@ -286,13 +289,14 @@ def slots(model: nn.Module) -> list[SlotSelect]:
 
 
 def slot_layers(model: nn.Module) -> list[tuple[str, nn.Module, SlotSelect]]:
-    """``(name, layer, parametrization)`` of every slot-machine layer, in model order."""
+    """``(layer name, module, parametrization)`` of every slot-machine tensor, in model order (the layer name as
+    in :func:`randweights.methods.transform.tensor_id`)."""
     out = []
     for name, module in model.named_modules():
-        if parametrize.is_parametrized(module, "weight"):
-            for p in module.parametrizations.weight:
-                if isinstance(p, SlotSelect):
-                    out.append((name, module, p))
+        for tensor in transform.tensor_names(module) if parametrize.is_parametrized(module) else ():
+            if parametrize.is_parametrized(module, tensor):
+                out += [(transform.tensor_id(name, module, tensor), module, p) for p in module.parametrizations[tensor]
+                        if isinstance(p, SlotSelect)]
     return out
 
 
@@ -308,25 +312,26 @@ def selections(model: nn.Module) -> list[torch.Tensor]:
 def selected_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The selected network as a plain state dict: loads into the un-transformed model (``models.build``).
 
-    Every slot layer contributes ``<layer>.weight`` = its greedy selection; everything else (biases, BatchNorm
-    buffers) is copied. No score, code or parametrization key appears."""
+    Every slot layer contributes ``<layer>.weight`` (``.in_proj_weight``) = its greedy selection; everything
+    else (biases, BatchNorm buffers) is copied. No score, code or parametrization key appears."""
     out: dict[str, torch.Tensor] = {}
-    chosen = {name: slot.selected() for name, _, slot in slot_layers(model)}
+    chosen = {transform.tensor_key(model, name): slot.selected() for name, _, slot in slot_layers(model)}
     for key, value in model.state_dict().items():
         if ".parametrizations." not in key:
             out[key] = value.detach().clone()
-    for name, weight in chosen.items():
-        out[f"{name}.weight" if name else "weight"] = weight.clone()
+    for key, weight in chosen.items():
+        out[key] = weight.clone()
     return out
 
 
 def to_dense(model: nn.Module) -> nn.Module:
     """Replace every slot layer's weight by an ordinary trainable Parameter holding its greedy selection (the
     paper's "finetuned slot machines" start, Sec. 4.4) and make every parameter trainable. In place."""
-    for _, layer, slot in slot_layers(model):
+    for name, layer, slot in slot_layers(model):
         weight = slot.selected().clone()
-        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
-        layer.weight = nn.Parameter(weight)
+        tensor = transform.locate(model, name)[2]
+        parametrize.remove_parametrizations(layer, tensor, leave_parametrized=False)
+        setattr(layer, tensor, nn.Parameter(weight))
     for p in model.parameters():
         p.requires_grad_(True)
     transform.tag(model, "dense", [])  # plain trainable weights from now on
@@ -393,8 +398,8 @@ def make_optimizer(params, cfg, trainer: Trainer) -> torch.optim.Optimizer:
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     m = cfg.method
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    apply(model, m.num_slots, m.selection, m.candidate_init, m.score_init, m.candidate_bits, generator)
-    return scores(model)
+    apply(model, m.num_slots, m.selection, m.candidate_init, m.score_init, m.candidate_bits, generator, learn=transform.learn_of(model, cfg))
+    return scores(model) + transform.learned(model)
 
 
 def run(cfg, splits, device: torch.device, trainer: Trainer):
@@ -474,9 +479,8 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     """For :mod:`randweights.compact`: each connection's chosen candidate in ``ceil(log2 K)`` bits."""
     tag = transform.require_tag(model)
     bits = index_bits(tag["num_slots"])
-    arrays = {f"slot/{n}": pack_uint(transform.parametrization(model.get_submodule(n), SlotSelect).index().squeeze(0), bits)
-              for n in tag["layers"]}
-    return {"index_bits": bits}, arrays, [transform.weight_key(n) for n in tag["layers"]]
+    arrays = {f"slot/{n}": pack_uint(transform.masker(model, n, SlotSelect).index().squeeze(0), bits) for n in tag["layers"]}
+    return {"index_bits": bits}, arrays, [transform.tensor_key(model, n) for n in tag["layers"]]
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
@@ -488,16 +492,16 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
           transform.replay_generator(header["frozen_weights"]), include=header["layers"], bounds=s["bounds"])
     transform.check_drawn(header, drawn(scratch, header["layers"]))
     for name in header["layers"]:
-        slot = transform.parametrization(scratch.get_submodule(name), SlotSelect)
+        slot = transform.masker(scratch, name, SlotSelect)
         index = unpack_uint(arrays[f"slot/{name}"], s["index_bits"], slot.codes.shape[1:]).unsqueeze(0)
         weight = slot.codes.gather(0, index).squeeze(0).to(slot.scores.dtype) * slot.scale
-        transform.set_tensor(model, transform.weight_key(name), weight)
+        transform.set_tensor(model, transform.tensor_key(model, name), weight)
 
 
 def drawn(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Every candidate value of each slot-machine layer (what its compact file draws again from the seed)."""
     names = transform.require_tag(model)["layers"] if names is None else names
-    return {n: transform.parametrization(model.get_submodule(n), SlotSelect).candidates() for n in names}
+    return {n: transform.masker(model, n, SlotSelect).candidates() for n in names}
 
 
 METHOD = register(Method("slot", SlotMachineConfig, "Slot Machines", Codec(pack, unpack, drawn=drawn), run=run))

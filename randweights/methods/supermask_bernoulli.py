@@ -32,7 +32,7 @@ from ..bits import pack_bits, unpack_bits
 from ..config import MethodConfig
 from ..errors import check_choice, check_range
 from . import transform
-from .edge_popup import INITS, MASKABLE, freeze_all, init_weight_
+from .edge_popup import INITS, MASKABLE, init_weight_
 from .registry import Codec, Method, register
 
 EVAL_MASKS = ("sample", "threshold")
@@ -100,26 +100,28 @@ def apply(
     include: transform.Selector = None,
     exclude: transform.Selector = None,
     generator: torch.Generator | None = None,
+    learn: transform.Selector = None,
 ) -> nn.Module:
-    """Freeze all parameters and attach a Bernoulli supermask to every selected Linear/Conv weight (``include`` /
-    ``exclude`` as in :func:`randweights.methods.edge_popup.apply`). ``init=None`` keeps the existing weights.
-    Weights and every mask sample are drawn from ``generator`` (None: the global generator)."""
+    """Freeze all parameters and attach a Bernoulli supermask to every selected weight matrix (``include`` /
+    ``exclude`` / ``learn`` as in :func:`randweights.methods.edge_popup.apply`). ``init=None`` keeps the existing
+    weights. Weights and every mask sample are drawn from ``generator`` (None: the global generator)."""
     keep_fraction = BernoulliConfig(keep_fraction=keep_fraction, init=init or INITS[0], eval_mask=eval_mask).keep_fraction  # checks
     transform.check_untransformed(model)
-    chosen = transform.select(model, MASKABLE, include, exclude)
+    chosen = transform.select_tensors(model, MASKABLE, include, exclude)
     transform.require_layers(model, chosen, MASKABLE)
-    freeze_all(model)
+    learned = transform.freeze(model, learn)
     replay = transform.generator_record(generator)
-    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m) for _, m in chosen])}
+    weights = {"init": init, **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m, p) for _, m, p in chosen])}
     with transform.drawing(generator) as g:
-        for _, layer in chosen:
+        for _, layer, p in chosen:
             if init is not None:
-                init_weight_(transform.tensor(layer), init, keep_fraction, g)
-    for _, layer in chosen:
-        mask = BernoulliMask(transform.tensor(layer), keep_fraction, eval_mask, generator)
-        parametrize.register_parametrization(layer, "weight", mask, unsafe=True)
-        transform.original(layer).requires_grad_(False)
-    transform.tag(model, "supermask-bernoulli", [n for n, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask, frozen_weights=weights)
+                init_weight_(transform.tensor(layer, p), init, keep_fraction, g)
+    for _, layer, p in chosen:
+        mask = BernoulliMask(transform.tensor(layer, p), keep_fraction, eval_mask, generator)
+        parametrize.register_parametrization(layer, p, mask, unsafe=True)
+        transform.original(layer, p).requires_grad_(False)
+    transform.tag(model, "supermask-bernoulli", [n for n, _, _ in chosen], keep_fraction=keep_fraction, eval_mask=eval_mask,
+                  frozen_weights=weights, **learned)
     return model
 
 
@@ -153,8 +155,8 @@ def fix_eval_mask(model: nn.Module, seed: int) -> list[torch.Tensor]:
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
     m = cfg.method
-    apply(model, m.keep_fraction, m.init, m.eval_mask)
-    return scores(model)
+    apply(model, m.keep_fraction, m.init, m.eval_mask, learn=transform.learn_of(model, cfg))
+    return scores(model) + transform.learned(model)
 
 
 def summarize(model: nn.Module) -> dict:
@@ -173,11 +175,11 @@ def pack(model: nn.Module, eval_seed: int = 0, **_) -> tuple[dict, dict, list[st
     """For :mod:`randweights.compact`: the mask each layer evaluates with, as bits (a sampling supermask gets
     its evaluation sample fixed from ``eval_seed`` first, unless it was fixed already)."""
     tag = transform.require_tag(model)
-    layer_masks = [transform.parametrization(model.get_submodule(n), BernoulliMask) for n in tag["layers"]]
+    layer_masks = [transform.masker(model, n, BernoulliMask) for n in tag["layers"]]
     if any(m.eval_mask == "sample" and m.fixed is None for m in layer_masks):
         fix_eval_mask(model, eval_seed)
     arrays = {f"mask/{n}": pack_bits(m.eval_weight_mask() > 0) for n, m in zip(tag["layers"], layer_masks)}
-    return {}, arrays, [transform.weight_key(n) for n in tag["layers"]]
+    return {}, arrays, [transform.tensor_key(model, n) for n in tag["layers"]]
 
 
 def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
@@ -189,7 +191,7 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
 
     for name, weight in transform.frozen_weights(model, header, redo).items():
         mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)
-        transform.set_tensor(model, transform.weight_key(name), weight * mask)
+        transform.set_tensor(model, transform.tensor_key(model, name), weight * mask)
 
 
 def scratch_copy(model: nn.Module) -> nn.Module:

@@ -3,6 +3,28 @@ numbers come from, and the tag it leaves on the model so that :mod:`randweights.
 
 * ``include`` / ``exclude`` pick layers by module name (``fnmatch`` glob or exact name, or a list of those) or
   by a predicate ``(name, module) -> bool``; ``exclude`` wins.
+* A *maskable tensor* is one weight matrix of a module, ``(module, parameter name)`` (:func:`tensor_names`):
+  ``weight`` of a Linear / Conv / Embedding, the packed ``in_proj_weight`` (3E x E) of a
+  ``nn.MultiheadAttention`` (or its ``q_proj_weight``, ``k_proj_weight``, ``v_proj_weight`` when the key and
+  value sizes differ from the embedding size). Its output projection ``out_proj`` is a Linear module of its own
+  (``"...attn.out_proj"``). A method's tag lists the tensors it transformed by *layer name*
+  (:func:`tensor_id`): the module's name when the module has one maskable tensor (every Linear / Conv keeps the
+  name it always had, so compact files and their keys are unchanged; an attention module's name stands for its
+  ``in_proj_weight``), else ``"<module>.<parameter>"``. ``include`` / ``exclude`` match either name.
+* Fans are those of ``nn.init._calculate_fan_in_and_fan_out``: ``in_proj_weight`` (3E, E) has fan_in E (each
+  of q, k, v is an E x E map of E inputs); an Embedding weight (num_embeddings, dim) has fan_in ``dim`` (one
+  row is one token's vector; a frozen random embedding is ``dim``-wide like a layer with ``dim`` inputs, so the
+  inits keep their scale ``sqrt(2 / dim)``).
+* What stays learned (:func:`freeze`): the supermask methods (Edge-Popup, the Bernoulli supermask, Slot
+  Machines) learn nothing but their scores, in the papers' spirit: weight matrices, biases, norm affine
+  parameters, a transformer's positional embedding and class token are random and frozen (the papers' nets
+  have non-affine or no normalization; our ViTs' LayerNorms have no affine parameters unless ``affine_bn``).
+  The other reading, a random frozen network whose free-standing parameters (positional embedding, class
+  token, norm scale and shift) are learned next to the masks, is the ``learn`` argument of their ``apply``:
+  parameter names or globs (``["class_token", "pos_embedding", "*norm*"]``) that stay trainable;
+  :func:`learned` lists them for the optimizer. A run sets it with ``ModelConfig.learn_extras``: every
+  parameter outside the weight matrices and their biases (:func:`extras`) is learned. LaPerm and IMP train every parameter anyway (they permute or
+  prune only the selected matrices and, with them, their biases).
 * A method draws its random weights from a ``torch.Generator``. Without one it draws from a copy of the global
   generator and moves the global one on by as much, so results equal drawing from the global generator; the
   starting state is kept, so the draw can be replayed.
@@ -41,14 +63,18 @@ def matches(name: str, module: nn.Module, selector: Selector) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _check_names(label: str, selector: Selector, names: list[str], matched: bool, types: tuple[type[nn.Module], ...]) -> None:
+    if selector is not None and not callable(selector) and not matched:
+        allowed = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise ConfigError(label, selector, f"names or globs of {'/'.join(t.__name__ for t in types)} modules ({allowed})")
+
+
 def select(model: nn.Module, types: tuple[type[nn.Module], ...], include: Selector = None, exclude: Selector = None) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every module of ``types`` in model order, restricted to ``include`` (None: all)
     and without ``exclude``. A selector that names no module of these types is an error, not a silent no-op."""
     candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
     for label, selector in (("include", include), ("exclude", exclude)):
-        if selector is not None and not callable(selector) and not any(matches(n, m, selector) for n, m in candidates):
-            allowed = ", ".join(n for n, _ in candidates[:8]) + (", ..." if len(candidates) > 8 else "")
-            raise ConfigError(label, selector, f"names or globs of {'/'.join(t.__name__ for t in types)} modules ({allowed})")
+        _check_names(label, selector, [n for n, _ in candidates], any(matches(n, m, selector) for n, m in candidates), types)
     return [(n, m) for n, m in candidates if (include is None or matches(n, m, include)) and not matches(n, m, exclude)]
 
 
@@ -111,6 +137,120 @@ def require_tag(model: nn.Module) -> dict:
     if found is None:
         raise ConfigError("model", type(model).__name__, "a model transformed by a method's apply (it has no method tag)")
     return found
+
+
+# ---------------------------------------------------------------------------------------------- maskable tensors
+MATRICES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, nn.Embedding)
+_BIASES = {"weight": "bias", "in_proj_weight": "in_proj_bias"}  # the bias that goes with a weight matrix
+
+
+def tensor_names(module: nn.Module) -> tuple[str, ...]:
+    """The maskable tensors of ``module`` (see the module docstring)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return ("in_proj_weight",) if module._qkv_same_embed_dim else ("q_proj_weight", "k_proj_weight", "v_proj_weight")
+    return ("weight",)
+
+
+def bias_name(parameter: str) -> str | None:
+    """The bias belonging to the weight matrix ``parameter`` (``weight`` -> ``bias``, ``in_proj_weight`` ->
+    ``in_proj_bias``); None for the separate q/k/v projections, which share one ``in_proj_bias``."""
+    return _BIASES.get(parameter)
+
+
+def tensor_id(name: str, module: nn.Module, parameter: str) -> str:
+    """The layer name of a maskable tensor: the module's name if it has one maskable tensor, else
+    ``"<module>.<parameter>"``."""
+    return name if len(tensor_names(module)) == 1 else weight_key(name, parameter)
+
+
+def select_tensors(model: nn.Module, types: tuple[type[nn.Module], ...], include: Selector = None,
+                   exclude: Selector = None) -> list[tuple[str, nn.Module, str]]:
+    """``(layer name, module, parameter name)`` of every maskable tensor of the modules of ``types``, in model
+    order, restricted to ``include`` (None: all) and without ``exclude``; a glob or name matches the module's
+    name or the layer name. A selector that names none is a ConfigError, not a silent no-op."""
+    entries = [(tensor_id(n, m, p), n, m, p) for n, m in model.named_modules() if isinstance(m, types) for p in tensor_names(m)]
+
+    def picked(entry: tuple[str, str, nn.Module, str], selector: Selector) -> bool:
+        layer, name, module, _ = entry
+        return matches(name, module, selector) or (layer != name and not callable(selector) and matches(layer, module, selector))
+
+    names = list(dict.fromkeys(n for _, n, _, _ in entries))
+    for label, selector in (("include", include), ("exclude", exclude)):
+        _check_names(label, selector, names, any(picked(e, selector) for e in entries), types)
+    return [(e[0], e[2], e[3]) for e in entries if (include is None or picked(e, include)) and not picked(e, exclude)]
+
+
+def locate(model: nn.Module, layer: str) -> tuple[str, nn.Module, str]:
+    """``(module name, module, parameter name)`` of the maskable tensor called ``layer`` (:func:`tensor_id`)."""
+    try:
+        module = model.get_submodule(layer)
+        if len(tensor_names(module)) == 1:
+            return layer, module, tensor_names(module)[0]
+    except AttributeError:
+        pass
+    prefix, _, parameter = layer.rpartition(".")
+    return prefix, model.get_submodule(prefix), parameter
+
+
+def tensor_key(model: nn.Module, layer: str) -> str:
+    """State-dict key of the maskable tensor called ``layer`` (``"fc.weight"``, ``"attn.in_proj_weight"``)."""
+    name, _, parameter = locate(model, layer)
+    return weight_key(name, parameter)
+
+
+def masker(model: nn.Module, layer: str, kind: type[ModuleT]) -> ModuleT:
+    """The parametrization (a ``kind``) of the maskable tensor called ``layer``."""
+    _, module, parameter = locate(model, layer)
+    return parametrization(module, kind, parameter)
+
+
+def freeze(model: nn.Module, learn: Selector = None) -> dict:
+    """Freeze every parameter of ``model`` except those whose name (state-dict key) ``learn`` picks (names,
+    globs or a predicate ``(name, parameter)``); a name or glob that picks none is a ConfigError. Returns what a
+    method's tag records: ``{"learn": [names]}``, or nothing when ``learn`` is None."""
+    named = list(model.named_parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if learn is None:
+        return {}
+    chosen = [(n, p) for n, p in named if _picks(n, p, learn)]
+    if not callable(learn) and not chosen:
+        allowed = ", ".join(n for n, _ in named[:8]) + (", ..." if len(named) > 8 else "")
+        raise ConfigError("learn", learn, f"names or globs of the model's parameters ({allowed})")
+    for _, p in chosen:
+        p.requires_grad_(True)
+    return {"learn": [n for n, _ in chosen]}
+
+
+def extras(model: nn.Module) -> list[str]:
+    """Names of the parameters outside the maskable weight matrices and their biases (a transformer's positional
+    embedding and class token, norm scale and shift): what ``learn_extras`` (``ModelConfig``) lets a supermask
+    method learn next to its scores; empty for a network without any."""
+    owned = {id(getattr(m, n)) for m in model.modules() if isinstance(m, MATRICES)
+             for t in tensor_names(m) for n in (t, bias_name(t)) if n is not None and getattr(m, n, None) is not None}
+    return [n for n, p in model.named_parameters() if id(p) not in owned]
+
+
+def learn_of(model: nn.Module, cfg) -> list[str] | None:
+    """The ``learn`` argument of a method's ``apply`` for the run ``cfg``: :func:`extras` with
+    ``cfg.model.learn_extras``, else None (every parameter frozen)."""
+    return (extras(model) or None) if cfg.model.learn_extras else None
+
+
+def _picks(name: str, parameter: nn.Parameter, selector: Selector) -> bool:
+    if callable(selector):
+        return bool(selector(name, parameter))  # type: ignore[arg-type]
+    patterns = [selector] if isinstance(selector, str) else list(selector or [])
+    if not all(isinstance(p, str) for p in patterns):
+        raise ConfigError("learn", selector, "a parameter name or glob, a list of them, or a predicate (name, parameter)")
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def learned(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters a method's ``apply(..., learn=...)`` left trainable next to its scores (names in the tag's
+    ``learn``), in model order: what the optimizer gets besides the scores."""
+    names = set((tag_of(model) or {}).get("learn") or [])
+    return [p for n, p in model.named_parameters() if n in names]
 
 
 # ---------------------------------------------------------------------------------------------- typed access
@@ -230,7 +370,7 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
     weights = header["frozen_weights"]
     names = header["layers"]
     if "fingerprint" in weights:
-        own = [tensor(model.get_submodule(n)) for n in names]
+        own = [tensor(*locate(model, n)[1:]) for n in names]
         if fingerprint(own) != weights["fingerprint"]:
             raise ConfigError("model", type(model).__name__,
                               "the model holding the weights the method was applied to (init=None; fingerprint differs)")
@@ -245,7 +385,7 @@ def frozen_weights(model: nn.Module, header: dict, redo: Callable[[nn.Module, to
 def originals(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """The frozen weights under the parametrization of each layer ``names`` (default: the tagged layers)."""
     names = require_tag(model)["layers"] if names is None else names
-    return {n: original(model.get_submodule(n)) for n in names}
+    return {n: original(*locate(model, n)[1:]) for n in names}
 
 
 def runtime() -> dict[str, str]:
