@@ -106,7 +106,8 @@ def figure(fig, name: str, chapter: str, data=None, preset: str | None = None, b
     """Finish a book figure: fit it to the text column, save it as ``<name>.png`` and ``<name>.svg`` under
     :func:`figures_dir`, show it as the cell's output (in Jupyter, Colab and the book alike: the notebook cell's
     ``mystnb.figure`` metadata gives the book its number, caption and label) and close it, so the cell shows it
-    once. Returns None: a notebook cell ending with it displays nothing else.
+    once. Returns None: a notebook cell ending with it displays nothing else. The same figure drawn again from the
+    same runs gives the same bytes (PNG and SVG).
 
     ``data``: what the figure plots (a DataFrame, a run record, a list or dict of records); its rows are written
     beside the image as ``<name>.csv``. ``behind``: the run records (or a frame with ``run_id``) behind the figure
@@ -124,7 +125,8 @@ def figure(fig, name: str, chapter: str, data=None, preset: str | None = None, b
     folder = figures_dir(chapter)
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / f"{name}.png")
-    fig.savefig(folder / f"{name}.svg")
+    with matplotlib.rc_context({"svg.hashsalt": name}):  # the same figure, the same bytes: no date, fixed ids
+        fig.savefig(folder / f"{name}.svg", metadata={"Date": None})
     metadata = None
     if data is not None or preset is not None:
         rows = plot_rows(data)

@@ -558,7 +558,7 @@ def redraw_figure(chapter: str, figure: str, root: Path, preset: str, device: st
     source = tmp_dir / f".{chapter}.{figure}-{os.getpid()}.ipynb"
     out = source.with_name(source.stem + ".out.ipynb")
     parameters = {"preset": preset, **({"device": device} if device else {})}
-    previous = os.environ.get(env.ONLY_FIGURE)
+    previous = env.only_figure()
     os.environ[env.ONLY_FIGURE] = figure
     try:
         nbformat.write(figure_notebook(root, chapter, figure), str(source))
@@ -566,7 +566,10 @@ def redraw_figure(chapter: str, figure: str, root: Path, preset: str, device: st
             papermill.execute_notebook(str(source), str(out), parameters=parameters, kernel_name=KERNEL, cwd=str(root),
                                        progress_bar=False, log_output=False, shutdown_kernel="immediate",
                                        extra_arguments=QUIET_KERNEL)
-    except Exception as err:  # one line, as a chapter's failure is
+    except (Exception, KeyboardInterrupt) as err:  # one line, as a chapter's failure is; Ctrl-C: no traceback
+        if _interrupted(err):
+            print(f"[reproduce] interrupted: {figure} not drawn; every finished run is stored", file=sys.stderr)
+            return 130
         print(f"[reproduce] FAILED {chapter}: {figure}: {failure_reason(err)}", file=sys.stderr)
         return 1
     finally:
