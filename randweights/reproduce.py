@@ -619,9 +619,9 @@ class ChapterStatus:
     def row(self) -> dict:
         """The status page's row."""
         if self.trained:
-            source = f"trained here ({self.new_runs} new run{'s' if self.new_runs != 1 else ''})"
+            source = f"trained where missing: {self.new_runs} new run{'s' if self.new_runs != 1 else ''}"
         else:
-            source = "stored runs only (an imported bundle or earlier runs)"
+            source = "stored runs only, no training (an imported bundle or earlier runs)"
         return {"chapter": self.chapter, "preset": self.preset, "runs stored": f"{self.stored} of {self.planned}",
                 "execution time": _duration(self.seconds), "executed": self.finished, "code": self.code,
                 "runs from": source, "status": "ok" if self.ok else "failed (last good page kept)"}

@@ -183,9 +183,9 @@ def test_the_status_page_tabulates_each_executed_chapters_status(tmp_path):
     assert reproduce.read_statuses(root) == [done, bundled]  # book order
     table = reproduce.status_markdown(root).splitlines()
     assert table[0] == "| chapter | preset | runs stored | execution time | executed | code | runs from | status |"
-    assert table[2] == "| edge_popup | smoke | 21 of 21 | 42 s | 2026-12-07 05:00 UTC | 0.2.0 @ 1a2b3c4d5e | trained here (5 new runs) | ok |"
-    assert table[3] == ("| laperm | full | 30 of 40 | 2.2 min | 2026-12-07 05:02 UTC | 0.2.0 | stored runs only (an imported "
-                        "bundle or earlier runs) | failed (last good page kept) |")
+    assert table[2] == "| edge_popup | smoke | 21 of 21 | 42 s | 2026-12-07 05:00 UTC | 0.2.0 @ 1a2b3c4d5e | trained where missing: 5 new runs | ok |"
+    assert table[3] == ("| laperm | full | 30 of 40 | 2.2 min | 2026-12-07 05:02 UTC | 0.2.0 | stored runs only, no training (an "
+                        "imported bundle or earlier runs) | failed (last good page kept) |")
 
 
 @pytest.mark.slow  # executes the tiny chapter in a kernel
@@ -210,7 +210,7 @@ def test_reproduce_writes_the_status_of_each_chapter_it_executes(tmp_path, monke
     assert status.row()["runs from"].startswith("stored runs only") and status.row()["status"].startswith("failed")
     assert reproduce.reproduce(preset="smoke", only=[name], build=False, root=root, train_missing=True) == 0  # a new status
     (status,) = reproduce.read_statuses(root)
-    assert (status.ok, status.trained) == (True, True) and status.row()["runs from"] == "trained here (0 new runs)"
+    assert (status.ok, status.trained) == (True, True) and status.row()["runs from"] == "trained where missing: 0 new runs"
 
 
 def test_notebooks_pass_each_figure_its_rows_and_preset():
