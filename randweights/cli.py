@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--workers", type=int, default=1, metavar="N",
                      help="train each chapter's missing runs in N processes first, the cores shared among them (default "
                      "1: inside the notebook); `make book` uses 2, about 1.4x faster on a 2-core CPU")
+    rep.add_argument("--figure", default=None, metavar="NAME", help="draw this one book figure again (its files under "
+                     "book/figures/<chapter>/: PNG, SVG and the rows it plots as CSV), training only what the chapter's "
+                     "cells up to it read; the name under each figure in the book; no page replaced, no book built")
     cli_scale.add_parsers(sub)
     _add_export(sub)
     return parser
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         root = Path(args.root) if args.root else None
         return reproduce(preset=args.preset, only=args.only, build=not args.no_build, device=args.device, root=root,
-                         train_missing=args.train_missing, workers=args.workers)
+                         train_missing=args.train_missing, workers=args.workers, figure=args.figure)
     except (ConfigError, DatasetNotFound, NoCheckout, DatasetDamaged) as err:
         sys.stderr.write(f"randweights: error: {err}\n")
         return 2

@@ -11,6 +11,7 @@ variable                          meaning
 ``RANDWEIGHTS_KEEP_CHECKPOINTS``  yes/no: keep ``checkpoint.pt`` after a run finishes (default no)
 ``RANDWEIGHTS_FIGURES``           folder where every figure is also written as PNG and SVG (default: the book's)
 ``RANDWEIGHTS_LOCK_NOTE``         seconds a process waits for another's run lock before saying who holds it (default 30)
+``RANDWEIGHTS_ONLY_FIGURE``       a book figure's name: the notebooks write and show that figure only (``reproduce --figure``)
 ================================  ==========================================================================
 
 Yes/no values: ``1``, ``true``, ``yes``, ``on`` and ``0``, ``false``, ``no``, ``off`` (any case, spaces
@@ -35,7 +36,8 @@ PROGRESS = "RANDWEIGHTS_PROGRESS"
 KEEP_CHECKPOINTS = "RANDWEIGHTS_KEEP_CHECKPOINTS"
 FIGURES = "RANDWEIGHTS_FIGURES"
 LOCK_NOTE = "RANDWEIGHTS_LOCK_NOTE"
-VARIABLES = (DATA, RESULTS, TRAIN, DOWNLOAD, PROGRESS, KEEP_CHECKPOINTS, FIGURES, LOCK_NOTE)
+ONLY_FIGURE = "RANDWEIGHTS_ONLY_FIGURE"
+VARIABLES = (DATA, RESULTS, TRAIN, DOWNLOAD, PROGRESS, KEEP_CHECKPOINTS, FIGURES, LOCK_NOTE, ONLY_FIGURE)
 
 _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off")
@@ -97,6 +99,11 @@ def results_path(given: str | os.PathLike | None = None, parameter: str = "resul
 def figures_dir() -> Path | None:
     value = _raw(FIGURES)
     return Path(value) if value else None
+
+
+def only_figure() -> str | None:
+    """``RANDWEIGHTS_ONLY_FIGURE``: the one book figure to draw (None: every figure)."""
+    return _raw(ONLY_FIGURE) or None
 
 
 def training_allowed() -> bool:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from . import env, store
+from . import env, runs, store
 
 PALETTE = "colorblind"
 DENSE_STYLE = {"color": "0.25", "linestyle": "--", "linewidth": 1.2}
@@ -101,29 +102,161 @@ def fit_width(fig, max_width: float = MAX_WIDTH_IN) -> None:
         fig.set_size_inches(max_width, height * max_width / width)
 
 
-def figure(fig, name: str, chapter: str) -> None:
+def figure(fig, name: str, chapter: str, data=None, preset: str | None = None, behind=None) -> None:
     """Finish a book figure: fit it to the text column, save it as ``<name>.png`` and ``<name>.svg`` under
     :func:`figures_dir`, show it as the cell's output (in Jupyter, Colab and the book alike: the notebook cell's
     ``mystnb.figure`` metadata gives the book its number, caption and label) and close it, so the cell shows it
-    once. Returns None: a notebook cell ending with it displays nothing else."""
+    once. Returns None: a notebook cell ending with it displays nothing else. The same figure drawn again from the
+    same runs gives the same bytes (PNG and SVG).
+
+    ``data``: what the figure plots (a DataFrame, a run record, a list or dict of records); its rows are written
+    beside the image as ``<name>.csv``. ``behind``: the run records (or a frame with ``run_id``) behind the figure
+    when ``data`` does not carry ``run_id`` itself. With ``preset``, the figure's :class:`Provenance` (preset,
+    runs and seeds, the code that trained them, the command that draws it again, the CSV) travels with the image
+    as output metadata (``randweights.provenance``), which the book puts under the caption.
+
+    While ``$RANDWEIGHTS_ONLY_FIGURE`` names another figure (``randweights reproduce --figure``), nothing is
+    written or shown: the figure is only closed."""
+    only = env.only_figure()
+    if only is not None and only != name:
+        plt.close(fig)
+        return
     fit_width(fig)
     folder = figures_dir(chapter)
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / f"{name}.png")
-    fig.savefig(folder / f"{name}.svg")
-    show(fig)
+    with matplotlib.rc_context({"svg.hashsalt": name}):  # the same figure, the same bytes: no date, fixed ids
+        fig.savefig(folder / f"{name}.svg", metadata={"Date": None})
+    metadata = None
+    if data is not None or preset is not None:
+        rows = plot_rows(data)
+        rows.to_csv(folder / f"{name}.csv", index=False)
+        if preset is not None:
+            rows_behind = plot_rows(behind) if behind is not None else rows
+            metadata = {PROVENANCE_KEY: {"provenance": provenance(rows_behind, name, chapter, preset).markdown()}}
+    show(fig, metadata)
     plt.close(fig)
 
 
-def show(obj) -> None:
-    """Show ``obj`` as an output of the running notebook cell; outside IPython (a script) nothing is shown."""
+PROVENANCE_KEY = "randweights"  # the figure output's metadata key holding its provenance line
+
+
+def plot_rows(data):
+    """What a figure plots as a DataFrame, one row per plotted item: a DataFrame as it is; a run record as one row;
+    a list of records, one row each; a dict of records (``{"IMP": record, ...}``), one row each with its key in a
+    ``key`` column; anything else pandas can tabulate. The record's ``config`` is left out (its settings are the
+    record's flat columns); columns holding lists (a run's ``history``) are written as JSON."""
+    import json
+
+    import pandas as pd
+
+    if data is None:
+        frame = pd.DataFrame()
+    elif isinstance(data, pd.DataFrame):
+        frame = data.copy()
+    elif isinstance(data, dict) and "run_id" in data:
+        frame = _records_frame([data])
+    elif isinstance(data, dict) and data and all(isinstance(v, dict) and "run_id" in v for v in data.values()):
+        frame = _records_frame(list(data.values()))
+        frame.insert(0, "key", list(data.keys()))
+    elif isinstance(data, (list, tuple)) and data and all(isinstance(v, dict) for v in data):
+        frame = _records_frame(list(data))
+    elif isinstance(data, dict):
+        parts = _tables(data, "")
+        frame = pd.concat([t.assign(part=name)[["part", *t.columns]] for name, t in parts], ignore_index=True) if parts else pd.DataFrame()
+    else:
+        frame = pd.DataFrame(data)
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, (list, tuple, dict))).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v, default=str) if isinstance(v, (list, tuple, dict)) else v)
+    return frame
+
+
+def _tables(data: dict, prefix: str) -> list:
+    """The tables inside a computed result (a dict): each list of rows (dicts), each nested dict's tables, and its
+    lists of numbers side by side (one table per length), as ``(part, DataFrame)`` named by their keys (``net.rows``).
+    Arrays (images, maps) and single values are left out."""
+    import pandas as pd
+
+    out, columns = [], {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out += _tables(value, name)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+            out.append((name, pd.DataFrame(list(value))))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+            columns.setdefault(len(value), {})[str(key)] = list(value)
+    for same_length in columns.values():
+        out.append((prefix or "values", pd.DataFrame(same_length)))
+    return out
+
+
+def _records_frame(records: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "config"} for r in records])
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a book figure comes from: its ``preset``, the distinct runs behind it (``run_count``) and their
+    ``seeds``, the code that trained them (``code``: :func:`randweights.store.code_label` of each, distinct), the
+    ``command`` that draws it again, and ``csv``: the link to its rows, relative to the source notebook (the book
+    rewrites it for its page)."""
+
+    figure: str
+    chapter: str
+    preset: str
+    run_count: int
+    seeds: tuple
+    code: tuple[str, ...]
+    command: str
+    csv: str
+
+    def markdown(self) -> str:
+        """One Markdown line: ``Preset `smoke` · 7 runs, seeds 0, 1 · code: randweights 0.2.0 @ 1a2b3c4d5e ·
+        redraw: `randweights reproduce ...` · [rows plotted (CSV)](...)``."""
+        if self.run_count:
+            seeds = f", seed {self.seeds[0]}" if len(self.seeds) == 1 else (f", seeds {', '.join(map(str, self.seeds))}" if self.seeds else "")
+            code = "; ".join(c if c == "not recorded" else f"randweights {c}" for c in self.code)
+            behind = f"{self.run_count} run{'s' if self.run_count != 1 else ''}{seeds} · code: {code}"
+        else:
+            behind = "no stored run (computed on this page)"
+        return (f"Preset `{self.preset}` · {behind} · redraw: `{self.command}` · "
+                f"[rows plotted (CSV)]({self.csv})")
+
+
+def provenance(rows, name: str, chapter: str, preset: str, results=None) -> Provenance:
+    """The :class:`Provenance` of figure ``name`` of ``chapter`` at ``preset`` from the rows behind it (those with
+    a ``run_id``: one per run, or several rows per run, counted once); each run's seed and code are read from its
+    stored record in ``results`` (default: the run store), else from its row."""
+    records = []
+    if "run_id" in rows and len(rows):
+        for row in rows.drop_duplicates("run_id").to_dict("records"):
+            records.append(runs.stored_record(str(row["run_id"]), results) or row)  # the stored record knows its code
+    seeds = tuple(sorted({int(r["seed"]) for r in records if isinstance(r.get("seed"), (int, float)) and r["seed"] == r["seed"]}))
+    code = tuple(dict.fromkeys(store.code_label(r) for r in records))
+    command = env.command(f"reproduce --only {chapter} --figure {name} --preset {preset}")
+    return Provenance(name, chapter, preset, len(records), seeds, code, command, f"{BOOK_FIGURES}/{chapter}/{name}.csv")
+
+
+BOOK_FIGURES = "../book/figures"  # the book's figures, relative to a source notebook (notebooks/)
+
+
+def show(obj, metadata: dict | None = None) -> None:
+    """Show ``obj`` as an output of the running notebook cell (with ``metadata``, the output's metadata); outside
+    IPython (a script) nothing is shown."""
     try:
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:
         return
     if get_ipython() is not None:
-        display(obj)
+        if metadata:
+            display(obj, metadata=metadata)
+        else:
+            display(obj)
 
 
 def legend_outside(fig_or_ax, where: str = "right", **kwargs):

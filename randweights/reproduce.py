@@ -13,6 +13,7 @@ it was, and the next call resumes from the stored runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import chapters, colab, env, plan, runs, stored, sweeps
+from . import chapters, colab, env, plan, plots, runs, store, stored, sweeps
 from .chapters import CHAPTERS
 from .config import check_device
 from .errors import ConfigError
@@ -211,6 +213,7 @@ BOOK_LINKS = (
     (re.compile(r"\[[^\]]*\]\(#cite:([tp]):([\w,-]+)\)"), r"{cite:\1}`\2`"),  # [Ramanujan et al. (2020)](#cite:t:key)
     (re.compile(r"\[[^\]]*\]\(#(fig-[\w-]+)\)"), r"{numref}`\1`"),  # [the figure below](#fig-name)
     (re.compile(r"\[([^\]]+)\]\(\.\./book/([\w/-]+)\.md\)"), r"{doc}`\1 <../\2>`"),  # [notes](../book/page.md): its text kept
+    (re.compile(r"\]\(\.\./book/(figures/[\w./-]+)\)"), r"](../\1)"),  # a figure's CSV: a download from the page
 )
 
 
@@ -271,8 +274,19 @@ def book_page(nb, name: str = "notebook") -> None:
             if before is None or before.cell_type != "code" or not isinstance(figure, dict):
                 raise ValueError(f"{name}: a {CAPTION_TAG} cell must follow the cell of its figure "
                                  "(a code cell with mystnb.figure metadata)")
-            figure["caption"] = cell.source.strip()
+            figure["caption"] = cell.source.strip() + "".join(f"\n\n{book_links(line)}" for line in figure_provenance(before))
             tags.append("remove-cell")
+
+
+def figure_provenance(cell) -> list[str]:
+    """The provenance line(s) a figure's cell carries in its image output's metadata (:func:`randweights.plots.figure`);
+    the book shows them under the figure's caption (its legend)."""
+    found = []
+    for output in cell.get("outputs", []):
+        line = output.get("metadata", {}).get(plots.PROVENANCE_KEY, {}).get("provenance")
+        if isinstance(line, str):
+            found.append(line)
+    return found
 
 
 FAILED_TAG = "randweights-execution-failed"
@@ -460,13 +474,209 @@ def check_workers(workers) -> None:
         raise ConfigError("workers", workers, "a whole number of processes, 1 or more")
 
 
+# ---------------------------------------------------------------------------------------------- one figure
+FIGURE_CALL = re.compile(r'plots\.figure\(.*?"(\w+)", "(\w+)"')  # plots.figure(<fig>, "name", "chapter", ...)
+
+
+def book_figures(root: Path, chapter: str) -> list[str]:
+    """The names of the book figures a chapter's notebook draws (its cells with ``mystnb.figure`` metadata), in page
+    order: the names ``--figure`` takes and the figure files' names under ``book/figures/<chapter>/``."""
+    cells = json.loads((root / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
+    names = []
+    for cell in cells:
+        if cell["cell_type"] == "code" and "figure" in cell["metadata"].get("mystnb", {}):
+            names += [name for name, _ in FIGURE_CALL.findall("".join(cell["source"]))]
+    return names
+
+
+def figure_chapter(root: Path, chapters_: list[str], figure: str) -> str:
+    """The chapter (of ``chapters_``) whose notebook draws book figure ``figure``; a ConfigError on ``--figure``
+    naming the figures of those chapters otherwise."""
+    allowed = []
+    for chapter in chapters_:
+        names = book_figures(root, chapter)
+        if figure in names:
+            return chapter
+        allowed += names
+    raise ConfigError("--figure", figure, f"one of {', '.join(allowed)}" if allowed else "none: the chosen chapters draw no figure")
+
+
+DISPLAY_ONLY = {"plots": {"book_table", "show"}, "report": {"md", "compact_sizes"}}  # calls that only show something
+
+
+def display_only(source: str) -> bool:
+    """Whether a code cell only shows something (one call of :data:`DISPLAY_ONLY`, its value the cell's output):
+    ``--figure`` skips it, since no later cell reads what it shows."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    if len(body) != 1 or not isinstance(body[0], ast.Expr) or not isinstance(body[0].value, ast.Call):
+        return False
+    func = body[0].value.func
+    return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            and func.attr in DISPLAY_ONLY.get(func.value.id, set()))
+
+
+def figure_notebook(root: Path, chapter: str, figure: str):
+    """The chapter's notebook up to and including the cell that draws ``figure``, less the cells before it that only
+    show something (:func:`display_only`): what drawing that figure needs, and no more of the page."""
+    import nbformat
+
+    nb = nbformat.read(str(root / "notebooks" / f"{chapter}.ipynb"), as_version=4)
+    kept = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        drawn = [name for name, _ in FIGURE_CALL.findall(cell.source)] if "figure" in cell.metadata.get("mystnb", {}) else []
+        if figure in drawn:
+            kept.append(cell)
+            break
+        if not display_only(cell.source):
+            kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
+def redraw_figure(chapter: str, figure: str, root: Path, preset: str, device: str | None = None) -> int:
+    """Draw book figure ``figure`` of ``chapter`` again at ``preset``: the chapter's cells up to that figure
+    (:func:`figure_notebook`) run with papermill, with ``$RANDWEIGHTS_ONLY_FIGURE`` set so that only this figure's
+    files are written (``book/figures/<chapter>/<figure>.png``, ``.svg`` and ``.csv``: the image and the rows it
+    plots). The runs it reads are trained where missing (as the chapter would), or read from the store. The book
+    page is not replaced. Returns 0, or 1 (one line naming the failure)."""
+    import nbformat
+    import papermill
+
+    quiet_orphaned_kernel_tasks()
+    start = time.perf_counter()
+    say(f"{chapter}: drawing {figure} (preset {preset})")
+    folder = root / "book" / "figures" / chapter
+    tmp_dir = root / "book" / "chapters"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    source = tmp_dir / f".{chapter}.{figure}-{os.getpid()}.ipynb"
+    out = source.with_name(source.stem + ".out.ipynb")
+    parameters = {"preset": preset, **({"device": device} if device else {})}
+    previous = env.only_figure()
+    os.environ[env.ONLY_FIGURE] = figure
+    try:
+        nbformat.write(figure_notebook(root, chapter, figure), str(source))
+        with _InterruptKernel():
+            papermill.execute_notebook(str(source), str(out), parameters=parameters, kernel_name=KERNEL, cwd=str(root),
+                                       progress_bar=False, log_output=False, shutdown_kernel="immediate",
+                                       extra_arguments=QUIET_KERNEL)
+    except (Exception, KeyboardInterrupt) as err:  # one line, as a chapter's failure is; Ctrl-C: no traceback
+        if _interrupted(err):
+            print(f"[reproduce] interrupted: {figure} not drawn; every finished run is stored", file=sys.stderr)
+            return 130
+        print(f"[reproduce] FAILED {chapter}: {figure}: {failure_reason(err)}", file=sys.stderr)
+        return 1
+    finally:
+        source.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        if previous is None:
+            os.environ.pop(env.ONLY_FIGURE, None)
+        else:
+            os.environ[env.ONLY_FIGURE] = previous
+    written = [folder / f"{figure}{suffix}" for suffix in (".png", ".svg", ".csv")]
+    shown = ", ".join(str(p.relative_to(root)) for p in written if p.is_file())
+    say(f"{chapter}: {figure} drawn in {time.perf_counter() - start:.0f} s: {shown}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- execution status
+STATUS_SUFFIX = ".status.json"  # beside each executed page: book/chapters/<name>.status.json
+
+
+@dataclass(frozen=True)
+class ChapterStatus:
+    """The latest execution of a chapter by :func:`reproduce`: its preset, runs stored (at the end) of those its plan
+    has, runs trained by this execution, seconds it took, when it finished (UTC), the code that executed it
+    (:func:`randweights.store.code_label`), whether it succeeded, and whether it trained at all (``trained``
+    false: rendered from stored runs only, as from an imported bundle)."""
+
+    chapter: str
+    preset: str
+    stored: int
+    planned: int
+    new_runs: int
+    seconds: float
+    finished: str
+    code: str
+    ok: bool
+    trained: bool
+
+    @classmethod
+    def measure(cls, chapter: plan.Chapter, preset: str, seconds: float, ok: bool, trained: bool,
+                stored_before: int | None, results: Path) -> ChapterStatus:
+        ids = [entry.run_id for entry in plan.plan(preset, [chapter])]
+        stored_now = sum((results / rid / "record.json").is_file() for rid in ids)
+        return cls(chapter.name, preset, stored_now, len(ids), max(0, stored_now - (stored_now if stored_before is None else stored_before)),
+                   round(seconds, 1), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   store.code_label(store.provenance()), ok, trained)
+
+    def row(self) -> dict:
+        """The status page's row."""
+        if self.trained:
+            source = f"trained where missing: {self.new_runs} new run{'s' if self.new_runs != 1 else ''}"
+        else:
+            source = "stored runs only, no training (an imported bundle or earlier runs)"
+        return {"chapter": self.chapter, "preset": self.preset, "runs stored": f"{self.stored} of {self.planned}",
+                "execution time": _duration(self.seconds), "executed": self.finished, "code": self.code,
+                "runs from": source, "status": "ok" if self.ok else "failed (last good page kept)"}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def write_status(root: Path, status: ChapterStatus) -> Path:
+    """Write ``status`` as ``book/chapters/<chapter>.status.json`` (atomically)."""
+    path = root / "book" / "chapters" / f"{status.chapter}{STATUS_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(dataclasses.asdict(status), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_statuses(root: Path) -> list[ChapterStatus]:
+    """The execution status of every chapter (book order) that :func:`reproduce` has executed in ``root``."""
+    out = []
+    for chapter in CHAPTERS:
+        path = root / "book" / "chapters" / f"{chapter.name}{STATUS_SUFFIX}"
+        try:
+            out.append(ChapterStatus(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    return out
+
+
+def status_markdown(root: Path) -> str:
+    """The book's execution status table (Markdown), from :func:`read_statuses`; a sentence when no chapter has been
+    executed."""
+    statuses = read_statuses(root)
+    if not statuses:
+        return f"No chapter has been executed in this checkout yet (`{env.command('reproduce', root)}` does it)."
+    rows = [s.row() for s in statuses]
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool = True, device: str | None = None, root: Path | None = None,
-              train_missing: bool | None = None, workers: int = 1) -> int:
+              train_missing: bool | None = None, workers: int = 1, figure: str | None = None) -> int:
     """Execute the chapters and build the book. ``preset``: one that every chapter run declares (a chapter's own,
     such as ``full-cifar10``, with ``only``). ``train_missing``: train runs that are not stored (default: yes,
     except ``full`` without CUDA, which builds from stored records and notes incomplete chapters on their page).
     ``workers``: train each chapter's missing runs in this many processes before its notebook runs
-    (:func:`train_missing_runs`); 1 trains them inside the notebook."""
+    (:func:`train_missing_runs`); 1 trains them inside the notebook. ``figure``: draw that one book figure again
+    (:func:`redraw_figure`) instead of executing the chapters; no page is replaced and no book is built.
+
+    Each chapter executed leaves its execution status beside its page (:func:`write_status`), which the book's
+    status page tabulates."""
     check_device(device)
     check_workers(workers)
     plan.check_preset(preset, plan.select(CHAPTERS, only))  # the settings first, then where the checkout is
@@ -475,6 +685,12 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
     chosen = plan.select([c for c in CHAPTERS if c.name in names], only)
     plan.check_preset(preset, chosen)
     names = [c.name for c in chosen]
+    if figure is not None:
+        name = figure_chapter(root, names, figure)  # a ConfigError before anything is written
+        env.set_default(env.RESULTS, str(root / "results"))
+        env.set_flag(env.PROGRESS, False)
+        env.set_flag(env.TRAIN, stored.should_train(preset, device, train_missing))
+        return redraw_figure(name, figure, root, preset, device)
     env.set_default(env.RESULTS, str(root / "results"))
     env.set_flag(env.PROGRESS, False)
     train = stored.should_train(preset, device, train_missing)
@@ -483,8 +699,10 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
     for number, name in enumerate(names, 1):
         start = time.perf_counter()
         say(f"{name} ({number}/{len(names)}, preset {preset}): started")
+        stored_before = None
         try:
-            with RunProgress(chosen[number - 1], preset, Path(os.environ[env.RESULTS])):
+            with RunProgress(chosen[number - 1], preset, Path(os.environ[env.RESULTS])) as progress:
+                stored_before = progress.stored()
                 if train:
                     train_missing_runs(chosen[number - 1], preset, Path(os.environ[env.RESULTS]), workers, device)
                 execute(name, root, preset, device)
@@ -497,6 +715,9 @@ def reproduce(preset: str = "quick", only: list[str] | None = None, build: bool 
             failures.append(f"{name}: {reason}")
             mark_failed(name, root, preset, reason)
         timings[name] = time.perf_counter() - start
+        failed_here = bool(failures) and failures[-1].startswith(name + ":")
+        write_status(root, ChapterStatus.measure(chosen[number - 1], preset, timings[name], not failed_here, train,
+                                                 stored_before, Path(os.environ[env.RESULTS])))
         page = root / "book" / "chapters" / f"{name}.ipynb"
         if not train and page.is_file():
             coverage = stored.chapter_coverage(chosen[number - 1], preset)

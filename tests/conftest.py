@@ -40,8 +40,9 @@ def smoke_chapters(tmp_path_factory):
     ``smoke_chapters(name)`` returns the executed notebook's path; the book test builds from the same folder.
     """
     import shutil
+    import time
 
-    from randweights import reproduce
+    from randweights import chapters, reproduce
 
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "figures"))
@@ -54,7 +55,12 @@ def smoke_chapters(tmp_path_factory):
             os.environ["RANDWEIGHTS_RESULTS"] = str(root / "results")
             os.environ["RANDWEIGHTS_PROGRESS"] = "0"
             try:
+                start = time.perf_counter()
                 done[name] = reproduce.execute(name, root, "smoke")
+                # its status, as `randweights reproduce` leaves it, for the book's status page
+                status = reproduce.ChapterStatus.measure(chapters.get(name), "smoke", time.perf_counter() - start, True,
+                                                         True, None, root / "results")
+                reproduce.write_status(root, status)
             finally:
                 if old is None:
                     os.environ.pop("RANDWEIGHTS_RESULTS", None)
@@ -77,7 +83,7 @@ def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
     filled in) and the smoke preset injected by papermill; return its code cells' outputs."""
     import json
 
-    from randweights import report
+    from randweights import report, reproduce
 
     nb = json.loads(path.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
@@ -91,6 +97,9 @@ def check_smoke_notebook(path: Path, min_images: int) -> list[dict]:
             assert len(shown) == 1 and "image/png" in shown[0]["data"], cell["metadata"]["mystnb"]
             assert cell["metadata"]["mystnb"]["figure"]["name"].startswith("fig-")
             assert "figure-caption" in after["metadata"].get("tags", []) and len("".join(after["source"])) > 40
+            # its provenance travels with the image, for the book's caption: preset, runs, the redraw command, the CSV
+            (line,) = reproduce.figure_provenance(cell)
+            assert line.startswith("Preset `smoke` · ") and " --figure " in line and line.endswith(".csv)"), line
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
     # nothing only the book can render: no glue, and every sentence with numbers is a Markdown output

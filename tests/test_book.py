@@ -46,6 +46,11 @@ def test_book_builds_with_every_chapter(built_book, mnist):
         figures_in_notebook = sum("figure" in c["metadata"].get("mystnb", {})
                                   for c in json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"])
         assert len(re.findall(r'<span class="caption-number">Fig\. \d+ </span>', page)) == figures_in_notebook, name
+        # under each caption its provenance: preset, the redraw command, and the rows plotted as a download
+        legends = re.findall(r'<div class="legend">\s*<p>Preset <code.*?</p>', page, flags=re.S)
+        assert len(legends) == figures_in_notebook, name
+        for legend in legends:
+            assert "--figure" in legend and re.search(r'class="reference download internal" download="" href="\.\./_downloads/\w+/\w+\.csv"', legend)
         assert "report.md(" not in page and "{glue" not in page and "{cite" not in page, name
         assert "The runs on this page:" in page and "preset <code" in page, name  # the preset/device/date note
         # every figure is also a PNG and an SVG under book/figures/<chapter>/
@@ -56,6 +61,9 @@ def test_book_builds_with_every_chapter(built_book, mnist):
     assert "The randweights developers" in footer and "CC BY 4.0" in footer and "Built from commit" in footer
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert "cdn.jsdelivr" not in footer
+    status = (html / "status.html").read_text()  # the execution status page: one row per executed chapter
+    for name in reproduce.available_chapters(root):
+        assert re.search(rf"<td><p>{name}</p></td>\s*<td><p>smoke</p></td>", status), name
     api = (html / "api.html").read_text()
     assert 'id="randweights.methods.edge_popup.apply"' in api
 

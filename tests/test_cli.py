@@ -163,6 +163,7 @@ def test_reproduce_prints_each_chapter_as_it_starts_and_ends(monkeypatch, capsys
 
     monkeypatch.setattr(reproduce, "execute", fake_execute)
     monkeypatch.setattr(reproduce, "mark_failed", lambda *args: None)  # the failed page's banner is tested elsewhere
+    monkeypatch.setattr(reproduce, "write_status", lambda *args: None)  # nothing executed: no status (tested elsewhere)
     code = reproduce.reproduce(preset="smoke", only=["edge_popup", "slot_machines"], build=False, root=reproduce.repo_root())
     out = capsys.readouterr().out
     assert code == 1

@@ -1,6 +1,7 @@
 """Sphinx hooks of the randweights book: the footer names the authors, the content licence and the build; each
 executed chapter is read as the book's page (:func:`randweights.reproduce.book_page`: numbered captions, citations,
-figure references), while the notebook itself stays as Jupyter and Colab show it.
+figure references), while the notebook itself stays as Jupyter and Colab show it; the execution status page gets
+its table (:func:`randweights.reproduce.status_markdown`).
 
 The footer is written when the build starts: the commit of the checkout the book is built from (``git describe``;
 ``$RANDWEIGHTS_COMMIT`` where there is no git, e.g. a copy) and the date of the build, in UTC.
@@ -98,8 +99,28 @@ def _chapter_as_book_page(app, docname, source) -> None:
     source[0] = nbformat.writes(nb)
 
 
+STATUS_PAGE = "status"
+STATUS_MARKER = "<!-- randweights: execution status -->"
+
+
+def _status_table(app, docname, source) -> None:
+    """The status page's table, from the statuses ``randweights reproduce`` left beside the executed chapters."""
+    if docname != STATUS_PAGE:
+        return
+    from randweights import reproduce
+
+    source[0] = source[0].replace(STATUS_MARKER, reproduce.status_markdown(Path(app.srcdir).parent))
+
+
+def _status_always_read(app, env, added, changed, removed) -> list[str]:
+    """The status page is read at every build: its table changes when a chapter is executed, its source does not."""
+    return [STATUS_PAGE] if STATUS_PAGE in env.found_docs else []
+
+
 def setup(app):
     app.connect("config-inited", _set_footer)
     app.connect("source-read", _chapter_as_book_page)
+    app.connect("source-read", _status_table)
+    app.connect("env-get-outdated", _status_always_read)
     app.connect("autodoc-process-docstring", _escape_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

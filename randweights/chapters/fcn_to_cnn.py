@@ -463,8 +463,8 @@ def round_table(record: dict) -> list[dict]:
 
 
 def rounds_frame(records: dict[str, dict]) -> pd.DataFrame:
-    """All runs' per-round rows in one frame, labelled by run."""
-    frames = [pd.DataFrame(round_table(r)).assign(run=label) for label, r in records.items()]
+    """All runs' per-round rows in one frame, labelled by run (and its ``run_id``)."""
+    frames = [pd.DataFrame(round_table(r)).assign(run=label, run_id=r["run_id"]) for label, r in records.items()]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -146,6 +146,12 @@ def conv_config(p: Preset) -> RunConfig:
     return make_config("laperm", sync_period=0, **p.conv)
 
 
+def run_record(cfg: RunConfig, device=None) -> dict:
+    """The record of ``cfg``'s run (stored by :func:`initial_and_trained`; trained here where it is not): the run
+    behind a figure drawn from its network."""
+    return runs.get_or_run(cfg, device=device)
+
+
 def initial_and_trained(cfg: RunConfig, device=None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Kernels of every Linear/Conv layer at init (rebuilt from the config, deterministic) and after training
     (the stored network, :func:`randweights.runs.load_network`)."""

@@ -682,7 +682,7 @@ def change_frame(*frames: pd.DataFrame) -> pd.DataFrame:
     df = df[(df["method"] == "slot") & (df["arch"] == df["arch"].iloc[0]) & (df["finetune_epochs"] == 0) & (df["epochs"] > 0)]
     for _, r in df.iterrows():
         for h in r["history"]:
-            rows.append({"selection": r["selection"], "K": int(r["num_slots"]), "seed": r["seed"], "epoch": h["epoch"],
+            rows.append({"run_id": r["run_id"], "selection": r["selection"], "K": int(r["num_slots"]), "seed": r["seed"], "epoch": h["epoch"],
                          "changed over the epoch": h["selection_changed"], "changed per step": h["step_swaps"]})
     return pd.DataFrame(rows)
 

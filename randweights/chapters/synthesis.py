@@ -265,7 +265,7 @@ def locality_rows(df: pd.DataFrame, family: str, top_fraction: float) -> pd.Data
     rows = []
     for _, row in df[(df["family"] == family) & df["compact_path"].notna()].iterrows():
         masks = first_layer_connections(network(row), row["method"], top_fraction, (1, 28, 28))
-        rows.append({"method": row["method"], "label": row["label"], "setting": row["setting"], "seed": row["seed"],
+        rows.append({"run_id": row["run_id"], "method": row["method"], "label": row["label"], "setting": row["setting"], "seed": row["seed"],
                      "locality_ratio": locality.locality_ratio(masks), "connections": float(masks.mean())})
     return pd.DataFrame(rows)
 
@@ -325,7 +325,7 @@ def pieces_table(df: pd.DataFrame, preset_name: str) -> pd.DataFrame:
         counts = []
         for lo in range(0, p.segments, 8):
             counts += [q.activation_pieces for q in regions.segments_pieces(model, a[lo:lo + 8], b[lo:lo + 8])]
-        rows.append({"method": row["method"], "label": row["label"], "setting": row["setting"], "seed": row["seed"],
+        rows.append({"run_id": row["run_id"], "method": row["method"], "label": row["label"], "setting": row["setting"], "seed": row["seed"],
                      "pieces": float(np.mean(counts)), "pieces_sd": float(np.std(counts)),
                      "neurons": regions.hidden_units(model), "active_neurons": active_neurons(model)})
     return pd.DataFrame(rows)
