@@ -47,6 +47,7 @@ def smoke_chapters(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters", "figures"))
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(ROOT / "tests" / "golden", root / "tests" / "golden")  # the equivalence appendix reads them
     done: dict[str, Path] = {}
 
     def run(name: str) -> Path:
