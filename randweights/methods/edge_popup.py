@@ -78,13 +78,18 @@ def topk_mask(scores: torch.Tensor, count: int, hint: ThresholdHint | None = Non
     flat = scores.reshape(-1)
     if count >= flat.numel():
         return torch.ones_like(scores, dtype=torch.bool)
-    threshold, at_or_above = find_threshold(flat, count, hint)
+    return _mask_at(flat, count, *find_threshold(flat, count, hint)).view_as(scores)
+
+
+def _mask_at(flat: torch.Tensor, count: int, threshold: torch.Tensor, at_or_above: int | None) -> torch.Tensor:
+    """``flat >= threshold`` with the surplus of ties at the threshold dropped, highest index first, so that
+    exactly ``count`` entries are kept (``at_or_above``: how many are >= threshold, None: count them)."""
     mask = flat >= threshold
     surplus = (int(torch.count_nonzero(mask)) if at_or_above is None else at_or_above) - count
-    if surplus > 0:  # ties at the threshold: drop the highest-index ones
+    if surplus > 0:
         ties = (flat == threshold).nonzero().squeeze(1)
         mask[ties[ties.numel() - surplus :]] = False
-    return mask.view_as(scores)
+    return mask
 
 
 def find_threshold(flat: torch.Tensor, count: int, hint: ThresholdHint | None = None) -> tuple[torch.Tensor, int | None]:
@@ -195,12 +200,7 @@ def kept_weights(weight: torch.Tensor, magnitudes: torch.Tensor, count: int, hin
         return weight * topk_mask(magnitudes, count, hint)
     threshold, at_or_above = find_threshold(flat, count, hint)
     if at_or_above is None or at_or_above != count:  # ties at the threshold, or not counted: the boolean mask
-        mask = flat >= threshold
-        surplus = (int(torch.count_nonzero(mask)) if at_or_above is None else at_or_above) - count
-        if surplus > 0:
-            ties = (flat == threshold).nonzero().squeeze(1)
-            mask[ties[ties.numel() - surplus :]] = False
-        return weight * mask.view_as(weight)
+        return weight * _mask_at(flat, count, threshold, at_or_above).view_as(weight)
     below = flat.view(torch.int32) - threshold.view(torch.int32)  # < 0 exactly where magnitude < threshold
     below.bitwise_right_shift_(31).bitwise_and_(0x7FFFFFFF).bitwise_not_()  # all bits, or the sign bit only
     return below.bitwise_and_(weight.reshape(-1).view(torch.int32)).view(torch.float32).view_as(weight)
