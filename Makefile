@@ -57,7 +57,7 @@ unit: setup
 smoke: setup
 	$(BIN)/randweights reproduce --preset smoke
 
-# `make bench`: one table, every method's step against the dense step (LeNet-300-100 and Conv-4, fp32 and bf16) and
+# `make bench`: one table, every method's step against the dense step (LeNet-300-100, Conv-4, the small ViT; fp32, bf16) and
 # the host reads per step (benchmarks/steps.py). `make bench-all` then runs the detailed benchmarks: the precision
 # table, worker processes, each method's own measurements.
 BENCHMARKS := precision quick_precision workers edge_popup slot_machines laperm empirical_size

@@ -1,6 +1,7 @@
 """Every method's training step against the dense step of the same network, in one table (``make bench``).
 
-For LeNet-300-100 (MNIST-shaped input) and Edge-Popup's Conv-4 (CIFAR-shaped), batch 128, fp32 and bf16 (autocast,
+For LeNet-300-100 (MNIST-shaped input), Edge-Popup's Conv-4 (CIFAR-shaped) and the small ViT of the Random
+transformers chapter (``vit-p4-d2``, MNIST-shaped: 49 patch tokens and a class token, 64 features), batch 128, fp32 and bf16 (autocast,
 as ``--precision bf16`` trains): the median time of one step (forward, loss, backward, the optimizer each method
 trains with, the loss and accuracy tallied on the device as ``train.fit`` does) of each method, over the dense step
 at the same precision. The steps alternate in rounds so drifting machine load hits all of them alike.
@@ -35,7 +36,7 @@ from randweights.methods import get
 from randweights.methods import laperm as lp
 from randweights.methods import slot_machines as sm
 
-NETS = {"lenet-300-100": (1, 28, 28), "conv4": (3, 32, 32)}
+NETS = {"lenet-300-100": (1, 28, 28), "conv4": (3, 32, 32), "vit-p4-d2": (1, 28, 28)}
 METHODS = ("dense", "edge-popup", "edge-popup, sort", "supermask-bernoulli", "slot K=8", "adam", "laperm k=20")
 TARGETS = {"edge-popup": 1.3, "slot K=8": 3.0, "laperm k=20": 1.03}
 BATCH = 128

@@ -256,6 +256,9 @@ class MethodConfig(Settings):
     def default_lr(self, arch: str) -> float:
         return 0.1
 
+    def check_model(self, model: ModelConfig) -> None:
+        """A ConfigError where a setting of the method does not fit ``model`` (checked by RunConfig)."""
+
 
 METHOD_CONFIGS: dict[str, type[MethodConfig]] = {}  # name -> config class, filled as the method modules load
 
@@ -284,6 +287,7 @@ class RunConfig:
         for name, cls in (("method", MethodConfig), ("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
             if not isinstance(getattr(self, name), cls) or (name == "method" and not self.method.name):
                 raise ConfigError(name, getattr(self, name), f"a {cls.__name__}" + (" of a method (make_config)" if name == "method" else ""))
+        self.method.check_model(self.model)
         if self.train.select_epoch == "validation" and not self.data.validation:
             raise ConfigError("select_epoch", "validation", "last unless validation > 0 (no images to choose the epoch on)")
 

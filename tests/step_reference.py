@@ -10,15 +10,28 @@ Two parts:
 * ``runs``: ``train.run`` of each method at the smoke size on MNIST (300 images, one epoch): the history rows,
   test accuracy and loss, and the SHA-256 of the trained state.
 
-Run from the repository root (``RANDWEIGHTS_DATA`` must hold MNIST): ``python tests/step_reference.py``.
-The committed file was written by the code of commit 29ccd14, before the throughput changes of issue 23; rewrite
-it only when a method's numbers are meant to change.
+Floating-point results depend on the CPU's kernels (an Intel Xeon and an AMD EPYC differ in the last bits of the
+first loss), so the file holds one reference per kind of CPU, under :func:`kind`: a digest of the dense case's
+steps, which the throughput work did not touch. On a kind the file lacks, :func:`reference` writes one with the
+code of :data:`WRITER` (``git archive`` of the package into a scratch folder, this script run on it), so the
+comparison is always against the implementation before, on this CPU.
+
+Run from the repository root (``RANDWEIGHTS_DATA`` must hold MNIST) with the package of commit 29ccd14 on
+``PYTHONPATH``: ``python tests/step_reference.py [--out FILE]`` adds this CPU's kind to the file. The committed
+entries were written by the code of commit 29ccd14, before the throughput changes of issue 23; rewrite them only
+when a method's numbers are meant to change.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -34,6 +47,7 @@ from randweights.methods import slot_machines as sm
 from randweights.methods import supermask_bernoulli as zb
 
 PATH = Path(__file__).parent / "fixtures" / "step_reference.json"
+WRITER = "29ccd14"  # the commit whose code wrote the references: the implementation before issue 23
 STEPS = 12
 STEP_CASES = {
     "dense": ("dense", {}),
@@ -115,11 +129,56 @@ def run_case(method: str, settings: dict) -> dict:
             "state": {k: digest(v) for k, v in model.state_dict().items()}}
 
 
+def kind(dense_steps: dict) -> str:
+    """The key of a CPU kind: a digest of the dense case's steps (its kernels' exact results)."""
+    return hashlib.sha256(json.dumps(dense_steps, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cpu_description() -> str:
+    """This CPU in words, for the file's readers (not part of the key)."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}; torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+
+
+def reference(scratch: Path) -> dict | None:
+    """This CPU's reference: from the committed file, else written now by the code of :data:`WRITER` into
+    ``scratch``. None where that code cannot be had (no git history here)."""
+    stored = json.loads(PATH.read_text())["kinds"]
+    key = kind(step_case("dense", {}))
+    if key in stored:
+        return stored[key]
+    root = Path(__file__).resolve().parents[1]
+    package = scratch / "writer"
+    package.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", WRITER, "randweights"], capture_output=True)
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(package)], input=archive.stdout, check=True)
+    out = scratch / "reference.json"
+    env = {**os.environ, "PYTHONPATH": str(package)}
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--empty"], env=env, check=True,
+                   cwd=tempfile.gettempdir())
+    return json.loads(out.read_text())["kinds"][key]
+
+
 def main() -> None:
-    reference = {"steps": {name: step_case(*case) for name, case in STEP_CASES.items()},
-                 "runs": {name: run_case(*case) for name, case in RUN_CASES.items()}}
-    PATH.write_text(json.dumps(reference, indent=1) + "\n")
-    print(f"wrote {PATH}")
+    parser = argparse.ArgumentParser(description="add this CPU's reference to the file (run with the package of WRITER)")
+    parser.add_argument("--out", type=Path, default=PATH)
+    parser.add_argument("--empty", action="store_true", help="start from an empty file, not --out's entries")
+    args = parser.parse_args()
+    steps = {name: step_case(*case) for name, case in STEP_CASES.items()}
+    existing = {} if args.empty or not args.out.is_file() else json.loads(args.out.read_text())["kinds"]
+    existing[kind(steps["dense"])] = {"cpu": cpu_description(), "steps": steps,
+                                      "runs": {name: run_case(*case) for name, case in RUN_CASES.items()}}
+    args.out.write_text(json.dumps({"writer": WRITER, "kinds": existing}, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_an_unknown_method_is_one_line_naming_the_parameter():
 
 
 def test_the_chapter_list_is_in_book_order_and_matches_the_modules():
-    assert [c.name for c in CHAPTERS] == ["edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size", "synthesis"]
+    assert [c.name for c in CHAPTERS] == ["edge_popup", "slot_machines", "laperm", "fcn_to_cnn", "empirical_size", "transformers", "synthesis"]
     assert [c.order for c in CHAPTERS] == sorted(c.order for c in CHAPTERS)
     for chapter in CHAPTERS:
         assert chapter.notebook == f"notebooks/{chapter.name}.ipynb"

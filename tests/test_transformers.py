@@ -338,3 +338,95 @@ def test_every_method_transforms_torchvision_vit_b_16(method, vit_b_16):
     with torch.no_grad():
         out = model.eval()(torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
+
+
+def _vit_b_16() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.vit_b_16(weights=None)
+
+
+@pytest.mark.slow  # ViT-B/16 (86 M weights) trained a step and stored, per method: a few seconds each
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_torchvision_vit_b_16_a_step_and_round_trips_bit_for_bit(method, tmp_path):
+    model = _apply(method, _vit_b_16(), **({"num_slots": 2} if method == "slot" else {}))
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([3, 997])
+    if method in SUPERMASKS:
+        frozen = _frozen(method, model)
+        _train_supermask(method, model, x, y, steps=1)
+        assert all(torch.equal(frozen[n], w) for n, w in _frozen(method, model).items())
+    elif method == "laperm":
+        permutable = lp.permutable_of(model)
+        initial = [lp.sorted_rows(p) for p in permutable]
+        opt = lp.LaPerm(torch.optim.Adam(model.parameters(), lr=1e-2), permutable, sync_period=1)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model.train()(x), y).backward()
+        opt.step()
+        assert all(torch.equal(a, lp.sorted_rows(p)) for a, p in zip(initial, permutable))
+    else:
+        pruning.set_masks(model, pruning.imp_step(model, pruning.get_masks(model), 1, 0.5))
+    compact.save(model, tmp_path / "m.rwc")
+    loaded = compact.load(tmp_path / "m.rwc", _vit_b_16())
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model.eval()(x))
+    expected = _effective(model) if method != "laperm" else model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------- one shared layer
+BLOCK_LAYERS = ("attn", "attn.out_proj", "mlp.0", "mlp.2")
+
+
+def test_shared_blocks_mask_one_random_layer_with_scores_of_their_own(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    shared = ep.apply(_vit(depth=4), 0.3, generator=g, share="blocks")
+    independent = ep.apply(_vit(depth=4), 0.3, generator=torch.Generator().manual_seed(3))
+    weights, alone = transform.originals(shared), transform.originals(independent)
+    for layer in BLOCK_LAYERS:
+        first = weights[f"blocks.0.{layer}"]
+        assert torch.equal(first, alone[f"blocks.0.{layer}"])  # block 0 as drawn without sharing
+        for block in (1, 2, 3):
+            assert torch.equal(weights[f"blocks.{block}.{layer}"], first)
+            assert not torch.equal(alone[f"blocks.{block}.{layer}"], first)
+    assert torch.equal(weights["patch"], alone["patch"]) and torch.equal(weights["head"], alone["head"])
+    # the scores are the draws of share=None, so every block has its own
+    assert all(torch.equal(a, b) for a, b in zip(ep.scores(shared), ep.scores(independent)))
+    masks = [transform.masker(shared, f"blocks.{b}.mlp.0", ep.TopKMask).mask() for b in range(4)]
+    assert not torch.equal(masks[0], masks[1]) and all(int(m.sum()) == ep.kept_count(m.numel(), 0.3) for m in masks)
+    x, y = _images()
+    _train_supermask("edge-popup", shared, x, y, steps=2)
+    after = transform.originals(shared)
+    assert all(torch.equal(after[f"blocks.{b}.{layer}"], after[f"blocks.0.{layer}"]) for b in (1, 2, 3) for layer in BLOCK_LAYERS)
+    compact.save(shared, tmp_path / "m.rwc")
+    assert compact.read_header(tmp_path / "m.rwc")["frozen_weights"]["share"] == "blocks"
+    loaded = compact.load(tmp_path / "m.rwc", _vit(depth=4))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), shared.eval()(x))
+    expected = _effective(shared)
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+
+
+def test_shared_blocks_apply_to_torchvision_encoder_layers(vit_b_16):
+    model = ep.apply(copy.deepcopy(vit_b_16), 0.5, generator=torch.Generator().manual_seed(0), share="encoder.layers")
+    weights = transform.originals(model)
+    first = weights["encoder.layers.encoder_layer_0.mlp.0"]
+    assert torch.equal(weights["encoder.layers.encoder_layer_11.mlp.0"], first)
+
+
+@pytest.mark.parametrize("kwargs, parameter", [({"share": "head"}, "share"), ({"share": "nope"}, "share"),
+                                               ({"share": "blocks", "init": None}, "share")])
+def test_bad_share_is_a_config_error_naming_it(kwargs, parameter):
+    with pytest.raises(ConfigError, match=f"^{parameter}: "):
+        ep.apply(_vit(), 0.5, **kwargs)
+
+
+def test_shared_blocks_setting_needs_a_transformer_and_changes_the_run_id():
+    with pytest.raises(ConfigError, match="^shared_blocks: "):
+        make_config("edge-popup", arch="lenet-300-100", shared_blocks=True)
+    plain = make_config("edge-popup", arch="vit-p4-d2")
+    shared = make_config("edge-popup", arch="vit-p4-d2", shared_blocks=True)
+    assert plain.run_id != shared.run_id and plain.non_default() == make_config("edge-popup", arch="vit-p4-d2").non_default()
+    model = models.build("vit-p4-d2", (1, 28, 28), 10)
+    ep.prepare(model, shared)
+    weights = transform.originals(model)
+    assert torch.equal(weights["blocks.1.mlp.2"], weights["blocks.0.mlp.2"])

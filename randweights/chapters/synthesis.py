@@ -25,6 +25,7 @@ from ..analysis import locality, regions
 from ..config import RunConfig, make_config
 from ..errors import check_choice
 from ..plan import Chapter, Claim, Figure
+from . import transformers
 from .fcn_to_cnn import PAPER as FCN_PAPER
 
 METHODS = ("dense", "edge-popup", "supermask-bernoulli", "slot", "laperm", "imp")
@@ -123,6 +124,32 @@ def configs(p: Preset) -> list[tuple[Family, str, str, RunConfig]]:
     return out
 
 
+def vit_configs(preset_name: str) -> list[tuple[Family, str, str, RunConfig]]:
+    """The random transformer of the "Random transformers" chapter at the same preset, as a family of this one:
+    that chapter's first seed of its dense ViT, Edge-Popup over k, the Bernoulli supermask, Slot Machines over
+    K >= 2 and LaPerm (the same runs: nothing trains twice)."""
+    tp = transformers.preset(preset_name)
+    source, seed = tp.families[0], tp.seeds[0]
+    fam = Family("vit", f"random ViT (depth {tp.arch.rsplit('d', 1)[1]}), {source.label}", tp.arch, source.settings)
+    out = [(fam, "dense", "", fam.config("dense", seed))]
+    out += [(fam, "edge-popup", f"k={k:g}", fam.config("edge-popup", seed, keep_fraction=k)) for k in tp.keep_fractions]
+    out.append((fam, "supermask-bernoulli", f"p0={tp.bernoulli_k:g}", fam.config("supermask-bernoulli", seed, keep_fraction=tp.bernoulli_k)))
+    out += [(fam, "slot", f"K={k}", transformers.slot_config(source, tp.arch, seed, k)) for k in tp.slots if k >= 2]
+    out.append((fam, "laperm", "", fam.config("laperm", seed)))
+    return out
+
+
+def vit_table(preset_name: str, device: str | None = None) -> pd.DataFrame:
+    """The random transformer's runs (:func:`vit_configs`) as rows of the chapter's table."""
+    preset(preset_name)
+    return table_from_records(CHAPTER.records("random ViT", preset_name, device))
+
+
+def with_vit(table: pd.DataFrame, vit: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's table with the random transformer's rows after it (one family more)."""
+    return pd.concat([table, vit], ignore_index=True)
+
+
 def run_table(preset_name: str, device: str | None = None) -> pd.DataFrame:
     """Every run of the chapter (trained once, then read from the store), one row each, in training order."""
     preset(preset_name)
@@ -131,7 +158,8 @@ def run_table(preset_name: str, device: str | None = None) -> pd.DataFrame:
 
 def _planned() -> dict:
     """``run_id -> (family, method, setting label, config)`` over every preset's runs."""
-    return {cfg.run_id: (fam, method, setting, cfg) for p in PRESETS.values() for fam, method, setting, cfg in configs(p)}
+    planned = {cfg.run_id: (fam, method, setting, cfg) for p in PRESETS.values() for fam, method, setting, cfg in configs(p)}
+    return planned | {cfg.run_id: (fam, method, setting, cfg) for name in PRESETS for fam, method, setting, cfg in vit_configs(name)}
 
 
 def table_from_records(records) -> pd.DataFrame:
@@ -581,8 +609,9 @@ CLAIMS = (
 CHAPTER = Chapter(
     "synthesis", "Synthesis: five ways to train without training weight values", "notebooks/synthesis.ipynb",
     tuple(PRESETS),
-    (Figure("Figs. 1-5", lambda name: [cfg for _, _, _, cfg in configs(preset(name))], reads_compact=True),),
-    order=6,
+    (Figure("Figs. 1-5", lambda name: [cfg for _, _, _, cfg in configs(preset(name))], reads_compact=True),
+     Figure("random ViT", lambda name: [cfg for _, _, _, cfg in vit_configs(name)])),
+    order=7,
     claims=CLAIMS,
 )
 
@@ -630,9 +659,19 @@ def ordering_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def headline_text(df: pd.DataFrame) -> str:
+def headline_text(df: pd.DataFrame, vit: pd.DataFrame | None = None) -> str:
     """The text under the storage figure: the most accurate run and the best cheap one against dense (first
-    family), then every family's orderings (:func:`ordering_lines`)."""
+    family; with ``vit``, the random transformer's too), then every family's orderings (:func:`ordering_lines`)."""
+    text = best_text(df)
+    if vit is not None and not vit.empty:
+        text += " " + best_text(vit)
+    return (text + "\n\nThe orderings the papers report, on the shared networks (the first three rows of the table "
+            "at the top):\n\n" + "\n".join(ordering_lines(df)))
+
+
+def best_text(df: pd.DataFrame) -> str:
+    """The most accurate run of ``df``'s first family and its most accurate run storing at most 1.5 bits per
+    weight, each against dense (per seed)."""
     family, label = _families(df)[0]
     sub = df[df["family"] == family]
     means = sub.groupby(["method", "setting"], sort=False)["test_accuracy"].mean()
@@ -648,8 +687,7 @@ def headline_text(df: pd.DataFrame) -> str:
         c = verdicts.compare(run_name(c_method, c_setting), "dense", per_seed(df, family, c_method, c_setting), dense)
         text += (f" The most accurate run storing at most 1.5 bits per weight is {c.first}, at {bits_:.2f} bits per "
                  f"weight, {32 / bits_:.0f} times less than dense's 32: {c.sentence()}.")
-    return (text + "\n\nThe orderings the papers report, on the shared networks (the first three rows of the table "
-            "at the top):\n\n" + "\n".join(ordering_lines(df)))
+    return text
 
 
 def locality_text(loc: pd.DataFrame, df: pd.DataFrame) -> str:

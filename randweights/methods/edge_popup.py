@@ -21,7 +21,7 @@ from torch.nn.utils import parametrize
 
 from ..bits import pack_bits, unpack_bits
 from ..config import MethodConfig
-from ..errors import check_choice, check_range
+from ..errors import ConfigError, check_choice, check_range
 from . import transform
 from .registry import Codec, Method, register
 
@@ -35,6 +35,7 @@ INITS = (
     "xavier-normal",  # N(0, 2/(fan_in+fan_out))
     "glorot-uniform",  # U(+-sqrt(6/(fan_in+fan_out))): Slot Machines' candidate pool; its learned baselines draw from it
 )
+SHARED_BLOCKS = "blocks"  # the encoder blocks of randweights.models.PatchViT: what shared_blocks shares
 MASKABLE = transform.MATRICES  # Linear, Conv, Embedding weights and attention input projections
 # The fan of the scaled inits: "kept" = k * fan_in (the paper's stated intent: only kept inputs count) or
 # "code" = (1 - k) * fan_in (the released code, utils/builder.py, which produced the published figures;
@@ -48,6 +49,7 @@ class EdgePopupConfig(MethodConfig):
     keep_fraction: float = field(default=0.5, metadata={"help": "fraction of each layer's weights KEPT by the top-k supermask"})
     init: str = field(default="signed-constant", metadata={"help": "the frozen random weights' distribution"})
     scaled_fan: str = field(default="kept", metadata={"help": "scaled inits: fan_in * k (kept, the paper) or fan_in * (1 - k) (code, the released configs)"})
+    shared_blocks: bool = field(default=False, metadata={"help": "transformers: every encoder block masks the same frozen random weights (those of the first block), each with its own scores: one shared random layer (Shen et al. 2021)"})
 
     def __post_init__(self):
         check_range("keep_fraction", self.keep_fraction, low=0, high=1, low_open=True)
@@ -58,6 +60,10 @@ class EdgePopupConfig(MethodConfig):
 
     def default_lr(self, arch: str) -> float:
         return 0.1
+
+    def check_model(self, model) -> None:
+        if self.shared_blocks and not model.arch.startswith("vit-"):
+            raise ConfigError("shared_blocks", True, f"False for {model.arch} (only a transformer, vit-*, has encoder blocks to share)")
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -315,6 +321,7 @@ def apply(
     generator: torch.Generator | None = None,
     scaled_fan: str = "kept",
     learn: transform.Selector = None,
+    share: str | None = None,
 ) -> nn.Module:
     """Freeze all parameters and attach a top-k mask with trainable scores to every selected weight matrix: a
     Linear/Conv/Embedding weight or an attention's ``in_proj_weight`` (``include`` / ``exclude``: module or layer
@@ -322,20 +329,31 @@ def apply(
     re-drawn with ``init``, or kept as it is with ``init=None`` (a supermask inside pretrained or one's own
     weights; ``scaled_fan`` as in :func:`init_weight_`). Weights and scores are drawn from ``generator`` (None:
     the global generator). ``learn``: parameters (names or globs) that stay trainable next to the scores
-    (:func:`randweights.methods.transform.learned`). Returns the same model (modified in place)."""
+    (:func:`randweights.methods.transform.learned`). ``share``: the name of a module whose children are alike
+    blocks (``"blocks"`` in :class:`randweights.models.PatchViT`, ``"encoder.layers"`` in torchvision's ViT):
+    every block then masks the first block's drawn weights with scores of its own (one shared random layer; the
+    draws, scores included, are those of ``share=None``). Returns the same model (modified in place)."""
     keep_fraction = EdgePopupConfig(keep_fraction=keep_fraction, init=init or INITS[0]).keep_fraction  # the config's checks
     transform.check_untransformed(model)
+    if share is not None:
+        if init is None:
+            raise ConfigError("share", share, "None when init=None (a model's own weights are not drawn, so not shared)")
+        transform.check_blocks(model, share)
     chosen = transform.select_tensors(model, MASKABLE, include, exclude)
     transform.require_layers(model, chosen, MASKABLE)
     learned = transform.freeze(model, learn)
     replay = transform.generator_record(generator)
     weights = {"init": init, **({"scaled_fan": scaled_fan} if init.startswith("scaled-") else {}), **replay} if init is not None else {"fingerprint": transform.fingerprint([transform.tensor(m, p) for _, m, p in chosen])}
+    if share is not None:
+        weights["share"] = share
     with transform.drawing(generator) as g:
         for _, layer, p in chosen:
             if init is not None:
                 init_weight_(transform.tensor(layer, p), init, keep_fraction, g, scaled_fan)
             parametrize.register_parametrization(layer, p, TopKMask(transform.tensor(layer, p), keep_fraction, g), unsafe=True)
             transform.original(layer, p).requires_grad_(False)
+        if share is not None:
+            transform.share_blocks_(model, chosen, share)
     transform.tag(model, "edge-popup", [n for n, _, _ in chosen], keep_fraction=keep_fraction, frozen_weights=weights, **learned)
     return model
 
@@ -359,7 +377,8 @@ def export(model: nn.Module) -> nn.Module:
 
 
 def prepare(model: nn.Module, cfg) -> list[nn.Parameter]:
-    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan, learn=transform.learn_of(model, cfg))
+    apply(model, cfg.method.keep_fraction, cfg.method.init, scaled_fan=cfg.method.scaled_fan, learn=transform.learn_of(model, cfg),
+          share=SHARED_BLOCKS if cfg.method.shared_blocks else None)
     return scores(model) + transform.learned(model)
 
 
@@ -385,7 +404,7 @@ def unpack(model: nn.Module, header: dict, arrays: dict) -> None:
 
     def redo(scratch: nn.Module, generator: torch.Generator) -> None:
         apply(scratch, settings["keep_fraction"], header["frozen_weights"]["init"], include=header["layers"], generator=generator,
-              scaled_fan=header["frozen_weights"].get("scaled_fan", "kept"))
+              scaled_fan=header["frozen_weights"].get("scaled_fan", "kept"), share=header["frozen_weights"].get("share"))
 
     for name, weight in transform.frozen_weights(model, header, redo).items():
         mask = unpack_bits(arrays[f"mask/{name}"], weight.shape).to(weight.dtype)

@@ -180,6 +180,46 @@ def select_tensors(model: nn.Module, types: tuple[type[nn.Module], ...], include
     return [(e[0], e[2], e[3]) for e in entries if (include is None or picked(e, include)) and not picked(e, exclude)]
 
 
+def check_blocks(model: nn.Module, blocks: object) -> None:
+    """A ConfigError naming ``share`` unless ``blocks`` names a module of ``model`` with two or more children."""
+    try:
+        container = model.get_submodule(blocks) if isinstance(blocks, str) else None
+    except AttributeError:
+        container = None
+    if container is None or len(list(container.children())) < 2:
+        raise ConfigError("share", blocks, f"the name of a module of {type(model).__name__} holding two or more alike blocks")
+
+
+def share_blocks_(model: nn.Module, chosen: list[tuple[str, nn.Module, str]], blocks: str) -> list[str]:
+    """Give every block of the container ``blocks`` (a module whose children are alike: a transformer's encoder
+    blocks) the frozen weights of its first: each chosen tensor under ``blocks.<child>.`` takes the values of the
+    same tensor under the first child (one shared random layer, each block its own mask or
+    scores). Call it after the weights are drawn and before anything reads them. Returns the layers that now
+    copy another; a ConfigError where ``blocks`` is not such a container or its blocks differ."""
+    check_blocks(model, blocks)
+    first_block = next(model.get_submodule(blocks).named_children())[0]
+    by_name = {layer: (module, parameter) for layer, module, parameter in chosen}
+    first, copied = f"{blocks}.{first_block}.", []
+    for layer, (module, parameter) in by_name.items():
+        if not layer.startswith(f"{blocks}.") or layer.startswith(first):
+            continue
+        source = first + layer[len(blocks) + 1 :].partition(".")[2]
+        if source not in by_name:
+            raise ConfigError("share", blocks, f"blocks whose weights are all chosen alike ({layer} has no {source})")
+        target, value = _frozen(module, parameter), _frozen(*by_name[source])
+        if target.shape != value.shape:
+            raise ConfigError("share", blocks, f"alike blocks ({layer} is {tuple(target.shape)}, {source} {tuple(value.shape)})")
+        with torch.no_grad():
+            target.copy_(value)
+        copied.append(layer)
+    return copied
+
+
+def _frozen(module: nn.Module, parameter: str) -> torch.Tensor:
+    """The tensor a method keeps frozen: the one under the parametrization, or the plain parameter."""
+    return original(module, parameter) if parametrize.is_parametrized(module, parameter) else tensor(module, parameter)
+
+
 def locate(model: nn.Module, layer: str) -> tuple[str, nn.Module, str]:
     """``(module name, module, parameter name)`` of the maskable tensor called ``layer`` (:func:`tensor_id`)."""
     try:
