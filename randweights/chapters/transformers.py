@@ -383,6 +383,15 @@ def _k_axis(ax, values, log2: bool = False) -> None:
         ax.set_xticks(values, [f"{v:g}" for v in values])
 
 
+def _finish(fig, axes, preset_name: str, ylabel: str = "test accuracy", ncol: int = 2, note: str = ""):
+    """Label the first panel, fit the layout, put the legend below and the preset in the corner."""
+    axes[0].set_ylabel(ylabel)
+    fig.tight_layout()
+    plots.legend_outside(fig, "below", fontsize=8, ncol=ncol)
+    plots.caption_preset(fig, preset_name, note)
+    return fig
+
+
 def plot_k(df: pd.DataFrame, preset_name: str):
     """Edge-Popup accuracy against k per family, the dense ViT as a dashed line with its seed band."""
     families = list(dict.fromkeys(df["family"]))
@@ -398,11 +407,7 @@ def plot_k(df: pd.DataFrame, preset_name: str):
         _k_axis(ax, st["keep_fraction"])
         ax.set(title=f"{arch_label(sub['arch'].iloc[0])}, {family}", xlabel="kept fraction k")
         plots.percent_axis(ax)
-    axes[0].set_ylabel("test accuracy")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return _finish(fig, axes, preset_name)
 
 
 def arch_label(arch: str, width: float = 1.0) -> str:
@@ -424,13 +429,10 @@ def plot_width(df: pd.DataFrame, preset_name: str):
     for ax in axes:
         _k_axis(ax, 64 * np.array(sorted(df["width"].unique())), log2=True)
         ax.set_xlabel("features per token (width)")
-    axes[0].set(ylabel="test accuracy", title=f"{arch_label(df['arch'].iloc[0]).rsplit(',', 1)[0]}, {df['family'].iloc[0]}")
+    axes[0].set(title=f"{arch_label(df['arch'].iloc[0]).rsplit(',', 1)[0]}, {df['family'].iloc[0]}")
     plots.percent_axis(axes[0])
     axes[1].set(ylabel="dense minus Edge-Popup (points)", title="gap to dense")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return _finish(fig, axes, preset_name)
 
 
 def plot_slots(df: pd.DataFrame, preset_name: str):
@@ -451,11 +453,7 @@ def plot_slots(df: pd.DataFrame, preset_name: str):
         _k_axis(ax, st["num_slots"], log2=True)
         ax.set(title=f"{arch_label(sub['arch'].iloc[0])}, {family}", xlabel="candidates per connection, K")
         plots.percent_axis(ax)
-    axes[0].set_ylabel("test accuracy")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return _finish(fig, axes, preset_name)
 
 
 def plot_shared(df: pd.DataFrame, preset_name: str):
@@ -502,11 +500,7 @@ def plot_kept(kept: pd.DataFrame, preset_name: str):
         ax.set_xticks(range(len(PARTS)), [p.replace(" ", "\n") for p in PARTS], fontsize=7)
         ax.set(title=method)
         plots.percent_axis(ax)
-    axes[0].set_ylabel("kept fraction")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=len(blocks))
-    plots.caption_preset(fig, preset_name, "dashed: all weights")
-    return fig
+    return _finish(fig, axes, preset_name, "kept fraction", ncol=len(blocks), note="dashed: all weights")
 
 
 # ---------------------------------------------------------------------------------------------- claims
