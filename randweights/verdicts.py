@@ -175,6 +175,21 @@ def compare(first: str, second: str, ours_first: Sequence[float], ours_second: S
     return Comparison(first, second, m1, m2, m1 - m2, spread, paper_first, paper_diff, unit, percent)
 
 
+def by_seed(frame, column: str = "test_accuracy", scale: float = 100.0):
+    """Per seed, the mean of ``column`` times ``scale`` (accuracies in %) over the rows of ``frame`` (a pandas
+    DataFrame with a ``seed`` column: whatever else varies in it, K or switch points, is averaged)."""
+    return scale * frame.groupby("seed")[column].mean()
+
+
+def paired_by_seed(first, second) -> tuple[list[float], list[float], bool]:
+    """The values of two sides by seed (pandas Series indexed by seed, :func:`by_seed`) as lists for
+    :func:`compare`, and whether they are paired: the same seeds on both sides, in seed order."""
+    same = sorted(set(first.index) & set(second.index))
+    if len(same) == len(first) == len(second):
+        return [first[s] for s in same], [second[s] for s in same], True
+    return list(first), list(second), False
+
+
 def trend(label: str, xs: Sequence[float], ys: Sequence[Sequence[float]], paper_rising: bool) -> Comparison:
     """A trend along a sweep as one comparison: the value at the last point of ``xs`` against the first (``ys``:
     lists of per-seed values per point), the paper's direction ``paper_rising``."""

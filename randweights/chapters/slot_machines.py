@@ -389,19 +389,6 @@ def comparison_table(sweep: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _seed_means(df: pd.DataFrame, column: str = "test_accuracy") -> pd.Series:
-    """Per seed, the mean of ``column`` in % (over whatever else varies in ``df``: K, switch points)."""
-    return 100 * df.groupby("seed")[column].mean()
-
-
-def _paired(a: pd.Series, b: pd.Series) -> tuple[list[float], list[float], bool]:
-    """Per-seed values of two sides; paired where both have the same seeds."""
-    same = sorted(set(a.index) & set(b.index))
-    if len(same) == len(a) == len(b):
-        return [a[s] for s in same], [b[s] for s in same], True
-    return list(a), list(b), False
-
-
 def selection_comparisons(selection: pd.DataFrame) -> list[tuple[str, list[int], verdicts.Comparison]]:
     """GS against PS per network: per seed the mean test accuracy over the K values run, compared by
     :func:`randweights.verdicts.compare` with the paper's GS - PS averaged over the same K (Fig. 4)."""
@@ -414,7 +401,7 @@ def selection_comparisons(selection: pd.DataFrame) -> list[tuple[str, list[int],
             continue
         gs, ps = gs[gs["num_slots"].isin(ks)], ps[ps["num_slots"].isin(ks)]
         paper = [PAPER_GS[arch][k] - PAPER_PS[arch][k] for k in ks if k in PAPER_GS.get(arch, {}) and k in PAPER_PS.get(arch, {})]
-        first, second, paired = _paired(_seed_means(gs), _seed_means(ps))
+        first, second, paired = verdicts.paired_by_seed(verdicts.by_seed(gs), verdicts.by_seed(ps))
         out.append((LABELS.get(arch, arch), ks, verdicts.compare(
             "GS", "PS", first, second, paper_first=True, paper_diff=float(np.mean(paper)) if paper else None, paired=paired)))
     return out
@@ -438,14 +425,14 @@ def finetune_comparisons(df: pd.DataFrame) -> list[tuple[str, verdicts.Compariso
         ft = slot[slot["finetune_epochs"] > 0]
         if not len(ft):
             continue
-        fine = _seed_means(ft, "finetuned_test_accuracy")
-        learned = _seed_means(sub[sub["method"] == "dense"])
-        a, b, paired = _paired(fine, learned)
+        fine = verdicts.by_seed(ft, "finetuned_test_accuracy")
+        learned = verdicts.by_seed(sub[sub["method"] == "dense"])
+        a, b, paired = verdicts.paired_by_seed(fine, learned)
         versus_learned = verdicts.compare("the finetuned slot machine", "learned weights", a, b, paper_first=True, paired=paired)
         plain = slot[(slot["finetune_epochs"] == 0) & (slot["num_slots"] == 8)]
         versus_plain = None
         if len(plain):
-            a, b, paired = _paired(fine, _seed_means(plain))
+            a, b, paired = verdicts.paired_by_seed(fine, verdicts.by_seed(plain))
             versus_plain = verdicts.compare("the finetuned slot machine", "the slot machine selected for all epochs", a, b,
                                             paper_first=True, paired=paired)
         out.append((family, versus_learned, versus_plain))
@@ -488,7 +475,7 @@ def k_gain(sweep: pd.DataFrame, arch: str = "lenet-300-100", low: int = 2, high:
         return None
     paper = PAPER_GS.get(arch, {})
     diff = paper[high] - paper[low] if high in paper and low in paper else None
-    a, b, paired = _paired(_seed_means(hi), _seed_means(lo))
+    a, b, paired = verdicts.paired_by_seed(verdicts.by_seed(hi), verdicts.by_seed(lo))
     return verdicts.compare(f"K = {high}", f"K = {low}", a, b, paper_first=True, paper_diff=diff, paired=paired)
 
 
@@ -506,10 +493,10 @@ def depth_sentence(sweep: pd.DataFrame, p: Preset, deep: str = "slot-conv4", sha
     k = max(ks)
     at = slot[slot["num_slots"] == k]
     name_d, name_s = LABELS[deep], LABELS[shallow]
-    a, b, paired = _paired(_seed_means(at[at["arch"] == deep]), _seed_means(at[at["arch"] == shallow]))
+    a, b, paired = verdicts.paired_by_seed(verdicts.by_seed(at[at["arch"] == deep]), verdicts.by_seed(at[at["arch"] == shallow]))
     machines = verdicts.compare(f"{name_d}", f"{name_s}", a, b, paper_diff=PAPER_GS[deep][k] - PAPER_GS[shallow][k], paired=paired)
     dense = sweep[sweep["method"] == "dense"]
-    a, b, paired = _paired(_seed_means(dense[dense["arch"] == deep]), _seed_means(dense[dense["arch"] == shallow]))
+    a, b, paired = verdicts.paired_by_seed(verdicts.by_seed(dense[dense["arch"] == deep]), verdicts.by_seed(dense[dense["arch"] == shallow]))
     learned = verdicts.compare(f"learned {name_d}", f"learned {name_s}", a, b,
                                paper_diff=PAPER_LEARNED[deep] - PAPER_LEARNED[shallow], paired=paired)
     text = f"Depth at K = {k} (greedy selection): {machines.sentence()}. With learned weights: {learned.sentence()}."

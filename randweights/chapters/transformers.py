@@ -54,7 +54,7 @@ class Preset:
 
 
 MNIST_SMOKE = {"dataset": "mnist", "subset": 1000, "epochs": 1}
-# quick: 10,000 MNIST images, 3 epochs (about 12 s a run on 2 cores at width 1, depth 2)
+# quick: 10,000 MNIST images, 3 epochs (about 19 s a run at width 1, depth 2, two runs at a time on 2 cores)
 MNIST_QUICK = {"dataset": "mnist", "subset": 10000, "epochs": 3}
 # full (GPU): every training image, MNIST 50 epochs, CIFAR-10 100 epochs with flips and crops
 MNIST_FULL = {"dataset": "mnist", "epochs": 50}
@@ -176,17 +176,6 @@ def _pct(values) -> list[float]:
     return [100 * float(v) for v in values]
 
 
-def _per_seed(df: pd.DataFrame) -> pd.Series:
-    return 100 * df.groupby("seed")["test_accuracy"].mean()
-
-
-def _paired(a: pd.Series, b: pd.Series) -> tuple[list[float], list[float], bool]:
-    same = sorted(set(a.index) & set(b.index))
-    if len(same) == len(a) == len(b):
-        return [a[s] for s in same], [b[s] for s in same], True
-    return list(a), list(b), False
-
-
 def best_k(df: pd.DataFrame, family: str | None = None) -> float | None:
     """The k whose Edge-Popup accuracy (mean over seeds) is highest."""
     ep = df[df["method"] == "edge-popup"]
@@ -206,7 +195,7 @@ def best_against_dense(df: pd.DataFrame, family: str | None = None) -> verdicts.
     if k is None or sub[sub["method"] == "dense"].empty:
         return None
     ep, dense = sub[(sub["method"] == "edge-popup") & (sub["keep_fraction"] == k)], sub[sub["method"] == "dense"]
-    a, b, paired = _paired(_per_seed(ep), _per_seed(dense))
+    a, b, paired = verdicts.paired_by_seed(verdicts.by_seed(ep), verdicts.by_seed(dense))
     return verdicts.compare(f"Edge-Popup at k = {k:g}", "dense", a, b, paired=paired)
 
 
@@ -232,7 +221,7 @@ def width_gaps(df: pd.DataFrame) -> pd.DataFrame:
         ep, dense = g[g["method"] == "edge-popup"], g[g["method"] == "dense"]
         if ep.empty or dense.empty:
             continue
-        a, b, _ = _paired(_per_seed(ep), _per_seed(dense))
+        a, b, _ = verdicts.paired_by_seed(verdicts.by_seed(ep), verdicts.by_seed(dense))
         rows.append({"width": float(w), "features": int(64 * w), "Edge-Popup": float(np.mean(a)), "dense": float(np.mean(b)),
                      "gap": float(np.mean(b) - np.mean(a)), "gap sd": float(np.std(np.subtract(b, a), ddof=1)) if len(a) > 1 else 0.0})
     return pd.DataFrame(rows)
@@ -259,7 +248,7 @@ def slot_trend(df: pd.DataFrame) -> verdicts.Comparison | None:
     if len(ks) < 2:
         return None
     hi, lo = s[s["num_slots"] == ks[-1]], s[s["num_slots"] == ks[0]]
-    a, b, paired = _paired(_per_seed(hi), _per_seed(lo))
+    a, b, paired = verdicts.paired_by_seed(verdicts.by_seed(hi), verdicts.by_seed(lo))
     return verdicts.compare(f"K = {ks[-1]}", f"K = {ks[0]}", a, b, paper_first=True, paired=paired)
 
 
@@ -281,7 +270,7 @@ def shared_comparison(df: pd.DataFrame) -> verdicts.Comparison | None:
     shared, independent = df[df["shared"]], df[~df["shared"]]
     if shared.empty or independent.empty:
         return None
-    a, b, paired = _paired(_per_seed(shared), _per_seed(independent))
+    a, b, paired = verdicts.paired_by_seed(verdicts.by_seed(shared), verdicts.by_seed(independent))
     return verdicts.compare("one shared random layer", "independent random blocks", a, b, paired=paired)
 
 
@@ -527,9 +516,9 @@ def _inverted_u_claim(frame) -> verdicts.Finding:
         k = best_k(ep)
         if len(ks) < 3:
             continue
-        peak = _per_seed(ep[ep["keep_fraction"] == k])
+        peak = verdicts.by_seed(ep[ep["keep_fraction"] == k])
         for end in (ks[0], ks[-1]):
-            a, b, paired = _paired(peak, _per_seed(ep[ep["keep_fraction"] == end]))
+            a, b, paired = verdicts.paired_by_seed(peak, verdicts.by_seed(ep[ep["keep_fraction"] == end]))
             found.append(verdicts.Finding("", verdicts.compare(f"k = {k:g}", f"k = {end:g}", a, b, paper_first=True, paired=paired).status
                                           if end != k else verdicts.NOT_HERE))
         shown.append(f"{family}: peak at k = {k:g} of {ks[0]:g} to {ks[-1]:g}")
