@@ -57,8 +57,8 @@ unit: setup
 smoke: setup
 	$(BIN)/randweights reproduce --preset smoke
 
-# `make bench`: one table, every method's step against the dense step (LeNet-300-100, Conv-4, the small ViT; fp32, bf16) and
-# the host reads per step (benchmarks/steps.py). `make bench-all` then runs the detailed benchmarks: the precision
+# `make bench`: one table, every method's step against the dense step (LeNet-300-100, Conv-4, the small ViT; fp32, bf16),
+# the selection-free floors of Edge-Popup and Slot Machines, and the host reads per step (benchmarks/steps.py). `make bench-all` then runs the detailed benchmarks: the precision
 # table, worker processes, each method's own measurements.
 BENCHMARKS := precision quick_precision workers edge_popup slot_machines laperm empirical_size
 bench: setup

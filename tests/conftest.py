@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def benchmark_module(name: str):
+    """``benchmarks/<name>.py`` loaded as a module (with ``benchmarks/`` on the path for its own imports, and the module
+    registered while in use: dataclasses look their module up)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(autouse=True)

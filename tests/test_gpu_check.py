@@ -3,7 +3,6 @@ check in its --tiny setting on the CPU (a temporary output folder; the bundle it
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
 from randweights import plan
 from randweights.chapters import CHAPTERS
@@ -22,12 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("gpu_check", None)
+    with benchmark_module("gpu_check") as module:
+        yield module
 
 
 def test_step_3_takes_the_mnist_runs_of_both_chapters_headline_ones_included(check):
