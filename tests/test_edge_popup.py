@@ -60,18 +60,20 @@ def test_threshold_hint_gives_the_same_mask():
     assert hint.value is not None
 
 
-def test_threshold_hint_with_ties_gives_the_reference_mask():
+@pytest.mark.parametrize("dtype, size", [(torch.float32, 50_000), (torch.float32, 50_003), (torch.float64, 50_000)])
+def test_threshold_hint_with_ties_gives_the_reference_mask(dtype, size):
     """Scores on a coarse grid (many ties at every threshold) drifting step by step: the hinted selection keeps
-    exactly the same entries as a stable full sort (ties by lowest index)."""
+    exactly the same entries as a stable full sort (ties by lowest index). float32 is searched on its bit patterns,
+    other dtypes by comparisons; a size that is not a multiple of 8 takes the plain ``masked_select``."""
     g = torch.Generator().manual_seed(1)
-    scores = torch.randint(1, 400, (50_000,), generator=g).float() / 64
+    scores = torch.randint(1, 400, (size,), generator=g).to(dtype) / 64
     count = ep.kept_count(scores.numel(), 0.4)
     hint = ep.ThresholdHint()
     for step in range(20):
         mask = ep.topk_mask(scores, count, hint)
         assert int(mask.sum()) == count
         assert torch.equal(mask, ep.sort_mask(scores, count))
-        scores = scores + (torch.randint(-1, 2, scores.shape, generator=g).float() / 64) * (step % 3 == 0)
+        scores = scores + (torch.randint(-1, 2, scores.shape, generator=g).to(dtype) / 64) * (step % 3 == 0)
         scores = scores.abs()
     assert hint.at_or_above > count  # the hinted path ran, and with ties at its threshold
 
