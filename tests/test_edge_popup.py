@@ -60,6 +60,24 @@ def test_threshold_hint_gives_the_same_mask():
     assert hint.value is not None
 
 
+@pytest.mark.parametrize("size", [50_000, 50_003])
+def test_kept_weights_are_the_masked_weights_bit_for_bit(size):
+    """The product on bit patterns after a hinted search equals ``weight * mask`` bit for bit, signed zeros
+    included, as the scores drift step by step."""
+    g = torch.Generator().manual_seed(2)
+    weight = torch.randn(size, generator=g)
+    scores = torch.rand(size, generator=g)
+    count = ep.kept_count(size, 0.5)
+    hint = ep.ThresholdHint()
+    for step in range(12):
+        kept = ep.kept_weights(weight, scores, count, hint)
+        expected = weight * ep.sort_mask(scores, count)
+        assert torch.equal(kept.view(torch.int32), expected.view(torch.int32))
+        assert int((kept.view(torch.int32) == -(2**31)).sum()) == int(((weight < 0) & ~ep.sort_mask(scores, count)).sum())  # -0.0
+        scores = (scores + 1e-3 * torch.randn(size, generator=g)).abs()
+    assert hint.value is not None and hint.band < 0.02  # the hinted search ran and hit
+
+
 @pytest.mark.parametrize("dtype, size", [(torch.float32, 50_000), (torch.float32, 50_003), (torch.float64, 50_000)])
 def test_threshold_hint_with_ties_gives_the_reference_mask(dtype, size):
     """Scores on a coarse grid (many ties at every threshold) drifting step by step: the hinted selection keeps
