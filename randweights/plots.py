@@ -259,6 +259,15 @@ def show(obj, metadata: dict | None = None) -> None:
             display(obj)
 
 
+def finish(fig, preset: str, note: str = "", **legend):
+    """End a multi-panel figure the book's way: fit the layout, one legend below the panels (``legend``: its
+    keyword arguments, e.g. ``ncol``, ``fontsize``), the preset (and ``note``) in the corner. Returns ``fig``."""
+    fig.tight_layout()
+    legend_outside(fig, "below", **legend)
+    caption_preset(fig, preset, note)
+    return fig
+
+
 def legend_outside(fig_or_ax, where: str = "right", **kwargs):
     """One legend for the figure (or axes), outside the data: to the ``right`` of the axes or ``below`` them."""
     if where == "right":

@@ -870,10 +870,7 @@ def plot_keep_fractions(df: pd.DataFrame, preset_name: str):
         ax.set(title=family, xlabel="fraction of weights kept, k", xlim=(0, 1))
         plots.percent_axis(ax)
     axes[0].set_ylabel("test accuracy")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=3)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8, ncol=3)
 
 
 def plot_inits(df: pd.DataFrame, preset_name: str):
@@ -941,10 +938,7 @@ def plot_fixed_count(df: pd.DataFrame, preset_name: str):
         ax.set(xlabel="width multiplier", ylabel="test accuracy", title=f"{_arch_label(sub)}: fixed kept weights")
         plots.log_ticks(ax, sorted(sub["width"].unique()))
         plots.percent_axis(ax)
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8, ncol=2)
 
 
 def plot_bernoulli(df: pd.DataFrame, preset_name: str):

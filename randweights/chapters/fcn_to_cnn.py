@@ -550,10 +550,7 @@ def plot_accuracy(frame: pd.DataFrame, preset_name: str):
         plots.percent_axis(ax)
         ax.set(title=title, ylabel="accuracy")
         ax.title.set_fontsize(9)
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=4)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8, ncol=4)
 
 
 def mosaic(masks: np.ndarray, units: int) -> np.ndarray:
@@ -670,10 +667,7 @@ def plot_locality_rounds(frame: pd.DataFrame, preset_name: str):
     for ax in axes:
         _u_axis(ax)
         ax.yaxis.label.set_fontsize(8)
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=4)
-    plots.caption_preset(fig, preset_name, "measures are ours, not the paper's")
-    return fig
+    return plots.finish(fig, preset_name, "measures are ours, not the paper's", fontsize=8, ncol=4)
 
 
 def plot_degrees(record: dict, preset_name: str, n_bins: int = 4):

@@ -209,10 +209,7 @@ def plot_profiles(initial: list[torch.Tensor], trained: list[torch.Tensor], pres
     axes[0][0].set_ylabel("weight value")
     axes[1][0].set_ylabel("weight value")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8)
 
 
 # ---------------------------------------------------------------------------------------------- F-L2
@@ -242,10 +239,7 @@ def plot_rank_substitution(record: dict, probes: pd.DataFrame, preset_name: str)
     later = probes[probes["step"] > 0]
     ax.plot(later["step"], later["distance_ratio"], marker=".", color="0.3")
     ax.set(xlabel="training step", ylabel=r"$\|\mathrm{sync}(\theta_t)-\theta_t\| \,/\, \|\theta_t-\theta_0\|$", title="how far the projection moves", ylim=(0, None))
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name, "LeNet-300-100, Adam")
-    return fig
+    return plots.finish(fig, preset_name, "LeNet-300-100, Adam", fontsize=8, ncol=2)
 
 
 # ---------------------------------------------------------------------------------------------- F-L3
@@ -304,10 +298,7 @@ def plot_sync_periods(df: pd.DataFrame, preset_name: str, sawtooth_k: int | None
     plots.percent_axis(axes[2])
     for ax in axes:
         ax.title.set_fontsize(9)
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=7, ncol=4)
-    plots.caption_preset(fig, preset_name, f"LeNet-300-100, {int(df['train_images'].iloc[0])} images")
-    return fig
+    return plots.finish(fig, preset_name, f"LeNet-300-100, {int(df['train_images'].iloc[0])} images", fontsize=7, ncol=4)
 
 
 # ---------------------------------------------------------------------------------------------- F-L4
@@ -343,10 +334,7 @@ def plot_sparse(df: pd.DataFrame, preset_name: str):
     axes[1].set(xlabel="p", ylabel="fraction of kernel entries", title="LaPerm rewires", ylim=(0, None))
     plots.percent_axis(axes[1])
     plots.percent_axis(axes[1], "x")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name, "LeNet-300-100")
-    return fig
+    return plots.finish(fig, preset_name, "LeNet-300-100", fontsize=8, ncol=2)
 
 
 # ---------------------------------------------------------------------------------------------- F-L5

@@ -602,10 +602,7 @@ def plot_slots(df: pd.DataFrame, preset_name: str):
         ax.set(title=family, xlabel="candidates per\nconnection, K")
         _percent(ax)
     axes[0].set_ylabel("test accuracy")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=3)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8, ncol=3)
 
 
 def plot_selection(df: pd.DataFrame, preset_name: str):
@@ -620,10 +617,7 @@ def plot_selection(df: pd.DataFrame, preset_name: str):
         ax.set(title=family, xlabel="candidates per\nconnection, K")
         _percent(ax)
     axes[0].set_ylabel("test accuracy (greedy at test)")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8, ncol=2)
 
 
 def plot_finetune(df: pd.DataFrame, preset_name: str):
@@ -656,10 +650,7 @@ def plot_finetune(df: pd.DataFrame, preset_name: str):
             ax.set_ylim(max(0.0, min(lows) - 0.05), None)
         _percent(ax)
     axes[0].set_ylabel("test accuracy")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name)
-    return fig
+    return plots.finish(fig, preset_name, fontsize=8, ncol=2)
 
 
 def change_frame(*frames: pd.DataFrame) -> pd.DataFrame:
@@ -691,10 +682,7 @@ def plot_changes(changes: pd.DataFrame, preset_name: str, family: str = ""):
     plots.percent_axis(axes[0])
     for ax in axes:
         ax.set_xticks(sorted(changes["epoch"].unique()))
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=4)
-    plots.caption_preset(fig, preset_name, family)
-    return fig
+    return plots.finish(fig, preset_name, family, fontsize=8, ncol=4)
 
 
 def plot_histograms(record: dict, preset_name: str):
@@ -712,10 +700,7 @@ def plot_histograms(record: dict, preset_name: str):
         shape = h.get("shape", [])
         ax.set(title=f"layer {h['layer']} ({' x '.join(map(str, shape[1::-1]))})", xlabel="value / b")
     axes[0].set_ylabel("density")
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=2)
-    plots.caption_preset(fig, preset_name, f"{LABELS.get(record['arch'], record['arch'])}, K = {record['num_slots']}")
-    return fig
+    return plots.finish(fig, preset_name, f"{LABELS.get(record['arch'], record['arch'])}, K = {record['num_slots']}", fontsize=8, ncol=2)
 
 
 def histogram_record(sweep: pd.DataFrame, p: Preset) -> dict:

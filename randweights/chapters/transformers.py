@@ -375,10 +375,7 @@ def _k_axis(ax, values, log2: bool = False) -> None:
 def _finish(fig, axes, preset_name: str, ylabel: str = "test accuracy", ncol: int = 2, note: str = ""):
     """Label the first panel, fit the layout, put the legend below and the preset in the corner."""
     axes[0].set_ylabel(ylabel)
-    fig.tight_layout()
-    plots.legend_outside(fig, "below", fontsize=8, ncol=ncol)
-    plots.caption_preset(fig, preset_name, note)
-    return fig
+    return plots.finish(fig, preset_name, note, fontsize=8, ncol=ncol)
 
 
 def plot_k(df: pd.DataFrame, preset_name: str):
