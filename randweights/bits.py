@@ -25,19 +25,26 @@ def unpack_bits(data: np.ndarray, shape) -> torch.Tensor:
 def pack_uint(values: torch.Tensor | np.ndarray, bits: int) -> np.ndarray:
     """Non-negative integers ``< 2**bits`` as a stream of ``bits`` bits each (least significant first)."""
     flat = np.asarray(torch.as_tensor(values).cpu(), dtype=np.int64).reshape(-1)
-    if bits == 0:
+    if bits == 0 or not flat.size:
         return np.zeros(0, dtype=np.uint8)
-    if flat.size and (flat.min() < 0 or flat.max() >= 2**bits):
+    if flat.min() < 0 or flat.max() >= 2**bits:
         raise ValueError(f"pack_uint: values outside [0, 2**{bits})")
-    planes = (flat[:, None] >> np.arange(bits, dtype=np.int64)) & 1
-    return np.packbits(planes.astype(bool).reshape(-1))
+    words = flat.astype(_word(bits)).view(np.uint8).reshape(flat.size, -1)  # little-endian bytes of each value
+    return np.packbits(np.unpackbits(words, axis=1, count=bits, bitorder="little").reshape(-1))
 
 
 def unpack_uint(data: np.ndarray, bits: int, shape) -> torch.Tensor:
     """Inverse of :func:`pack_uint`: an int64 tensor of ``shape``."""
     n = int(np.prod(shape))
-    if bits == 0:
+    if bits == 0 or n == 0:
         return torch.zeros(tuple(shape), dtype=torch.int64)
-    planes = np.unpackbits(data, count=n * bits).reshape(n, bits).astype(np.int64)
-    values = (planes << np.arange(bits, dtype=np.int64)).sum(1)
+    word = _word(bits)
+    planes = np.zeros((n, 8 * word.itemsize), dtype=np.uint8)
+    planes[:, :bits] = np.unpackbits(data, count=n * bits).reshape(n, bits)
+    values = np.packbits(planes.reshape(-1), bitorder="little").view(word).astype(np.int64)  # rows of whole bytes
     return torch.from_numpy(values.reshape(tuple(shape)))
+
+
+def _word(bits: int) -> np.dtype:
+    """The smallest little-endian unsigned integer type holding ``bits`` bits (at most 63: values are int64)."""
+    return np.dtype(next(f"<u{size}" for size in (1, 2, 4, 8) if bits <= 8 * size))

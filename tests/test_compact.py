@@ -44,6 +44,17 @@ def test_uint_packing_round_trips_and_takes_bits_per_value(width):
     assert bits.index_bits(8) == 3 and bits.index_bits(9) == 4 and bits.index_bits(784) == 10
 
 
+@pytest.mark.parametrize("values, width, stream", [
+    ([1, 2, 7, 0], 3, [0b10001011, 0b10000000]),  # 100 010 111 000, then padding
+    ([0xABC], 12, [0b00111101, 0b01010000]),  # C, B, A each least significant bit first
+    ([0x1ABCD], 17, [0b10110011, 0b11010101, 0b10000000]),  # over two bytes: a 32-bit word inside
+])
+def test_uint_stream_is_each_value_least_significant_bit_first_eight_bits_a_byte(values, width, stream):
+    """The file format, pinned: files written before stay readable."""
+    assert bits.pack_uint(torch.tensor(values), width).tolist() == stream
+    assert bits.unpack_uint(np.array(stream, dtype=np.uint8), width, (len(values),)).tolist() == values
+
+
 def test_every_method_loads_in_a_new_process_bit_for_bit(mnist, tmp_path):
     x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     sizes = {}

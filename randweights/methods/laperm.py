@@ -660,8 +660,9 @@ def pack(model: nn.Module, **_) -> tuple[dict, dict, list[str]]:
     state = model.state_dict()
     arrays, sorted_all = {}, []
     for key in tag["layers"]:
-        view = rows(state[key].detach().cpu())
-        order = view.argsort(dim=1, stable=True)
+        tensor = state[key].detach().cpu()
+        view = rows(tensor)
+        order = row_order(view) if takes_fast_path(tensor) else view.argsort(dim=1, stable=True)  # the same order
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(view.shape[1]).expand_as(order).contiguous())
         arrays[f"rank/{key}"] = pack_uint(rank, index_bits(view.shape[1]))
         sorted_all.append(view.gather(1, order))
