@@ -47,8 +47,11 @@ book: setup fashion-mnist
 	  $(BIN)/randweights bundle import "$$b" || exit 1; done
 	$(BIN)/randweights reproduce --preset $(PRESET) --workers $(WORKERS)
 
+# Two passes: every test but those executing the smoke chapters, on two workers (pytest-xdist, one file per worker
+# at a time); then the chapters, the book and what reads them, in one process, so they are executed once.
 test: setup fashion-mnist chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not smoke_book"
+	$(BIN)/python -m pytest -q -m smoke_book
 
 # the unit loop: everything but the notebook, book and package tests (about a minute)
 unit: setup

@@ -13,6 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, for them and their subprocesses
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 @contextlib.contextmanager
 def benchmark_module(name: str):
@@ -153,10 +156,13 @@ def check_jupyter_html(path: Path) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test that executes a notebook (the ``smoke_chapters`` fixture) is slow, wherever it lives."""
+    """Every test that executes a notebook (the ``smoke_chapters`` fixture) is slow, wherever it lives, and marked
+    ``smoke_book``: ``make test`` runs those in one process, after the others ran on two workers (``pytest -n 2``),
+    so the session's smoke chapters are executed once."""
     for item in items:
         if "smoke_chapters" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.smoke_book)
 
 
 @pytest.fixture(scope="session")
